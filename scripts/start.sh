@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Starts dialcore with everything it needs, from a fresh clone on Debian 12 (as root):
+#
+#   bash scripts/start.sh [dialcore start options...]
+#
+# 1. scripts/setup.sh: Debian packages (redis-server, rtpengine-daemon, sip-tester)
+#    and npm dependencies, each only when missing.
+# 2. Redis on 127.0.0.1:${DIALCORE_REDIS_PORT:-6379}, unless one already answers there.
+# 3. rtpengine (userspace, kernel table -1) on 127.0.0.1, ng control on
+#    ${DIALCORE_RTPENGINE_NG_PORT:-22222}/udp, media ports
+#    ${DIALCORE_RTP_PORT_MIN:-30000}-${DIALCORE_RTP_PORT_MAX:-40000}, DTMF events sent
+#    as UDP JSON to 127.0.0.1:${DIALCORE_DTMF_LOG_PORT:-22230}; unless ours already runs.
+# 4. node bin/dialcore.js start "$@" with DIALCORE_REDIS_URL, DIALCORE_RTPENGINE_NG and
+#    DIALCORE_DTMF_LOG_ADDRESS in its environment.
+# Redis and rtpengine started here are stopped when dialcore exits (Ctrl-C, SIGTERM).
+# Their logs and pid files are in .run/.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$(pwd)
+
+bash scripts/setup.sh
+
+run_dir="$root/.run"
+mkdir -p "$run_dir"
+
+redis_port=${DIALCORE_REDIS_PORT:-6379}
+ng_port=${DIALCORE_RTPENGINE_NG_PORT:-22222}
+rtp_min=${DIALCORE_RTP_PORT_MIN:-30000}
+rtp_max=${DIALCORE_RTP_PORT_MAX:-40000}
+dtmf_port=${DIALCORE_DTMF_LOG_PORT:-22230}
+
+log() { echo "[start] $*" >&2; }
+
+started_pids=()
+dialcore_pid=
+
+stop_started() {
+  local pid
+  if [[ -n $dialcore_pid ]] && kill -0 "$dialcore_pid" 2>/dev/null; then
+    kill -TERM "$dialcore_pid" 2>/dev/null || true
+    wait "$dialcore_pid" 2>/dev/null || true
+  fi
+  for pid in "${started_pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${started_pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+}
+trap stop_started EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+wait_until() { # wait_until <tries of 0.1 s> <command...>
+  local tries=$1; shift
+  for _ in $(seq "$tries"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+redis_answers() { [[ $(redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null) == PONG ]]; }
+
+if redis_answers; then
+  log "Redis already answers on 127.0.0.1:$redis_port; using it"
+else
+  log "starting Redis on 127.0.0.1:$redis_port (data in $run_dir/redis)"
+  mkdir -p "$run_dir/redis"
+  redis-server --bind 127.0.0.1 --port "$redis_port" --protected-mode yes \
+    --dir "$run_dir/redis" --daemonize no --logfile "$run_dir/redis.log" \
+    </dev/null &
+  started_pids+=($!)
+  if ! wait_until 100 redis_answers; then
+    echo "start.sh: Redis did not answer PING; see $run_dir/redis.log" >&2
+    exit 1
+  fi
+fi
+
+rtpengine_pidfile="$run_dir/rtpengine.pid"
+rtpengine_running() { [[ -f $rtpengine_pidfile ]] && kill -0 "$(cat "$rtpengine_pidfile")" 2>/dev/null; }
+
+if rtpengine_running; then
+  log "rtpengine already running (pid $(cat "$rtpengine_pidfile")); using it"
+else
+  log "starting rtpengine: ng 127.0.0.1:$ng_port, media 127.0.0.1:$rtp_min-$rtp_max"
+  rm -f "$rtpengine_pidfile"
+  rtpengine --config-file=none --table=-1 --interface=127.0.0.1 \
+    --listen-ng="127.0.0.1:$ng_port" \
+    --port-min="$rtp_min" --port-max="$rtp_max" \
+    --dtmf-log-dest="127.0.0.1:$dtmf_port" \
+    --foreground --log-stderr --pidfile="$rtpengine_pidfile" \
+    </dev/null 2>"$run_dir/rtpengine.log" &
+  rtpengine_pid=$!
+  started_pids+=("$rtpengine_pid")
+  if ! wait_until 50 test -s "$rtpengine_pidfile" || ! kill -0 "$rtpengine_pid" 2>/dev/null; then
+    echo "start.sh: rtpengine did not start; see $run_dir/rtpengine.log" >&2
+    exit 1
+  fi
+fi
+
+if [[ ! -f bin/dialcore.js ]]; then
+  echo "start.sh: bin/dialcore.js not found" >&2
+  exit 1
+fi
+
+export DIALCORE_REDIS_URL=${DIALCORE_REDIS_URL:-redis://127.0.0.1:$redis_port}
+export DIALCORE_RTPENGINE_NG=${DIALCORE_RTPENGINE_NG:-127.0.0.1:$ng_port}
+export DIALCORE_DTMF_LOG_ADDRESS=${DIALCORE_DTMF_LOG_ADDRESS:-127.0.0.1:$dtmf_port}
+
+log "starting dialcore"
+# Not exec: this shell stays to stop Redis and rtpengine when dialcore exits.
+node bin/dialcore.js start "$@" &
+dialcore_pid=$!
+set +e
+wait "$dialcore_pid"
+status=$?
+# A signal to this shell interrupts wait; the INT/TERM trap exits and EXIT stops dialcore.
+dialcore_pid=
+exit "$status"

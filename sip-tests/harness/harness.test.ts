@@ -1,0 +1,106 @@
+/**
+ * The harness itself: real redis-server, rtpengine and SIPp processes on 127.0.0.1.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { createSocket } from 'node:dgram';
+import { createClient } from 'redis';
+import { freePort, freePortRange, isBound, parseSippStatsCsv, redisAnswersPing, rtpengineAnswersPing, runSipp, startRedis, startRtpengine, startSippServer } from './index.js';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+});
+
+describe('ports', () => {
+  it('hands out distinct ports free for UDP and TCP', async () => {
+    const ports = await Promise.all([freePort(), freePort(), freePort()]);
+    expect(new Set(ports).size).toBe(3);
+    const socket = createSocket('udp4');
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(ports[0], '127.0.0.1', () => resolve());
+    });
+    expect(await isBound(ports[0], 'udp')).toBe(true);
+    socket.close();
+  });
+
+  it('hands out even, non-overlapping ranges', async () => {
+    const a = await freePortRange(100);
+    const b = await freePortRange(100);
+    expect(a.min % 2).toBe(0);
+    expect(a.max - a.min).toBe(99);
+    expect(a.max < b.min || b.max < a.min).toBe(true);
+  });
+});
+
+describe('redis', () => {
+  it('starts, serves SET/GET, restarts on the same port and stops', async () => {
+    const redis = await startRedis();
+    cleanups.push(() => redis.stop());
+    expect(redis.url).toBe(`redis://127.0.0.1:${redis.port}`);
+
+    const client = createClient({ url: redis.url });
+    client.on('error', () => undefined);
+    await client.connect();
+    await client.set('harness:key', 'value');
+    expect(await client.get('harness:key')).toBe('value');
+    client.destroy();
+
+    await redis.restart();
+    expect(await redisAnswersPing(redis.port)).toBe(true);
+    const again = createClient({ url: redis.url });
+    again.on('error', () => undefined);
+    await again.connect();
+    expect(await again.get('harness:key')).toBeNull(); // no persistence
+    again.destroy();
+
+    await redis.stop();
+    expect(await redisAnswersPing(redis.port)).toBe(false);
+  });
+});
+
+describe('rtpengine', () => {
+  it('starts userspace rtpengine that answers an ng ping, and stops', async () => {
+    const rtpengine = await startRtpengine({ mediaPorts: 20 });
+    cleanups.push(() => rtpengine.stop());
+    expect(rtpengine.portMax - rtpengine.portMin).toBe(19);
+    expect(await rtpengineAnswersPing(rtpengine.ngPort)).toBe(true);
+    await rtpengine.stop();
+    expect(await rtpengineAnswersPing(rtpengine.ngPort, '127.0.0.1', 300)).toBe(false);
+  });
+});
+
+describe('sipp', () => {
+  it('runs 10 calls of the built-in UAC against the built-in UAS', async () => {
+    const uas = await startSippServer({ scenario: 'uas' });
+    cleanups.push(() => uas.stop());
+    const result = await runSipp({ scenario: 'uac', target: `127.0.0.1:${uas.port}`, calls: 10, rate: 50, timeoutMs: 20_000 });
+    expect(result.exitCode, result.stderr + result.stdout.slice(-1500)).toBe(0);
+    expect(result.stats.successful).toBe(10);
+    expect(result.stats.failed).toBe(0);
+    expect(result.timedOut).toBe(false);
+
+    const uasResult = await uas.stop();
+    expect(uasResult.stats.successful).toBe(10);
+  });
+
+  it('reports failed calls when nobody answers', async () => {
+    const silentPort = await freePort();
+    const result = await runSipp({
+      scenario: 'uac',
+      target: `127.0.0.1:${silentPort}`,
+      calls: 1,
+      timeoutMs: 15_000,
+      extraArgs: ['-recv_timeout', '1000', '-max_retrans', '1'],
+    });
+    expect(result.exitCode).not.toBe(0);
+    expect(result.stats.successful).toBe(0);
+    expect(result.stats.failed).toBe(1);
+  });
+
+  it('parses the last row of a statistics CSV', () => {
+    const stats = parseSippStatsCsv('SuccessfulCall(C);FailedCall(C);Retransmissions(C);\n0;0;0;\n7;2;3;\n');
+    expect(stats).toMatchObject({ successful: 7, failed: 2, retransmissions: 3 });
+    expect(parseSippStatsCsv('')).toMatchObject({ successful: 0, failed: 0 });
+  });
+});

@@ -1,0 +1,19 @@
+/**
+ * Test harness for integration suites: real Redis, rtpengine and SIPp peers on 127.0.0.1,
+ * each on ports of its own, stopped by the suite (and killed if the test process dies).
+ */
+export { freePort, freePorts, freePortRange, releasePort, type PortRange } from './ports.js';
+export { spawnService, makeServiceDir, waitUntil, isBound, type Service, type ServiceOptions, type ServiceExit } from './service.js';
+export { startRedis, redisAnswersPing, type RedisServer } from './redis.js';
+export { startRtpengine, rtpengineAnswersPing, type RtpengineServer, type RtpengineOptions } from './rtpengine.js';
+export {
+  runSipp,
+  startSippServer,
+  parseSippStatsCsv,
+  type SippOptions,
+  type SippResult,
+  type SippServer,
+  type SippStats,
+  type SippTransport,
+  type SippInjection,
+} from './sipp.js';

@@ -1,0 +1,30 @@
+/**
+ * Digest HA1 (RFC 7616 §3.4.2): H(username ":" realm ":" password), hex, for each algorithm we
+ * accept. Only these hashes are stored, never the password.
+ */
+import { createHash } from 'node:crypto';
+
+export const DIGEST_ALGORITHMS = ['SHA-256', 'MD5', 'SHA-512-256'] as const;
+export type DigestAlgorithm = (typeof DIGEST_ALGORITHMS)[number];
+
+const NODE_HASH: Record<DigestAlgorithm, string> = {
+  MD5: 'md5',
+  'SHA-256': 'sha256',
+  'SHA-512-256': 'sha512-256',
+};
+
+/** Hex digest H(data) for a digest algorithm (RFC 7616 §3.2, RFC 8760 §2). */
+export function digestHash(algorithm: DigestAlgorithm, data: string): string {
+  return createHash(NODE_HASH[algorithm]).update(data, 'utf8').digest('hex');
+}
+
+export function computeHa1(algorithm: DigestAlgorithm, username: string, realm: string, password: string): string {
+  return digestHash(algorithm, `${username}:${realm}:${password}`);
+}
+
+/** Parses an `algorithm` parameter value; undefined (absent) means MD5 (RFC 7616 §3.3). */
+export function parseAlgorithm(value: string | undefined): DigestAlgorithm | null {
+  if (value === undefined) return 'MD5';
+  const upper = value.toUpperCase();
+  return (DIGEST_ALGORITHMS as readonly string[]).includes(upper) ? (upper as DigestAlgorithm) : null;
+}

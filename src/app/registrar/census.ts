@@ -1,0 +1,43 @@
+/**
+ * Keeps the dialcore_registrations gauge (by transport and connection method) current by
+ * counting bindings in Redis every `intervalMs` (a SCAN: cluster-wide truth without per-request
+ * bookkeeping).
+ */
+import { registrationsGauge } from '../observability/metrics.js';
+import type { Logger } from '../observability/logger.js';
+import type { BindingStore } from './binding-store.js';
+
+export class RegistrationCensus {
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly bindings: BindingStore,
+    private readonly intervalMs = 15_000,
+    private readonly log?: Logger,
+  ) {}
+
+  start(): void {
+    if (this.timer) return;
+    void this.refresh();
+    this.timer = setInterval(() => void this.refresh(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  async refresh(): Promise<void> {
+    try {
+      const counts = await this.bindings.census();
+      registrationsGauge.reset();
+      for (const [label, count] of counts) {
+        const [transport = 'unknown', method = 'unknown'] = label.split('|');
+        registrationsGauge.set({ transport, method }, count);
+      }
+    } catch (err) {
+      this.log?.warn({ err }, 'registration census failed');
+    }
+  }
+}

@@ -1,0 +1,240 @@
+/**
+ * The one typed wrapper over drachtio-srf 5.x.
+ *
+ * drachtio-srf ships types (lib/@types/index.d.ts) that are wrong or incomplete in ways that
+ * matter here (no Dialog.id, connect() typed as Promise<void> though it resolves the app,
+ * missing connect options enablePing/pingInterval/tags/reconnect, srf.request mistyped, `any`
+ * in callbacks). Everything in the app imports SIP-facing types from this file only; no other
+ * module imports 'drachtio-srf' directly.
+ */
+import { createRequire } from 'node:module';
+import type { EventEmitter } from 'node:events';
+
+const require = createRequire(import.meta.url);
+
+export type SipMethod =
+  | 'ACK' | 'BYE' | 'CANCEL' | 'INFO' | 'INVITE' | 'MESSAGE' | 'NOTIFY' | 'OPTIONS' | 'PRACK'
+  | 'PUBLISH' | 'REFER' | 'REGISTER' | 'SUBSCRIBE' | 'UPDATE';
+
+export type SipHeaders = Record<string, string>;
+
+/** A name-addr as drachtio-srf's parser returns it from getParsedHeader('to'|'from'|'contact'...). */
+export interface ParsedNameAddr {
+  name?: string;
+  uri: string;
+  params: Record<string, string | null | undefined>;
+}
+
+export interface ParsedVia {
+  version: string;
+  protocol: string;
+  host: string;
+  port?: string;
+  params?: Record<string, string | null | undefined>;
+}
+
+export interface ParsedUri {
+  family?: 'ipv4' | 'ipv6';
+  scheme: string;
+  user?: string;
+  password?: string;
+  host?: string;
+  port?: number | string;
+  params: Record<string, string | null>;
+  headers: Record<string, string>;
+}
+
+/** Fields common to a drachtio-srf request or response. */
+export interface SrfMessage {
+  readonly type: 'request' | 'response';
+  body: string;
+  readonly headers: Record<string, string>;
+  readonly raw: string;
+  readonly source: 'network' | 'application';
+  /** IP of the peer the message came from (network) or went to (application) */
+  readonly source_address: string;
+  readonly source_port: string;
+  /** 'udp' | 'tcp' | 'tls' | 'ws' | 'wss' */
+  readonly protocol: string;
+  readonly stackTime: string;
+  readonly calledNumber: string;
+  readonly callingNumber: string;
+  get(name: string): string | undefined;
+  has(name: string): boolean;
+  getParsedHeader(name: 'contact' | 'Contact'): ParsedNameAddr[];
+  getParsedHeader(name: 'via' | 'Via'): ParsedVia[];
+  getParsedHeader(name: 'to' | 'To' | 'from' | 'From' | 'p-asserted-identity' | 'remote-party-id' | 'refer-to' | 'referred-by'): ParsedNameAddr;
+}
+
+export interface SrfRequest extends SrfMessage {
+  readonly method: SipMethod;
+  readonly uri: string;
+  readonly callId: string;
+  readonly from: string;
+  readonly to: string;
+  readonly stackTxnId: string;
+  readonly stackDialogId?: string;
+  readonly isNewInvite: boolean;
+  readonly registration?: { type: 'register' | 'unregister'; expires: number; contact: ParsedNameAddr[]; aor: string };
+  /** locals bag for middleware */
+  locals: Record<string, unknown>;
+  cancel(opts?: { headers?: SipHeaders }, callback?: (err: Error | null, cancel?: SrfRequest) => void): void;
+  on(event: 'cancel', listener: (cancel: SrfMessage) => void): this;
+  on(event: 'response', listener: (res: SrfResponse, ack: (opts?: { sdp?: string }) => void) => void): this;
+  on(event: 'update', listener: (req: SrfRequest, res: SrfResponse) => void): this;
+  removeAllListeners(event?: string): this;
+}
+
+export interface SendResponseOptions {
+  headers?: SipHeaders;
+  body?: string;
+}
+
+export interface SrfResponse extends SrfMessage {
+  status: number;
+  statusCode: number;
+  reason: string;
+  readonly finalResponseSent: boolean;
+  send(status: number, opts?: SendResponseOptions): void;
+  send(status: number, reason: string, opts?: SendResponseOptions, callback?: (err: Error | null, msg?: SrfMessage) => void): void;
+}
+
+export interface DialogSipInfo { callId: string; localTag: string; remoteTag: string }
+
+export interface Dialog extends EventEmitter {
+  readonly id: string;
+  readonly type: 'uac' | 'uas';
+  readonly sip: DialogSipInfo;
+  readonly local: { uri: string; sdp: string; contact?: string };
+  readonly remote: { uri: string; sdp: string; contact?: string };
+  readonly req: SrfRequest;
+  readonly onHold: boolean;
+  connected: boolean;
+  other?: Dialog;
+  destroy(opts?: { headers?: SipHeaders }): Promise<SrfRequest>;
+  modify(sdp: string, opts?: { noAck?: boolean }): Promise<string>;
+  request(opts: { method: SipMethod; headers?: SipHeaders; body?: string }): Promise<SrfResponse>;
+  on(event: 'destroy', listener: (req: SrfRequest, reason?: string) => void): this;
+  on(event: 'ack', listener: (req: SrfRequest) => void): this;
+  on(event: 'modify' | 'info' | 'refer' | 'notify' | 'update' | 'options' | 'message', listener: (req: SrfRequest, res: SrfResponse) => void): this;
+  on(event: 'refresh', listener: (req: SrfRequest) => void): this;
+  on(event: 'hold' | 'unhold', listener: (req: SrfRequest) => void): this;
+}
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  secret: string;
+  tags?: string[];
+  enablePing?: boolean;
+  /** ms, 5000..300000 */
+  pingInterval?: number;
+  reconnect?: { retryMaxDelay?: number | null; maxAttempts?: number; connectTimeout?: number };
+  tls?: Record<string, unknown>;
+}
+
+export interface CreateUasOptions { localSdp?: string | (() => Promise<string>); headers?: SipHeaders; body?: string }
+
+export interface CreateUacOptions {
+  uri?: string;
+  headers?: SipHeaders;
+  localSdp?: string;
+  noAck?: boolean;
+  /** sip URI of the next hop (outbound proxy); the request is sent there, Request-URI unchanged */
+  proxy?: string;
+  auth?: { username: string; password: string };
+  method?: SipMethod;
+}
+
+export interface UacProgress {
+  cbRequest?: (err: Error | null, req: SrfRequest) => void;
+  cbProvisional?: (res: SrfResponse) => void;
+}
+
+export interface CreateB2buaOptions {
+  headers?: SipHeaders;
+  responseHeaders?: SipHeaders | ((uacRes: SrfResponse, headers: SipHeaders) => SipHeaders | null);
+  localSdpA?: string | ((sdp: string, res: SrfResponse) => string | Promise<string>);
+  localSdpB?: string | ((sdp: string) => string | Promise<string>);
+  proxyRequestHeaders?: string[];
+  proxyResponseHeaders?: string[];
+  passFailure?: boolean;
+  passProvisionalResponses?: boolean;
+  proxy?: string;
+  auth?: { username: string; password: string };
+}
+
+export interface RequestOptions { method: SipMethod; headers?: SipHeaders; body?: string; proxy?: string; auth?: { username: string; password: string } }
+
+/** Error thrown by createUAC/createB2BUA when the far end answers with a failure. */
+export interface SipFailure extends Error { status: number; reason?: string; res?: SrfResponse }
+
+export function isSipFailure(err: unknown): err is SipFailure {
+  return err instanceof Error && typeof (err as { status?: unknown }).status === 'number';
+}
+
+export type RequestHandler = (req: SrfRequest, res: SrfResponse) => void;
+export type Middleware = (req: SrfRequest, res: SrfResponse, next: (err?: Error) => void) => void;
+
+export interface Srf extends EventEmitter {
+  connect(opts: ConnectOptions): Srf;
+  disconnect(): void;
+  use(mw: Middleware): void;
+  use(method: string, mw: Middleware): void;
+  invite(handler: RequestHandler): void;
+  register(handler: RequestHandler): void;
+  options(handler: RequestHandler): void;
+  subscribe(handler: RequestHandler): void;
+  message(handler: RequestHandler): void;
+  info(handler: RequestHandler): void;
+  notify(handler: RequestHandler): void;
+  publish(handler: RequestHandler): void;
+  refer(handler: RequestHandler): void;
+  bye(handler: RequestHandler): void;
+  createUAS(req: SrfRequest, res: SrfResponse, opts: CreateUasOptions): Promise<Dialog>;
+  createUAC(uri: string, opts?: CreateUacOptions, progress?: UacProgress): Promise<Dialog>;
+  createB2BUA(req: SrfRequest, res: SrfResponse, uri: string, opts?: CreateB2buaOptions,
+    progress?: UacProgress & { cbFinalizedUac?: (uac: Dialog) => void }): Promise<{ uas: Dialog; uac: Dialog }>;
+  request(uri: string, opts: RequestOptions): Promise<SrfRequest>;
+  findDialogById(id: string): Dialog | undefined;
+  on(event: 'connect', listener: (err: Error | null, hostport: string, serverVersion?: string, localHostports?: string) => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+  on(event: 'disconnect' | 'reconnecting' | 'close', listener: (...args: unknown[]) => void): this;
+  locals: Record<string, unknown>;
+}
+
+interface SrfModule {
+  new(tags?: string | string[]): Srf;
+  parseUri(uri: string): ParsedUri | undefined;
+  stringifyUri(uri: ParsedUri): string;
+}
+
+const SrfCtor = require('drachtio-srf') as SrfModule;
+
+export function createSrf(tags?: string[]): Srf {
+  return new SrfCtor(tags);
+}
+
+/** drachtio-srf's own URI parser (tolerant); undefined when the string is not a URI. */
+export function parseSipUri(uri: string): ParsedUri | undefined {
+  try {
+    return SrfCtor.parseUri(uri) ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resolves once the srf app is connected and authenticated, rejects on an auth failure or timeout. */
+export function connectSrf(srf: Srf, opts: ConnectOptions, timeoutMs = 10_000): Promise<{ hostport: string; serverVersion?: string }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`drachtio connect to ${opts.host}:${opts.port} timed out`)), timeoutMs);
+    srf.on('connect', (err, hostport, serverVersion) => {
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve({ hostport, serverVersion });
+    });
+    // srf emits 'error' for a refused connection; without a listener Node would throw.
+    srf.on('error', () => { /* reconnect is srf's job; connect timeout reports persistent failure */ });
+    srf.connect(opts);
+  });
+}

@@ -1,0 +1,29 @@
+/**
+ * Redis key layout (docs/user-model.md). Everything about one user shares the hash tag
+ * `{u:<id>}`, so a Redis Cluster keeps it in one slot and one Lua script can touch all of it
+ * (user record, bindings, nc counters, failure counter, ban). Unique indexes are single keys
+ * claimed with SET NX (atomic on their own, so they need no cross-slot transaction).
+ */
+export const KEY_PREFIX = 'dc';
+
+export const keys = {
+  user: (id: string) => `${KEY_PREFIX}:{u:${id}}:user`,
+  bindings: (id: string) => `${KEY_PREFIX}:{u:${id}}:bindings`,
+  nonceCount: (id: string, nonce: string) => `${KEY_PREFIX}:{u:${id}}:nc:${nonce}`,
+  userFailures: (id: string) => `${KEY_PREFIX}:{u:${id}}:fails`,
+  userBan: (id: string) => `${KEY_PREFIX}:{u:${id}}:ban`,
+  /** login -> id */
+  loginIndex: (login: string) => `${KEY_PREFIX}:login:${login.toLowerCase()}`,
+  /** dial-in ID -> id */
+  dialInIndex: (dialInId: string) => `${KEY_PREFIX}:dialin:${dialInId}`,
+  /** internal number -> id */
+  internalNumberIndex: (number: string) => `${KEY_PREFIX}:ext:${number}`,
+  /** ZSET of all user ids, all scores 0: ZRANGE BYLEX gives stable cursor pagination. */
+  userIds: () => `${KEY_PREFIX}:users`,
+  sourceFailures: (ip: string) => `${KEY_PREFIX}:ipfails:${ip}`,
+  /** ZSET ip -> ban end (ms since epoch). */
+  sourceBans: () => `${KEY_PREFIX}:bans:ip`,
+};
+
+/** The pub/sub channel for change, kick and ban events. */
+export const EVENTS_CHANNEL = `${KEY_PREFIX}:events`;

@@ -1,0 +1,104 @@
+/**
+ * `dialcore` command line: edge | app | start. See `dialcore --help`.
+ */
+import { loadConfig, helpText, redactConfig, ConfigError, type DialcoreConfig } from './config/index.js';
+import { createLogger } from './app/observability/logger.js';
+import { Edge } from './edge/edge.js';
+import { startCore, type RunningCore } from './app/core.js';
+import type { Logger } from 'pino';
+
+const USAGE = `Usage: dialcore <command> [options]
+
+Commands:
+  edge    run the embedded SIP edge alone (drachtio protocol server on --admin)
+  app     run the core app alone against a drachtio server (--drachtio): our edge or drachtio-server
+  start   run both, wired together, from the config file
+
+Examples:
+  dialcore edge --sip udp:127.0.0.1:5060 --sip tcp:127.0.0.1:5060 --admin 127.0.0.1:9022 --secret S
+  dialcore app --drachtio 127.0.0.1:9022 --secret S
+  dialcore start --redis redis://127.0.0.1:6379 --http 127.0.0.1:8080
+`;
+
+async function runEdge(config: DialcoreConfig, logger: Logger): Promise<Edge> {
+  if (!config.drachtio.secret) throw new ConfigError([{ field: 'drachtio.secret', message: 'a secret is required (--secret or DIALCORE_SECRET)' }]);
+  const edge = new Edge({
+    sip: config.sip.listen,
+    admin: config.drachtio.listen,
+    secret: config.drachtio.secret,
+    externalHost: config.sip.externalHost,
+    tls: config.sip.tlsCert && config.sip.tlsKey ? { certFile: config.sip.tlsCert, keyFile: config.sip.tlsKey } : undefined,
+    timers: { T1: config.sip.t1, T2: config.sip.t2, T4: config.sip.t4 },
+    limits: { maxMessageBytes: config.sip.maxMessageBytes, maxConnections: config.sip.maxConnections, maxConnectionsPerIp: config.sip.maxConnectionsPerIp },
+    logger: logger.child({ component: 'edge' }),
+  });
+  await edge.start();
+  return edge;
+}
+
+async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.drachtio.connect): Promise<RunningCore> {
+  if (!config.drachtio.secret) throw new ConfigError([{ field: 'drachtio.secret', message: 'a secret is required (--secret or DIALCORE_SECRET)' }]);
+  return startCore({ drachtio: { ...drachtio, secret: config.drachtio.secret }, logger: logger.child({ component: 'core' }) });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let loaded;
+  try {
+    loaded = loadConfig({ argv });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const [command] = loaded.positionals;
+  if (loaded.help || !command || command === 'help') {
+    process.stdout.write(`${USAGE}\n${helpText()}\n`);
+    return command || loaded.help ? 0 : 2;
+  }
+  const { config } = loaded;
+  const logger = createLogger({ level: config.log.level });
+  logger.debug({ config: redactConfig(config) }, 'configuration');
+  const stoppers: Array<() => Promise<void>> = [];
+  try {
+    switch (command) {
+      case 'edge': {
+        const edge = await runEdge(config, logger);
+        stoppers.push(() => edge.stop());
+        break;
+      }
+      case 'app': {
+        const core = await runApp(config, logger);
+        stoppers.push(() => core.stop());
+        break;
+      }
+      case 'start': {
+        const edge = await runEdge(config, logger);
+        stoppers.push(() => edge.stop());
+        const core = await runApp(config, logger, config.drachtio.listen);
+        stoppers.unshift(() => core.stop());
+        break;
+      }
+      default:
+        process.stderr.write(`unknown command "${command}"\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+    } else {
+      logger.fatal({ err }, 'failed to start');
+    }
+    for (const stop of stoppers) await stop().catch(() => undefined);
+    return 1;
+  }
+  const shutdown = async (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    for (const stop of stoppers) await stop().catch(() => undefined);
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  return -1; // keep running
+}

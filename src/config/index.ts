@@ -1,0 +1,332 @@
+/**
+ * dialcore configuration: defaults < config file (JSON with comments) < environment < flags.
+ * Every option is declared once in OPTIONS below: its flag, its environment variable, its place in
+ * the config file, how it is validated and its help text, so `--help` and validation can't drift.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { isIP } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type SipTransportName = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';
+export interface SipListen { protocol: SipTransportName; host: string; port: number }
+export interface HostPort { host: string; port: number }
+
+export interface DialcoreConfig {
+  sip: {
+    listen: SipListen[];
+    externalHost?: string;
+    tlsCert?: string;
+    tlsKey?: string;
+    t1: number;
+    t2: number;
+    t4: number;
+    maxMessageBytes: number;
+    maxConnections: number;
+    maxConnectionsPerIp: number;
+  };
+  drachtio: { listen: HostPort; connect: HostPort; secret: string };
+  redis: { url: string };
+  http: { listen: HostPort; adminToken: string };
+  rtpengine: { engines: HostPort[]; pingIntervalMs: number };
+  registrar: { realm: string; minExpires: number; maxExpires: number; defaultExpires: number; nonceSecret: string; nonceLifetimeSeconds: number };
+  log: { level: string };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: Array<{ field: string; message: string }>) {
+    super('invalid configuration:\n' + problems.map((p) => `  ${p.field}: ${p.message}`).join('\n'));
+  }
+}
+
+type Kind = 'string' | 'secret' | 'int' | 'hostport' | 'sip-listen-list' | 'hostport-list' | 'level' | 'redis-url';
+
+interface OptionSpec {
+  /** dotted path in the config object and file */
+  path: string;
+  flag: string;
+  env: string;
+  kind: Kind;
+  help: string;
+  /** flags that may be repeated accumulate into the list */
+  repeatable?: boolean;
+  min?: number;
+  max?: number;
+}
+
+export const OPTIONS: OptionSpec[] = [
+  { path: 'sip.listen', flag: '--sip', env: 'DIALCORE_SIP', kind: 'sip-listen-list', repeatable: true, help: 'SIP listener proto:host:port (udp, tcp, tls, ws, wss); repeat for several' },
+  { path: 'sip.externalHost', flag: '--external-host', env: 'DIALCORE_EXTERNAL_HOST', kind: 'string', help: 'address advertised in Via/Contact when behind NAT' },
+  { path: 'sip.tlsCert', flag: '--tls-cert', env: 'DIALCORE_TLS_CERT', kind: 'string', help: 'PEM certificate file for tls/wss listeners' },
+  { path: 'sip.tlsKey', flag: '--tls-key', env: 'DIALCORE_TLS_KEY', kind: 'string', help: 'PEM private key file for tls/wss listeners' },
+  { path: 'sip.t1', flag: '--t1', env: 'DIALCORE_T1', kind: 'int', min: 50, max: 10_000, help: 'RFC 3261 T1 in ms (RTT estimate)' },
+  { path: 'sip.t2', flag: '--t2', env: 'DIALCORE_T2', kind: 'int', min: 100, max: 60_000, help: 'RFC 3261 T2 in ms' },
+  { path: 'sip.t4', flag: '--t4', env: 'DIALCORE_T4', kind: 'int', min: 100, max: 60_000, help: 'RFC 3261 T4 in ms' },
+  { path: 'sip.maxMessageBytes', flag: '--max-message-bytes', env: 'DIALCORE_MAX_MESSAGE_BYTES', kind: 'int', min: 1024, max: 1_000_000, help: 'largest SIP message accepted' },
+  { path: 'sip.maxConnections', flag: '--max-connections', env: 'DIALCORE_MAX_CONNECTIONS', kind: 'int', min: 1, max: 1_000_000, help: 'most TCP/TLS/WS connections at once' },
+  { path: 'sip.maxConnectionsPerIp', flag: '--max-connections-per-ip', env: 'DIALCORE_MAX_CONNECTIONS_PER_IP', kind: 'int', min: 1, max: 1_000_000, help: 'most connections from one IP' },
+  { path: 'drachtio.listen', flag: '--admin', env: 'DIALCORE_ADMIN', kind: 'hostport', help: 'edge: drachtio protocol listener host:port that srf apps connect to' },
+  { path: 'drachtio.connect', flag: '--drachtio', env: 'DIALCORE_DRACHTIO', kind: 'hostport', help: 'app: drachtio server host:port to connect to (our edge or drachtio-server)' },
+  { path: 'drachtio.secret', flag: '--secret', env: 'DIALCORE_SECRET', kind: 'secret', help: 'drachtio shared secret' },
+  { path: 'redis.url', flag: '--redis', env: 'DIALCORE_REDIS', kind: 'redis-url', help: 'Redis URL, e.g. redis://127.0.0.1:6379' },
+  { path: 'http.listen', flag: '--http', env: 'DIALCORE_HTTP', kind: 'hostport', help: 'admin HTTP API, /metrics and /healthz listener host:port' },
+  { path: 'http.adminToken', flag: '--admin-token', env: 'DIALCORE_ADMIN_TOKEN', kind: 'secret', help: 'bearer token for the admin API' },
+  { path: 'rtpengine.engines', flag: '--rtpengine', env: 'DIALCORE_RTPENGINE', kind: 'hostport-list', repeatable: true, help: 'rtpengine ng (UDP) host:port; repeat for a pool' },
+  { path: 'rtpengine.pingIntervalMs', flag: '--rtpengine-ping-ms', env: 'DIALCORE_RTPENGINE_PING_MS', kind: 'int', min: 500, max: 600_000, help: 'rtpengine health ping interval' },
+  { path: 'registrar.realm', flag: '--realm', env: 'DIALCORE_REALM', kind: 'string', help: 'digest realm (HA1s are computed with it)' },
+  { path: 'registrar.minExpires', flag: '--min-expires', env: 'DIALCORE_MIN_EXPIRES', kind: 'int', min: 1, max: 86_400, help: 'smallest registration interval accepted (423 below)' },
+  { path: 'registrar.maxExpires', flag: '--max-expires', env: 'DIALCORE_MAX_EXPIRES', kind: 'int', min: 1, max: 604_800, help: 'largest registration interval granted' },
+  { path: 'registrar.defaultExpires', flag: '--default-expires', env: 'DIALCORE_DEFAULT_EXPIRES', kind: 'int', min: 1, max: 604_800, help: 'interval when the REGISTER names none' },
+  { path: 'registrar.nonceSecret', flag: '--nonce-secret', env: 'DIALCORE_NONCE_SECRET', kind: 'secret', help: 'HMAC key signing digest nonces (same on every instance)' },
+  { path: 'registrar.nonceLifetimeSeconds', flag: '--nonce-lifetime', env: 'DIALCORE_NONCE_LIFETIME', kind: 'int', min: 5, max: 3600, help: 'seconds before a nonce is stale' },
+  { path: 'log.level', flag: '--log-level', env: 'DIALCORE_LOG_LEVEL', kind: 'level', help: 'trace, debug, info, warn, error, fatal or silent' },
+];
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const DEFAULT_CONFIG_FILE = path.resolve(here, '../../config/dialcore.jsonc');
+
+/** JSON with // and /* comments (the documented default file). */
+export function parseJsonc(text: string): unknown {
+  let out = '';
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      out += c;
+      if (c === '\\') out += text[++i] ?? '';
+      else if (c === '"') inString = false;
+    } else if (c === '"') {
+      inString = true;
+      out += c;
+    } else if (c === '/' && text[i + 1] === '/') {
+      while (i < text.length && text[i] !== '\n') i++;
+      out += '\n';
+    } else if (c === '/' && text[i + 1] === '*') {
+      const end = text.indexOf('*/', i + 2);
+      i = end === -1 ? text.length : end + 1;
+    } else {
+      out += c;
+    }
+  }
+  return JSON.parse(out.replace(/,(\s*[}\]])/g, '$1'));
+}
+
+function getPath(obj: unknown, dotted: string): unknown {
+  let cur: unknown = obj;
+  for (const key of dotted.split('.')) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[key];
+  }
+  return cur;
+}
+
+function setPath(obj: Record<string, unknown>, dotted: string, value: unknown): void {
+  const keys = dotted.split('.');
+  let cur = obj;
+  for (const key of keys.slice(0, -1)) {
+    if (typeof cur[key] !== 'object' || cur[key] === null) cur[key] = {};
+    cur = cur[key] as Record<string, unknown>;
+  }
+  cur[keys[keys.length - 1]] = value;
+}
+
+export function parseHostPort(s: string): HostPort | string {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(s.trim());
+  if (!m) return 'expected host:port (IPv6 as [addr]:port)';
+  const port = Number(m[3]);
+  if (port > 65535) return 'port must be 0-65535';
+  return { host: m[1] ?? m[2], port };
+}
+
+export function parseSipListen(s: string): SipListen | string {
+  const m = /^(udp|tcp|tls|ws|wss):(.+)$/i.exec(s.trim());
+  if (!m) return 'expected proto:host:port with proto one of udp, tcp, tls, ws, wss';
+  const hp = parseHostPort(m[2]);
+  if (typeof hp === 'string') return hp;
+  if (!isIP(hp.host)) return `host must be an IP address to bind, got "${hp.host}"`;
+  return { protocol: m[1].toLowerCase() as SipTransportName, ...hp };
+}
+
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+/** Convert one raw value (string from env/flag, or JSON value from the file) for an option. */
+function coerce(spec: OptionSpec, raw: unknown): { value?: unknown; error?: string } {
+  const asList = (v: unknown): unknown[] => (Array.isArray(v) ? v : typeof v === 'string' ? v.split(',').map((x) => x.trim()).filter(Boolean) : [v]);
+  switch (spec.kind) {
+    case 'string':
+    case 'secret':
+      return typeof raw === 'string' ? { value: raw } : { error: 'must be a string' };
+    case 'level':
+      return typeof raw === 'string' && LEVELS.includes(raw) ? { value: raw } : { error: `must be one of ${LEVELS.join(', ')}` };
+    case 'redis-url':
+      return typeof raw === 'string' && /^rediss?:\/\/[^\s]+$/.test(raw) ? { value: raw } : { error: 'must be a redis:// or rediss:// URL' };
+    case 'int': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw.trim()) ? Number(raw) : NaN;
+      if (!Number.isInteger(n)) return { error: 'must be a whole number' };
+      if (spec.min !== undefined && n < spec.min) return { error: `must be at least ${spec.min}` };
+      if (spec.max !== undefined && n > spec.max) return { error: `must be at most ${spec.max}` };
+      return { value: n };
+    }
+    case 'hostport': {
+      if (typeof raw !== 'string') return { error: 'must be a "host:port" string' };
+      const hp = parseHostPort(raw);
+      return typeof hp === 'string' ? { error: hp } : { value: hp };
+    }
+    case 'hostport-list': {
+      const out: HostPort[] = [];
+      for (const item of asList(raw)) {
+        if (typeof item !== 'string') return { error: 'entries must be "host:port" strings' };
+        const hp = parseHostPort(item);
+        if (typeof hp === 'string') return { error: `"${item}": ${hp}` };
+        out.push(hp);
+      }
+      return { value: out };
+    }
+    case 'sip-listen-list': {
+      const out: SipListen[] = [];
+      for (const item of asList(raw)) {
+        if (typeof item !== 'string') return { error: 'entries must be "proto:host:port" strings' };
+        const l = parseSipListen(item);
+        if (typeof l === 'string') return { error: `"${item}": ${l}` };
+        out.push(l);
+      }
+      if (out.length === 0) return { error: 'at least one listener is required' };
+      return { value: out };
+    }
+  }
+}
+
+export interface LoadOptions {
+  argv?: string[];
+  env?: NodeJS.ProcessEnv;
+  /** explicit file; else --config / DIALCORE_CONFIG; else config/dialcore.jsonc */
+  file?: string;
+}
+
+export interface LoadedConfig {
+  config: DialcoreConfig;
+  /** arguments that were not options (e.g. the sub-command) */
+  positionals: string[];
+  help: boolean;
+}
+
+/** Load, merge and validate; throws ConfigError naming every bad field. */
+export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
+  const argv = opts.argv ?? [];
+  const env = opts.env ?? process.env;
+  const problems: Array<{ field: string; message: string }> = [];
+  const positionals: string[] = [];
+  let help = false;
+
+  // flags
+  const flagValues = new Map<OptionSpec, string[]>();
+  let configFile = opts.file ?? env.DIALCORE_CONFIG;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--help' || arg === '-h') { help = true; continue; }
+    if (!arg.startsWith('--')) { positionals.push(arg); continue; }
+    const [name, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const value = inline ?? argv[++i];
+    if (name === '--config') { configFile = value; continue; }
+    const spec = OPTIONS.find((o) => o.flag === name);
+    if (!spec) { problems.push({ field: name, message: 'unknown flag (see --help)' }); continue; }
+    if (value === undefined) { problems.push({ field: name, message: 'needs a value' }); continue; }
+    flagValues.set(spec, [...(flagValues.get(spec) ?? []), value]);
+  }
+
+  const file = configFile ?? DEFAULT_CONFIG_FILE;
+  let fileObj: unknown = {};
+  if (existsSync(file)) {
+    try {
+      fileObj = parseJsonc(readFileSync(file, 'utf8'));
+    } catch (err) {
+      problems.push({ field: file, message: `not valid JSON: ${(err as Error).message}` });
+    }
+  } else if (configFile) {
+    problems.push({ field: '--config', message: `file not found: ${configFile}` });
+  }
+
+  const config: Record<string, unknown> = {};
+  for (const spec of OPTIONS) {
+    let raw: unknown;
+    let source = spec.path;
+    const flags = flagValues.get(spec);
+    if (flags) {
+      raw = spec.repeatable ? flags.flatMap((f) => f.split(',')) : flags[flags.length - 1];
+      source = spec.flag;
+    } else if (env[spec.env] !== undefined && env[spec.env] !== '') {
+      raw = env[spec.env];
+      source = spec.env;
+    } else {
+      raw = getPath(fileObj, spec.path);
+    }
+    if (raw === undefined) continue;
+    const { value, error } = coerce(spec, raw);
+    if (error) problems.push({ field: source, message: error });
+    else setPath(config, spec.path, value);
+  }
+  if (problems.length) throw new ConfigError(problems);
+
+  const c = config as Partial<Record<keyof DialcoreConfig, Record<string, unknown>>>;
+  const sip = c.sip ?? {};
+  const result: DialcoreConfig = {
+    sip: {
+      listen: (sip.listen as SipListen[] | undefined) ?? [{ protocol: 'udp', host: '127.0.0.1', port: 5060 }, { protocol: 'tcp', host: '127.0.0.1', port: 5060 }],
+      externalHost: sip.externalHost as string | undefined,
+      tlsCert: sip.tlsCert as string | undefined,
+      tlsKey: sip.tlsKey as string | undefined,
+      t1: (sip.t1 as number | undefined) ?? 500,
+      t2: (sip.t2 as number | undefined) ?? 4000,
+      t4: (sip.t4 as number | undefined) ?? 5000,
+      maxMessageBytes: (sip.maxMessageBytes as number | undefined) ?? 65535,
+      maxConnections: (sip.maxConnections as number | undefined) ?? 10_000,
+      maxConnectionsPerIp: (sip.maxConnectionsPerIp as number | undefined) ?? 1_000,
+    },
+    drachtio: {
+      listen: (c.drachtio?.listen as HostPort | undefined) ?? { host: '127.0.0.1', port: 9022 },
+      connect: (c.drachtio?.connect as HostPort | undefined) ?? (c.drachtio?.listen as HostPort | undefined) ?? { host: '127.0.0.1', port: 9022 },
+      secret: (c.drachtio?.secret as string | undefined) ?? '',
+    },
+    redis: { url: (c.redis?.url as string | undefined) ?? 'redis://127.0.0.1:6379' },
+    http: {
+      listen: (c.http?.listen as HostPort | undefined) ?? { host: '127.0.0.1', port: 8080 },
+      adminToken: (c.http?.adminToken as string | undefined) ?? '',
+    },
+    rtpengine: {
+      engines: (c.rtpengine?.engines as HostPort[] | undefined) ?? [{ host: '127.0.0.1', port: 22222 }],
+      pingIntervalMs: (c.rtpengine?.pingIntervalMs as number | undefined) ?? 5000,
+    },
+    registrar: {
+      realm: (c.registrar?.realm as string | undefined) ?? 'dialcore',
+      minExpires: (c.registrar?.minExpires as number | undefined) ?? 60,
+      maxExpires: (c.registrar?.maxExpires as number | undefined) ?? 3600,
+      defaultExpires: (c.registrar?.defaultExpires as number | undefined) ?? 600,
+      nonceSecret: (c.registrar?.nonceSecret as string | undefined) ?? '',
+      nonceLifetimeSeconds: (c.registrar?.nonceLifetimeSeconds as number | undefined) ?? 300,
+    },
+    log: { level: (c.log?.level as string | undefined) ?? 'info' },
+  };
+  const semantic: Array<{ field: string; message: string }> = [];
+  if (result.sip.t2 < result.sip.t1) semantic.push({ field: 'sip.t2', message: 'must not be smaller than sip.t1' });
+  if (result.registrar.minExpires > result.registrar.maxExpires) semantic.push({ field: 'registrar.minExpires', message: 'must not exceed registrar.maxExpires' });
+  if (result.sip.listen.some((l) => l.protocol === 'tls' || l.protocol === 'wss') && (!result.sip.tlsCert || !result.sip.tlsKey)) {
+    semantic.push({ field: 'sip.tlsCert', message: 'tls and wss listeners need sip.tlsCert and sip.tlsKey' });
+  }
+  if (semantic.length) throw new ConfigError(semantic);
+  return { config: result, positionals, help };
+}
+
+/** A config safe to log: secrets replaced. */
+export function redactConfig(config: DialcoreConfig): DialcoreConfig {
+  const copy = JSON.parse(JSON.stringify(config)) as DialcoreConfig;
+  if (copy.drachtio.secret) copy.drachtio.secret = '[redacted]';
+  if (copy.http.adminToken) copy.http.adminToken = '[redacted]';
+  if (copy.registrar.nonceSecret) copy.registrar.nonceSecret = '[redacted]';
+  copy.redis.url = copy.redis.url.replace(/\/\/[^@/]*@/, '//[redacted]@');
+  return copy;
+}
+
+export function helpText(): string {
+  const lines = OPTIONS.map((o) => `  ${(o.flag + (o.repeatable ? ' (repeatable)' : '')).padEnd(34)} ${o.help}\n  ${''.padEnd(34)} env ${o.env}, file ${o.path}`);
+  return `Options (flag > environment > config file > default):\n  --config FILE                      config file (JSON with comments), default config/dialcore.jsonc; env DIALCORE_CONFIG\n${lines.join('\n')}`;
+}

@@ -1,0 +1,66 @@
+/**
+ * Small builders the controller uses to complete messages the way drachtio-server does:
+ * tags, Call-IDs, branches, our Via / Contact for a transport, `localhost` substitution.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { TransportProtocol } from '../transport/index.js';
+
+/** RFC 3261 19.3: tags need at least 32 bits of randomness; 13 base64url chars carry 78. */
+export function generateTag(): string {
+  return randomBytes(10).toString('base64url').slice(0, 13);
+}
+
+/** RFC 3261 8.1.1.7: the magic cookie plus a unique part. */
+export function generateBranch(): string {
+  return 'z9hG4bK' + randomBytes(12).toString('base64url').replace(/[-_]/g, 'x');
+}
+
+export function generateCallId(): string {
+  return randomUUID();
+}
+
+/** A random initial CSeq below 2^31 (RFC 3261 8.1.1.5). */
+export function generateCSeq(): number {
+  return 1 + (randomBytes(4).readUInt32BE(0) & 0x7ffffff);
+}
+
+const DEFAULT_PORT: Record<TransportProtocol, number> = { udp: 5060, tcp: 5060, tls: 5061, ws: 80, wss: 443 };
+
+export interface LocalAddress {
+  protocol: TransportProtocol;
+  host: string;
+  port: number;
+}
+
+export function hostForUri(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+/** `host[:port]`, leaving out the transport's default port like the C++ server does */
+export function sentBy(local: LocalAddress): string {
+  const host = hostForUri(local.host);
+  return local.port === DEFAULT_PORT[local.protocol] ? host : `${host}:${local.port}`;
+}
+
+/** RFC 3261 8.1.1.7 / RFC 3581: rport is requested on UDP. */
+export function viaFor(local: LocalAddress, branch: string): string {
+  const rport = local.protocol === 'udp' ? ';rport' : '';
+  return `SIP/2.0/${local.protocol.toUpperCase()} ${sentBy(local)}${rport};branch=${branch}`;
+}
+
+/** `sip:host:port[;transport=x]` for our listener (scheme sips for tls/wss would be stricter; drachtio uses sip). */
+export function localUri(local: LocalAddress, user?: string): string {
+  const transport = local.protocol === 'udp' ? '' : `;transport=${local.protocol}`;
+  return `sip:${user ? user + '@' : ''}${hostForUri(local.host)}:${local.port}${transport}`;
+}
+
+export function contactFor(local: LocalAddress, user?: string): string {
+  return `<${localUri(local, user)}>`;
+}
+
+/** drachtio-server replaces `localhost` in From/To/Contact/P-Asserted-Identity with its real host:port. */
+export function replaceLocalhost(value: string, local: LocalAddress): string {
+  if (!value.includes('localhost')) return value;
+  return value.replace(/@localhost(?![\w.-])(:\d+)?/g, `@${hostForUri(local.host)}:${local.port}`)
+    .replace(/sip:localhost(?![\w.-])(:\d+)?/g, `sip:${hostForUri(local.host)}:${local.port}`);
+}

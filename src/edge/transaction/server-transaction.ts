@@ -1,0 +1,107 @@
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import type { SipMessage } from '../message/index.js';
+import { emitSafely, type TransactionServices } from './services.js';
+import { TimerSet } from './timers.js';
+import { isReliableProtocol, responseTarget } from './response-target.js';
+import type {
+  InboundMessage, SendTarget, SentInfo, ServerTransaction, ServerTransactionEvents, ServerTransactionState,
+} from './types.js';
+
+/** What the layer should do with an ACK that matched a server transaction. */
+export type AckDisposition = 'absorbed' | 'pass-up';
+
+/** Common machinery of the INVITE (17.2.1) and non-INVITE (17.2.2) server transactions. */
+export abstract class ServerTransactionBase extends EventEmitter<ServerTransactionEvents> implements ServerTransaction {
+  readonly id = randomUUID();
+  readonly method: string;
+  readonly reliable: boolean;
+  readonly responseTarget: SendTarget;
+  abstract state: ServerTransactionState;
+  lastResponse: SipMessage | undefined;
+  cancelTarget: ServerTransaction | undefined;
+
+  protected readonly timers = new TimerSet<string>();
+  /** wire form of lastResponse, resent on request retransmissions */
+  protected lastResponseWire: Buffer | undefined;
+
+  constructor(
+    protected readonly services: TransactionServices,
+    readonly request: InboundMessage,
+    /** key in the layer's server table (17.2.3) */
+    readonly key: string,
+  ) {
+    super();
+    this.method = request.message.method ?? '';
+    this.reliable = isReliableProtocol(request.flow.protocol);
+    this.responseTarget = responseTarget(request);
+  }
+
+  /** Called by the layer after registering the transaction and before emitting it to the TU. */
+  abstract start(): void;
+  /** The same request arrived again (17.2.1 / 17.2.2). */
+  abstract handleRetransmission(inbound: InboundMessage): void;
+  /** An ACK matched this transaction (INVITE only). */
+  handleAck(_ack: InboundMessage): AckDisposition {
+    return 'absorbed';
+  }
+
+  abstract respond(msg: SipMessage): Promise<SentInfo>;
+
+  respond2xxRetransmit(_msg: SipMessage): Promise<SentInfo> {
+    return Promise.reject(new Error(`respond2xxRetransmit() applies to INVITE server transactions, not ${this.method}`));
+  }
+
+  protected checkResponse(msg: SipMessage): number | Error {
+    const status = msg.status;
+    if (!msg.isResponse || status === undefined || !Number.isInteger(status) || status < 100 || status > 699) {
+      return new Error('respond() needs a SIP response with a status 100-699');
+    }
+    return status;
+  }
+
+  /** Send (a response); a transport failure terminates the transaction (17.2.4) and rejects. */
+  protected send(wire: Buffer): Promise<SentInfo> {
+    return this.services.transmit(wire, this.responseTarget).catch((err: unknown) => {
+      const error = err instanceof Error ? err : new Error(String(err));
+      this.services.logger?.warn({ err: error, method: this.method, target: this.responseTarget }, 'server transaction: response could not be sent');
+      this.terminate();
+      throw error;
+    });
+  }
+
+  /** Send a response and remember it as the one to repeat. */
+  protected sendResponse(msg: SipMessage): Promise<SentInfo> {
+    const wire = msg.serialise();
+    this.lastResponse = msg;
+    this.lastResponseWire = wire;
+    return this.send(wire);
+  }
+
+  /** Repeat the last response (timer G, request retransmission); errors are logged and terminate. */
+  protected resendLastResponse(): void {
+    if (this.lastResponseWire === undefined) return;
+    this.send(this.lastResponseWire).catch(() => undefined);
+  }
+
+  protected wrongState(status: number): Promise<SentInfo> {
+    return Promise.reject(new Error(`${this.method} server transaction in state ${this.state} cannot send a ${status}`));
+  }
+
+  protected terminateAfter(ms: number): void {
+    if (this.state === 'terminated') return;
+    if (ms <= 0) this.terminate();
+    else this.timers.start('terminate', ms, () => this.terminate());
+  }
+
+  terminate(): void {
+    if (this.state === 'terminated') return;
+    this.state = 'terminated';
+    this.timers.clearAll();
+    this.onTerminated();
+    this.services.serverTerminated(this);
+    emitSafely(this.services, () => this.emit('terminated'), 'terminated');
+  }
+
+  protected onTerminated(): void {}
+}
