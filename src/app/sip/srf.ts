@@ -224,6 +224,25 @@ export function parseSipUri(uri: string): ParsedUri | undefined {
   }
 }
 
+interface SrfAgentInternals {
+  app?: { client?: { wp?: { send(socket: unknown, msg: string): string }; _getDefaultSocket?(): unknown } };
+}
+
+/**
+ * Ask the SIP server to close a connection-oriented flow (a kicked user's WebSocket/TCP/TLS).
+ * A dialcore edge extension of the drachtio protocol (`close_flow|proto|ip|port`); the C++
+ * drachtio-server answers "Unknown message type" and nothing happens. srf has no public API
+ * for raw commands, so this is the one place that reaches into its agent.
+ */
+export function requestCloseFlow(srf: Srf, protocol: string, address: string, port: number): boolean {
+  if (!['tcp', 'tls', 'ws', 'wss'].includes(protocol)) return false;
+  const client = (srf as unknown as SrfAgentInternals).app?.client;
+  const socket = client?._getDefaultSocket?.();
+  if (!client?.wp || !socket) return false;
+  client.wp.send(socket, `close_flow|${protocol}|${address}|${port}`);
+  return true;
+}
+
 /** Resolves once the srf app is connected and authenticated, rejects on an auth failure or timeout. */
 export function connectSrf(srf: Srf, opts: ConnectOptions, timeoutMs = 10_000): Promise<{ hostport: string; serverVersion?: string }> {
   return new Promise((resolve, reject) => {

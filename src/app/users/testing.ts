@@ -4,7 +4,7 @@
  */
 import { createClient } from 'redis';
 import { startRedis, type RedisServer } from '../../../sip-tests/harness/redis.js';
-import { Redis, type NodeRedisClient } from './redis.js';
+import { Redis } from './redis.js';
 
 export interface TestRedis {
   server: RedisServer;
@@ -23,7 +23,7 @@ export async function startTestRedis(): Promise<TestRedis> {
     client.on('error', () => undefined);
     await client.connect();
     clients.push(client);
-    return new Redis(client as unknown as NodeRedisClient);
+    return new Redis(client);
   };
   return {
     server,

@@ -56,6 +56,7 @@ describe('SipResolver (RFC 3263)', () => {
     expect(await resolver.resolve({ host: '192.0.2.1', transport: 'udp', secure: true })).toEqual([]);
     expect(await resolver.resolve({ host: '192.0.2.1', transport: 'sctp' })).toEqual([]);
     expect(await resolver.resolve({ host: '192.0.2.1', transport: 'ws' })).toEqual([]);   // we never dial WebSockets
+    expect(await resolver.resolve({ host: 'df7jal23ls0d.invalid', transport: 'tcp' })).toEqual([]);   // RFC 6761
   });
 
   it('maddr replaces the host as TARGET', async () => {

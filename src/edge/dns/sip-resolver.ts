@@ -112,7 +112,7 @@ export class SipResolver {
     const secure = input.secure === true;
     // RFC 3263 4: maddr overrides the host as TARGET
     const target = stripBrackets((input.maddr ?? input.host).trim()).toLowerCase().replace(/\.$/, '');
-    if (!target) return [];
+    if (!target || target.endsWith('.invalid') || target === 'invalid') return [];   // RFC 6761 6.4 (WS clients' Via/Contact hosts)
     const explicitProtocol = input.transport !== undefined ? transportFromParam(input.transport, secure) : undefined;
     if (explicitProtocol === null) return [];   // e.g. sips with transport=udp, or sctp
     const port = input.port;

@@ -65,6 +65,7 @@ export declare interface AppServer {
   on(event: 'sip', listener: (cmd: AppSipCommand) => void): this;
   on(event: 'proxy', listener: (app: AppConnection, msgId: string, tokens: string[], sip: string) => void): this;
   on(event: 'app-gone', listener: (app: AppConnection) => void): this;
+  on(event: 'close-flow', listener: (app: AppConnection, msgId: string, tokens: string[]) => void): this;
   on(event: 'listening', listener: () => void): this;
 }
 
@@ -213,6 +214,10 @@ export class AppServer extends EventEmitter {
         break;
       case 'proxy':
         this.emit('proxy', app, msgId, tokens, body);
+        break;
+      case 'close_flow':
+        // dialcore extension (not in drachtio-server, which answers NOK): close_flow|<proto>|<ip>|<port>
+        this.emit('close-flow', app, msgId, tokens);
         break;
       default:
         app.send(apiResponse(msgId, 'NOK', 'Unknown message type'));

@@ -98,6 +98,11 @@ export class SipController {
     opts.apps.on('sip', (cmd) => this.guard(() => this.onAppSip(cmd)));
     opts.apps.on('proxy', (app, msgId) => app.send(apiResponse(msgId, 'NOK', 'proxy is not supported by this server')));
     opts.apps.on('app-gone', (app) => this.guard(() => this.onAppGone(app)));
+    opts.apps.on('close-flow', (app, msgId, tokens) => this.guard(() => {
+      const [, , protocol, address, port] = tokens;
+      const closed = isProtocol(protocol) && opts.transport.closeFlowTo(protocol, address ?? '', Number(port));
+      app.send(apiResponse(msgId, closed ? 'OK' : 'NOK', closed ? 'closed' : 'no such flow'));
+    }));
   }
 
   stats(): { dialogs: number; serverRequests: number; clientRequests: number } {
@@ -272,8 +277,8 @@ export class SipController {
     }
     this.handToApp(inb, stx, app, dialog);
     if (method === 'BYE') {
-      // the dialog ends with the BYE (15.1.2); keep it until the app has answered so the response goes out in-dialog
-      stx.on('terminated', () => this.dialogs.remove(dialog));
+      // 15.1.2: the dialog ends with the BYE; it is removed once the app has answered (sendAppResponse),
+      // or after 64*T1 if the app never does
       setTimeout(() => this.dialogs.remove(dialog), 64 * this.T1).unref();
     }
   }
@@ -404,6 +409,7 @@ export class SipController {
     if (status >= 200) {
       pending.finalSent = true;
       this.forgetServerRequest(pending.txnId);
+      if (method === 'BYE' && pending.dialog) this.dialogs.remove(pending.dialog);
     }
     const meta: WireMeta = { source: 'application', bytes: sent.bytes, protocol: sent.flow.protocol, address: sent.flow.remoteAddress, port: sent.flow.remotePort };
     const dialogId = method === 'INVITE' && status >= 200 && status < 300 ? (dialog?.id ?? '') : (pending.dialog?.id ?? '');
@@ -703,6 +709,10 @@ export class SipController {
 }
 
 // -----------------------------------------------------------------------------------------------
+
+function isProtocol(p: string | undefined): p is TransportProtocol {
+  return p === 'udp' || p === 'tcp' || p === 'tls' || p === 'ws' || p === 'wss';
+}
 
 function flowTarget(flow: Flow): SendTarget {
   return { protocol: flow.protocol, address: flow.remoteAddress, port: flow.remotePort, flowId: flow.id };

@@ -274,6 +274,21 @@ for (const [compact, name] of Object.entries(COMPACT_FORMS)) {
   CANONICAL_BY_SPELLING.set(compact.toUpperCase(), name);
 }
 
+/** canonical names by length, to recognise the usual spelling inside a larger text without slicing it */
+const CANONICAL_BY_LENGTH: string[][] = [];
+for (const name of KNOWN_HEADER_NAMES) (CANONICAL_BY_LENGTH[name.length] ??= []).push(name);
+
+/**
+ * The canonical name when text[start, end) is exactly a known name in its canonical spelling (the common case on
+ * the wire), else undefined: lets the parser skip slicing and hashing the name.
+ */
+export function canonicalNameAt(text: string, start: number, end: number): string | undefined {
+  const candidates = CANONICAL_BY_LENGTH[end - start];
+  if (candidates === undefined) return undefined;
+  for (const name of candidates) if (text.startsWith(name, start)) return name;
+  return undefined;
+}
+
 /** "v" -> "Via", "call-id" -> "Call-ID", unknown -> as given */
 export function canonicalHeaderName(name: string): string {
   return CANONICAL_BY_SPELLING.get(name) ?? CANONICAL_BY_SPELLING.get(name.toLowerCase()) ?? name;
@@ -314,13 +329,21 @@ export const STRICT_LIST_HEADERS: ReadonlySet<string> = new Set([
  */
 export function splitHeaderValues(s: string): string[] {
   if (s.indexOf(',') < 0) return [trimLws(s)];
-  if (s.indexOf('"') < 0 && s.indexOf('<') < 0) {
-    // nothing can hide a comma (option tags, methods, media ranges, plain Via lists): native split
-    const parts = s.split(',');
-    for (let i = 0; i < parts.length; i++) parts[i] = trimLws(parts[i]);
-    return parts;
-  }
   const out: string[] = [];
+  if (s.indexOf('"') < 0 && s.indexOf('<') < 0) {
+    // nothing can hide a comma (option tags, methods, media ranges, plain Via lists): one slice per element
+    let start = 0;
+    for (;;) {
+      const comma = s.indexOf(',', start);
+      let a = start;
+      let b = comma < 0 ? s.length : comma;
+      while (a < b && isWsp(s.charCodeAt(a))) a++;
+      while (b > a && isWsp(s.charCodeAt(b - 1))) b--;
+      out.push(s.slice(a, b));
+      if (comma < 0) return out;
+      start = comma + 1;
+    }
+  }
   const n = s.length;
   let start = 0;
   let inAngle = false;

@@ -10,10 +10,27 @@
  *                            into one entry per value on parse (top value first)
  *  - serialise()             Buffer; Content-Length always rewritten from body length
  *  - header grammars         parseVia, parseNameAddr, parseUri, parseCSeq, splitHeaderValues
+ *
+ * Additions since the first contract:
+ *  - parseMessage(buf, limits, { requireMandatoryHeaders: false }) / new StreamFramer(limits, options): accept
+ *    skeletal messages without Via/From/To/Call-ID/CSeq (what a drachtio app sends; the edge completes them)
+ *  - SipMessage.request(method, uri) / SipMessage.response(status, reason), msg.startLine,
+ *    lazy msg.fromAddr / msg.toAddr (NameAddr) and msg.topVia (Via), memoised until the header text changes
+ *  - SipUri.opaque for unknown schemes (absoluteURI); tel: keeps the number in `user`
+ *  - getParam(params, name), parseHeaderParams, quote/unquote, isToken, isCallId, parseBoundedInt
+ *
+ * Parse outcome summary: malformed requests => { ok:false, status: 400 | 505, message: partial } (answer
+ * statelessly); malformed responses and non-SIP bytes => { ok:false } without status (drop); on streams a framing
+ * problem (missing / negative / multiple Content-Length, oversize) => { fatal } (close the connection).
  */
 export { SipMessage, type SipHeader } from './sip-message.js';
-export { parseMessage, StreamFramer, type ParseResult, type ParseLimits, DEFAULT_PARSE_LIMITS } from './parser.js';
+export {
+  parseMessage, StreamFramer, type ParseResult, type ParseLimits, DEFAULT_PARSE_LIMITS, type ParseOptions,
+} from './parser.js';
 export {
   parseVia, formatVia, parseNameAddr, formatNameAddr, parseUri, formatUri, parseCSeq, splitHeaderValues,
   canonicalHeaderName, type Via, type NameAddr, type SipUri,
+  // additions (stable too): generic params, quoting, scalar grammars
+  type Params, getParam, parseHeaderParams, quote, unquote, isToken, isCallId, parseBoundedInt, MAX_UINT32,
+  isKnownHeaderName, LIST_HEADERS,
 } from './grammar.js';

@@ -7,7 +7,7 @@
  * input: every failure is an error result.
  */
 import {
-  LIST_HEADERS, MAX_UINT32, STRICT_LIST_HEADERS, canonicalHeaderName, isCallId, isDigits, isSipDate,
+  LIST_HEADERS, MAX_UINT32, STRICT_LIST_HEADERS, canonicalHeaderName, canonicalNameAt, isCallId, isDigits, isSipDate,
   isTokenChar, parseBoundedInt, parseCSeq, parseNameAddr, parseUri, parseVia, splitHeaderValues, trimLws,
   getParam, isToken,
 } from './grammar.js';
@@ -214,7 +214,7 @@ function parseHead(text: string, limits: ParseLimits): Head {
     while (nameEnd > pos && isWsp(text.charCodeAt(nameEnd - 1))) nameEnd--;
     let validName = nameEnd > pos;
     for (let k = pos; k < nameEnd && validName; k++) validName = isTokenChar(text.charCodeAt(k));
-    const name = text.slice(pos, nameEnd);
+    const name = canonicalNameAt(text, pos, nameEnd) ?? canonicalHeaderName(text.slice(pos, nameEnd));
     let value = text.slice(colon + 1, lineEnd);
     pos = nl + 1;
     // RFC 3261 7.3.1: a line starting with SP/HT continues the header; the whole fold becomes one SP
@@ -254,10 +254,10 @@ function parseHead(text: string, limits: ParseLimits): Head {
   return head;
 }
 
-/** store one header line: canonical name, trimmed value, comma lists split (RFC 3261 7.3.1); false to stop */
+/** store one header line (name already canonical): trimmed value, comma lists split (RFC 3261 7.3.1); false to stop */
 function addHeader(head: Head, name: string, value: string, limits: ParseLimits): boolean {
   const headers = head.message.headers;
-  const canonical = canonicalHeaderName(name);
+  const canonical = name;
   const trimmed = trimLws(value);
   if (canonical === 'Content-Length') {
     head.lengthCount++;

@@ -136,6 +136,14 @@ export class TransportLayer extends EventEmitter<TransportEvents> {
     return true;
   }
 
+  /** Close the open connection to a peer (protocol, ip, port), e.g. a kicked user's WebSocket. False when none. */
+  closeFlowTo(protocol: TransportProtocol, address: string, port: number): boolean {
+    const connection = this.connectionsByPeer.get(peerKey(protocol, normalizeIp(address), port));
+    if (!connection) return false;
+    connection.close('closed by application');
+    return true;
+  }
+
   /** Number of open connection-oriented flows, optionally of one protocol. */
   flowCount(protocol?: TransportProtocol): number {
     if (!protocol) return this.connections.size;

@@ -1,0 +1,145 @@
+/**
+ * Bench section `edge` (issue 2 item 7): OPTIONS/s and INVITE-BYE calls/s through the embedded SIP edge
+ * plus a trivial drachtio-srf app (bench/trivial-app-stack.ts, its own process), driven over UDP by several
+ * SIPp instances in parallel, and the stack process's memory (VmRSS) idle and under load.
+ *
+ * Targets (2-core machine, SIPp on the same machine): >= 4000 OPTIONS/s and >= 500 INVITE-BYE calls/s with
+ * < 0.1 % failures; idle RSS < 80 MiB.
+ *
+ * BENCH_CPU_PROF=<dir> runs the stack process under `node --cpu-prof` and leaves the .cpuprofile there.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { BenchOptions, BenchSection, BenchSectionResult } from './section.js';
+import { rssMiB } from './process-stats.js';
+import { MAX_FAILURE_PCT, rampRate, runLoadStep, type LoadStepResult, type RampResult } from './load.js';
+import type { StackReady } from './trivial-app-stack.js';
+
+const TARGETS = { optionsPerSecond: 4000, inviteByePerSecond: 500, idleRssMiB: 80 } as const;
+const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
+const STACK_SCRIPT = fileURLToPath(new URL('./trivial-app-stack.ts', import.meta.url));
+
+interface RunningStack extends StackReady {
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+async function startStackProcess(cpuProfileDir: string | undefined): Promise<RunningStack> {
+  const nodeArgs = [...(cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir] : []), '--import', 'tsx', STACK_SCRIPT];
+  const child = spawn(process.execPath, nodeArgs, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const ready = await new Promise<StackReady>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('stack process did not report ready within 20 s')), 20_000);
+    const lines = createInterface({ input: child.stdout! });
+    lines.once('line', (line) => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(line) as StackReady);
+      } catch {
+        reject(new Error(`stack process printed ${line}`));
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`stack process exited with ${code} before ready`));
+    });
+  });
+  return {
+    ...ready,
+    child,
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function fmt(value: number | undefined, digits = 0): string {
+  return value === undefined ? '-' : value.toFixed(digits);
+}
+
+function stepLine(kind: string, r: LoadStepResult): string {
+  return [
+    kind.padEnd(11), fmt(r.offeredRate).padStart(7), fmt(r.achievedRate).padStart(9),
+    `${r.successful}/${r.planned}`.padStart(13), fmt(r.failurePct, 3).padStart(8), String(r.retransmissions).padStart(8),
+    fmt(r.meanResponseMs, 1).padStart(8), fmt(r.cpuPct).padStart(6), fmt(r.peakRssMiB, 1).padStart(8),
+  ].join(' ');
+}
+
+const HEADER = ['kind'.padEnd(11), 'offered'.padStart(7), 'achieved'.padStart(9), 'ok/planned'.padStart(13),
+  'fail%'.padStart(8), 'retrans'.padStart(8), 'rt ms'.padStart(8), 'cpu%'.padStart(6), 'rss MiB'.padStart(8)].join(' ');
+
+export const edgeSection: BenchSection = {
+  name: 'edge',
+  description: 'OPTIONS/s and INVITE-BYE calls/s through the SIP edge + a trivial srf app, with memory',
+  async run({ quick }: BenchOptions): Promise<BenchSectionResult> {
+    const plan = quick
+      ? { instances: 3, durationS: 2, options: [2000, 4000], invites: [250, 500], budgetMs: 12_000 }
+      : {
+        instances: 3, durationS: 5,
+        options: [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000],
+        invites: [100, 250, 400, 500, 600, 800, 1000, 1200],
+        budgetMs: 75_000,
+      };
+    const stack = await startStackProcess(process.env.BENCH_CPU_PROF);
+    try {
+      const target = `127.0.0.1:${stack.sipPort}`;
+      await sleep(1500);
+      const idleRssMiB = rssMiB(stack.pid) ?? Number.NaN;
+      console.log(`edge: stack pid ${stack.pid} on udp/tcp ${target}, idle RSS ${idleRssMiB.toFixed(1)} MiB`);
+
+      // warm-up (JIT, connection set-up): not reported as a step
+      const warm = await runLoadStep({ scenario: 'bench-options-uac.xml', target, instances: 1, rate: 200, durationS: 1, measuredPid: stack.pid });
+      if (warm.successful === 0) throw new Error(`edge does not answer OPTIONS: ${warm.errorSample ?? 'no response'}`);
+
+      console.log(HEADER);
+      const options: RampResult = await rampRate(
+        { scenario: 'bench-options-uac.xml', target, instances: plan.instances, durationS: plan.durationS, measuredPid: stack.pid },
+        plan.options, plan.budgetMs, (r) => console.log(stepLine('OPTIONS', r)),
+      );
+      const invites: RampResult = await rampRate(
+        { scenario: 'uac', target, instances: plan.instances, durationS: plan.durationS, measuredPid: stack.pid },
+        plan.invites, plan.budgetMs, (r) => console.log(stepLine('INVITE-BYE', r)),
+      );
+      const loadedRssMiB = Math.max(0, ...options.steps.map((s) => s.peakRssMiB), ...invites.steps.map((s) => s.peakRssMiB));
+      await sleep(2000);
+      const afterRssMiB = rssMiB(stack.pid) ?? Number.NaN;
+
+      const verdicts = {
+        options: options.maxCleanRate >= TARGETS.optionsPerSecond,
+        inviteBye: invites.maxCleanRate >= TARGETS.inviteByePerSecond,
+        idleRss: idleRssMiB < TARGETS.idleRssMiB,
+      };
+      const mark = (ok: boolean) => (ok ? 'PASS' : 'MISS');
+      console.log('');
+      console.log(`edge summary (clean = < ${MAX_FAILURE_PCT}% failures and >= 95% of the offered rate achieved)`);
+      console.log(`  OPTIONS/s     max clean offered ${options.maxCleanRate} (achieved ${options.maxCleanAchieved.toFixed(0)})   target >= ${TARGETS.optionsPerSecond}  ${mark(verdicts.options)}`);
+      console.log(`  INVITE-BYE/s  max clean offered ${invites.maxCleanRate} (achieved ${invites.maxCleanAchieved.toFixed(0)})   target >= ${TARGETS.inviteByePerSecond}  ${mark(verdicts.inviteBye)}`);
+      console.log(`  RSS idle      ${idleRssMiB.toFixed(1)} MiB   target < ${TARGETS.idleRssMiB}  ${mark(verdicts.idleRss)}`);
+      console.log(`  RSS peak under load ${loadedRssMiB.toFixed(1)} MiB, 2 s after load ${afterRssMiB.toFixed(1)} MiB`);
+      const quickNote = quick ? ' (quick: only the target rates were offered, the ceiling was not searched)' : '';
+      if (quickNote) console.log(quickNote);
+
+      return {
+        passed: verdicts.options && verdicts.inviteBye && verdicts.idleRss,
+        quick,
+        targets: TARGETS,
+        verdicts,
+        sippInstances: plan.instances,
+        stepSeconds: plan.durationS,
+        transport: 'udp',
+        options: { maxCleanRate: options.maxCleanRate, maxCleanAchieved: options.maxCleanAchieved, steps: options.steps },
+        inviteBye: { maxCleanRate: invites.maxCleanRate, maxCleanAchieved: invites.maxCleanAchieved, steps: invites.steps },
+        memory: { idleRssMiB, peakRssUnderLoadMiB: loadedRssMiB, rssAfterLoadMiB: afterRssMiB },
+      };
+    } finally {
+      await stack.stop();
+    }
+  },
+};

@@ -1,0 +1,22 @@
+/**
+ * The contract between bench/run.ts and a bench section (edge, and later registrar, b2bua...).
+ * A section starts what it measures, drives it with bounded load, prints its own table and
+ * returns a JSON-serialisable result that run.ts writes to .run/bench-<section>.json.
+ */
+export interface BenchOptions {
+  /** CI mode: the whole section must finish in about 30 s */
+  quick: boolean;
+}
+
+export interface BenchSection {
+  readonly name: string;
+  readonly description: string;
+  run(options: BenchOptions): Promise<BenchSectionResult>;
+}
+
+export interface BenchSectionResult {
+  /** every target met */
+  passed: boolean;
+  /** anything JSON-serialisable: what was measured */
+  [key: string]: unknown;
+}

@@ -1,0 +1,133 @@
+/**
+ * The edge with a drachtio-srf app, driven by real SIPp peers over UDP and TCP (issue 2 item 5):
+ * OPTIONS; INVITE/200/ACK/BYE both ways; CANCEL before answer; a caller that never ACKs;
+ * UDP loss with retransmissions recovering; re-INVITE.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runSipp, startSippServer, type SippTransport } from '../harness/index.js';
+import { startStack, testSdp, waitFor, type TestStack } from '../fixtures/stack.js';
+import type { Dialog, Srf } from '../../src/app/sip/srf.js';
+
+const T1 = 100; // short timers so ACK timeouts etc. fit in a test (64*T1 = 6.4 s)
+
+describe.each<[string, SippTransport]>([['udp', 'u1'], ['tcp', 't1']])('edge over %s', (proto, sippTransport) => {
+  let stack: TestStack;
+  let app: Srf;
+  const uasDialogs: Dialog[] = [];
+  const destroyed: string[] = [];
+  const modified: string[] = [];
+  const canceled: string[] = [];
+  /** INVITEs whose user part is "slow" are answered after 3 s (or canceled before) */
+  beforeAll(async () => {
+    stack = await startStack({ timers: { T1, T2: 4 * T1 } });
+    app = await stack.connectApp();
+    app.options((_req, res) => res.send(200, { headers: { 'X-App': 'test' } }));
+    app.invite(async (req, res) => {
+      let wasCanceled = false;
+      req.on('cancel', () => {
+        wasCanceled = true;
+        canceled.push(req.get('Call-ID') ?? '');
+      });
+      if (/sip:slow@/.test(req.uri)) {
+        res.send(180);
+        await new Promise((r) => setTimeout(r, 3000));
+        if (wasCanceled) return;
+      }
+      try {
+        const dialog = await app.createUAS(req, res, { localSdp: testSdp(40000) });
+        uasDialogs.push(dialog);
+        dialog.on('destroy', () => destroyed.push(dialog.sip.callId));
+        dialog.on('modify', (mreq, mres) => {
+          modified.push(dialog.sip.callId);
+          mres.send(200, { body: testSdp(40002, 2) , headers: { 'Content-Type': 'application/sdp' } });
+        });
+      } catch {
+        /* canceled or failed: the test asserts on the peer side */
+      }
+    });
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it('answers OPTIONS through the app', async () => {
+    const r = await runSipp({ scenario: 'options-uac.xml', target: stack.target, transport: sippTransport, calls: 20, rate: 50, traceMessages: true });
+    expect(r.stats.successful).toBe(20);
+    expect(r.stats.failed).toBe(0);
+    expect(r.messages).toContain('X-App: test');
+  });
+
+  it('runs INVITE/200/ACK/BYE from the network to the app (caller hangs up)', async () => {
+    const before = destroyed.length;
+    const r = await runSipp({ scenario: 'uac', target: stack.target, transport: sippTransport, calls: 20, rate: 20 });
+    expect(r.stats.successful).toBe(20);
+    expect(r.stats.failed).toBe(0);
+    await waitFor(() => destroyed.length - before >= 20 || undefined, 5000, 'app dialogs destroyed by BYE');
+    expect(stack.edge.stats().dialogs).toBe(0);
+  });
+
+  it('runs INVITE/200/ACK/BYE from the app to the network (app hangs up)', async () => {
+    const uas = await startSippServer({ scenario: 'uas', transport: sippTransport });
+    try {
+      for (let i = 0; i < 5; i++) {
+        const dialog = await app.createUAC(`sip:callee@127.0.0.1:${uas.port};transport=${proto}`, { localSdp: testSdp(41000 + i * 2) });
+        expect(dialog.sip.remoteTag).toBeTruthy();
+        expect(dialog.remote.sdp).toContain('m=audio');
+        await dialog.destroy();
+      }
+      await waitFor(() => stack.edge.stats().dialogs === 0 || undefined, 3000, 'edge dialogs gone');
+    } finally {
+      const result = await uas.stop();
+      expect(result.stats.successful).toBe(5);
+    }
+  });
+
+  it('CANCEL before answer: 200 to the CANCEL, 487 to the INVITE, the app is told', async () => {
+    const before = canceled.length;
+    const r = await runSipp({ scenario: 'cancel-uac.xml', target: stack.target, transport: sippTransport, calls: 3, rate: 10, service: 'slow' });
+    expect(r.stats.successful).toBe(3);
+    expect(r.stats.failed).toBe(0);
+    await waitFor(() => canceled.length - before >= 3 || undefined, 2000, 'app saw the CANCELs');
+  });
+
+  it('app CANCELs its own INVITE to a ringing peer: the peer gets CANCEL and answers 487', async () => {
+    const uas = await startSippServer({ scenario: 'uas-ring-forever.xml', transport: sippTransport });
+    try {
+      const err = await new Promise<unknown>((resolve) => {
+        app.createUAC(`sip:ring@127.0.0.1:${uas.port};transport=${proto}`, { localSdp: testSdp(42000) }, {
+          cbRequest: (_e, req) => setTimeout(() => req.cancel(), 500),
+        }).then(() => resolve(new Error('unexpectedly answered')), resolve);
+      });
+      expect((err as { status?: number }).status).toBe(487);
+    } finally {
+      const result = await uas.stop();
+      expect(result.stats.successful).toBe(1);
+    }
+  });
+
+  it('a caller that never ACKs: the edge retransmits the 2xx, then sends BYE and tells the app', async () => {
+    const before = destroyed.length;
+    const r = await runSipp({ scenario: 'no-ack-uac.xml', target: stack.target, transport: sippTransport, calls: 1, timeoutMs: 30_000 });
+    expect(r.stats.successful).toBe(1);
+    await waitFor(() => destroyed.length > before || undefined, 3000, 'app dialog destroyed after ACK timeout');
+    await waitFor(() => stack.edge.stats().dialogs === 0 || undefined, 3000, 'edge dialog gone');
+  });
+
+  it('re-INVITE inside a dialog reaches the app as modify and is answered', async () => {
+    const before = modified.length;
+    const r = await runSipp({ scenario: 'reinvite-uac.xml', target: stack.target, transport: sippTransport, calls: 3, rate: 10 });
+    expect(r.stats.successful).toBe(3);
+    expect(modified.length - before).toBe(3);
+  });
+
+  if (proto === 'udp') {
+    it('recovers from 10% UDP loss through retransmissions', async () => {
+      const r = await runSipp({
+        scenario: 'uac', target: stack.target, transport: sippTransport, calls: 30, rate: 10, extraArgs: ['-lost', '10'], timeoutMs: 90_000,
+      });
+      expect(r.stats.retransmissions).toBeGreaterThan(0);
+      // SIPp's -lost also drops its own final ACK/200 sometimes; nearly all calls must complete
+      expect(r.stats.successful).toBeGreaterThanOrEqual(27);
+    }, 120_000);
+  }
+});

@@ -1,0 +1,2 @@
+/** Carriers: outbound gateways and inbound trunks (config, validation, routing). */
+export * from './carriers.js';
