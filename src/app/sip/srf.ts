@@ -195,7 +195,9 @@ export interface Srf extends EventEmitter {
   createUAC(uri: string, opts?: CreateUacOptions, progress?: UacProgress): Promise<Dialog>;
   createB2BUA(req: SrfRequest, res: SrfResponse, uri: string, opts?: CreateB2buaOptions,
     progress?: UacProgress & { cbFinalizedUac?: (uac: Dialog) => void }): Promise<{ uas: Dialog; uac: Dialog }>;
+  /** Resolves when the server echoes the request; prefer the callback form to attach 'response' listeners in time. */
   request(uri: string, opts: RequestOptions): Promise<SrfRequest>;
+  request(uri: string, opts: RequestOptions, callback: (err: Error | null, req?: SrfRequest) => void): Srf;
   findDialogById(id: string): Dialog | undefined;
   on(event: 'connect', listener: (err: Error | null, hostport: string, serverVersion?: string, localHostports?: string) => void): this;
   on(event: 'error', listener: (err: Error) => void): this;

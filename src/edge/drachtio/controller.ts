@@ -593,25 +593,13 @@ export class SipController {
     const ctx = this.opts.transactions.sendRequest(req, target);
     const pending: PendingClientRequest = { txnId, ctx, request: req, target, app: cmd.app, dialogId };
     this.clientRequests.set(txnId, pending);
-    let echoed = false;
-    const echo = (sent?: SentInfo) => {
-      if (echoed) return;
-      echoed = true;
-      const meta = sent ? sentMeta(sent) : { source: 'application' as const, bytes: req.serialise().length, protocol: target.protocol, address: target.address, port: target.port };
-      cmd.app.send(sentRequestEcho(cmd.msgId, meta, txnId, req.toString()));
-    };
-    ctx.sent.then((sent) => echo(sent), () => undefined);
-    ctx.on('response', (inb: InboundMessage) => this.guard(() => { echo(); this.onClientResponse(pending, inb); }));
-    ctx.on('timeout', () => this.guard(() => { echo(); this.synthesizeResponse(pending, 408, 'Request Timeout'); }));
-    ctx.on('transport-error', () => this.guard(() => {
-      if (!echoed) {
-        echoed = true;
-        cmd.app.send(apiResponse(cmd.msgId, 'NOK', `failed to send to ${target.protocol}:${target.address}:${target.port}`));
-        this.clientRequests.delete(txnId);
-        return;
-      }
-      this.synthesizeResponse(pending, 503, 'Service Unavailable');
-    }));
+    // Echo at once, before any response can exist: srf registers the transaction from the echo
+    const wire = req.serialise();
+    const meta: WireMeta = { source: 'application', bytes: wire.length, protocol: target.protocol, address: target.address, port: target.port };
+    cmd.app.send(sentRequestEcho(cmd.msgId, meta, txnId, wire.toString('utf8')));
+    ctx.on('response', (inb: InboundMessage) => this.guard(() => this.onClientResponse(pending, inb)));
+    ctx.on('timeout', () => this.guard(() => this.synthesizeResponse(pending, 408, 'Request Timeout')));
+    ctx.on('transport-error', () => this.guard(() => this.synthesizeResponse(pending, 503, 'Service Unavailable')));
     ctx.on('terminated', () => {
       if (this.clientRequests.get(txnId) === pending) this.clientRequests.delete(txnId);
     });

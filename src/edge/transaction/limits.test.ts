@@ -65,8 +65,10 @@ describe('transaction limits and cleanup', () => {
         void stx.respond(buildResponse(m, 200, undefined, { toTag: `t${n}` }));
       } // else never answered: the abandon timer must clean it up
     });
-    const N = Number(process.env.TXN_N ?? 10_000); const t0 = performance.now();
-    for (let n = 0; n < N; n++) {
+        // fake timers scan every pending timer per firing, so run in batches of 100 to keep the test fast
+    let peakServer = 0;
+    let peakClient = 0;
+    for (let n = 0; n < 10_000; n++) {
       const method = n % 2 === 0 ? 'INVITE' : 'OPTIONS';
       const flow = n % 5 === 0 ? flowFor('tcp', 10_000 + n) : flowFor('udp', 10_000 + n);
       const req = makeRequest({ method, branch: `z9hG4bK-srv-${n}`, callId: `srv-${n}`, fromTag: `f${n}` });
@@ -83,13 +85,16 @@ describe('transaction limits and cleanup', () => {
         void ctx.cancel();
       } // else: no response at all, timer F
       transport.clear();
+      if (n % 100 === 99) {
+        peakServer = Math.max(peakServer, txl.serverTransactionCount);
+        peakClient = Math.max(peakClient, txl.clientTransactionCount);
+        await vi.advanceTimersByTimeAsync(0);        // let the sends settle
+        vi.advanceTimersByTime(10 * 60_000 + 1);     // past every timer, including maxProceedingMs
+        await vi.advanceTimersByTimeAsync(0);
+      }
     }
-    console.log("loop ms", performance.now() - t0, vi.getTimerCount());
-    expect(txl.serverTransactionCount).toBeGreaterThan(0);
-    expect(txl.clientTransactionCount).toBeGreaterThan(0);
-    await vi.advanceTimersByTimeAsync(0);        // let the first sends settle
-    vi.advanceTimersByTime(10 * 60_000 + 1);     // synchronous: 20k transactions' timers in one sweep
-    await vi.advanceTimersByTimeAsync(0);
+    expect(peakServer).toBeGreaterThan(50);
+    expect(peakClient).toBeGreaterThan(50);
     expect(txl.serverTransactionCount).toBe(0);
     expect(txl.clientTransactionCount).toBe(0);
     expect(txl.pendingAckCount).toBe(0);
