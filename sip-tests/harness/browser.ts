@@ -65,6 +65,22 @@ export interface RegisterOptions {
   expires?: number;
   /** Answer every incoming call at once (one call at a time; a second call gets 486). */
   autoAnswer?: boolean;
+  /**
+   * Audio codecs (rtpmap names, e.g. ['opus', 'telephone-event']) this phone puts in the SDP it
+   * sends, offers and answers alike; default chromium's own list (opus, G.711, ...).
+   */
+  codecs?: string[];
+}
+
+export interface CallOptions {
+  /** Digits sent as RFC 4733 events once the call is up. */
+  dtmf?: string;
+  /** Extra header lines for the INVITE, e.g. ['X-Test: 1']. */
+  extraHeaders?: string[];
+  /** Audio codecs offered in this call (overrides RegisterOptions.codecs). */
+  codecs?: string[];
+  /** Bound on the call being answered. Default the operation timeout. */
+  timeoutMs?: number;
 }
 
 export type CallStatus = 'new' | 'ringing' | 'progress' | 'accepted' | 'confirmed' | 'ended' | 'failed';
@@ -272,8 +288,8 @@ export class Webphone {
    * Calls `target`; resolves with the call once confirmed (2xx + ACK), rejects with the SIP
    * status when it fails. `dtmf` digits are sent (RFC 4733) once the call is up.
    */
-  async call(target: string, options: { dtmf?: string; extraHeaders?: string[]; timeoutMs?: number } = {}): Promise<CallInfo> {
-    const id = await this.invoke<string>('call', target, { extraHeaders: options.extraHeaders ?? [] });
+  async call(target: string, options: CallOptions = {}): Promise<CallInfo> {
+    const id = await this.invoke<string>('call', target, { extraHeaders: options.extraHeaders ?? [], codecs: options.codecs });
     const call = await this.waitForCall((c) => c.id === id && (c.status === 'confirmed' || c.status === 'ended' || c.status === 'failed'), `call to ${target} answered`, options.timeoutMs);
     if (call.status !== 'confirmed') {
       throw Object.assign(new Error(`${this.name}: call to ${target} ${call.status}: ${call.cause ?? ''} ${call.failureStatus ?? ''}`.trim()), { call });

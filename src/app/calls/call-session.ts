@@ -174,6 +174,10 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     });
   }
 
+  private get isEnded(): boolean {
+    return this.stateValue === 'ended';
+  }
+
   get state(): CallState {
     return this.stateValue;
   }
@@ -194,7 +198,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
   /** Runs the call to its end (never rejects). */
   async connect(plan: CallPlan): Promise<void> {
     this.planValue = plan;
-    if (this.stateValue === 'ended') return;
+    if (this.isEnded) return;
     if (!this.req.body || !this.req.body.trim()) {
       // Late offer (INVITE without SDP) is not bridged: rtpengine needs A's offer first.
       return void this.end('media-failure', 488);
@@ -212,7 +216,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     } catch (err) {
       return void this.end('media-failure', mediaStatus(err));
     }
-    if (this.stateValue === 'ended') return;
+    if (this.isEnded) return;
     if (plan.protectCallee) offerForB = plan.protectCallee(offerForB);
     this.stateValue = 'ringing';
     const ringTimer = this.timer(this.ringTimeoutMs, () => void this.end('no-answer', 480));
@@ -304,7 +308,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
               attempt.settled = true;
               attempt.responded = true;
               this.attempts.delete(attempt);
-              if (decided || this.stateValue === 'ended' || attempt.cancelWanted) {
+              if (decided || this.isEnded || attempt.cancelWanted) {
                 // a 2xx that crossed our CANCEL (or a losing fork): ACKed by srf, now BYE (§15)
                 return this.release(dialog);
               }
@@ -332,13 +336,13 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
   }
 
   private async onProvisional(attempt: Attempt, provisional: SrfResponse): Promise<void> {
-    if (this.aFinalSent || this.stateValue === 'ended' || provisional.status === 100) return;
+    if (this.aFinalSent || this.isEnded || provisional.status === 100) return;
     const body = provisional.body;
     if (body && body.trim() && this.media && (!this.earlyMediaOwner || this.earlyMediaOwner === attempt)) {
       this.earlyMediaOwner = attempt;
       try {
         const sdpForA = await this.media.answer(body);
-        if (this.aFinalSent || this.stateValue === 'ended') return;
+        if (this.aFinalSent || this.isEnded) return;
         this.stateValue = 'early';
         this.sendToA(183, { headers: SDP_HEADERS, body: sdpForA });
         this.emit('early-media');
@@ -381,7 +385,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     } catch (err) {
       return void this.end('media-failure', mediaStatus(err));
     }
-    if (this.stateValue === 'ended') return;
+    if (this.isEnded) return;
     let uas: Dialog;
     try {
       this.aFinalSent = true;
@@ -389,9 +393,9 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     } catch (err) {
       // A canceled (or vanished) while B answered: B gets a BYE in end().
       this.logger?.info({ err: errMessage(err) }, 'A leg could not be answered');
-      return void this.end(this.stateValue === 'ended' ? 'caller-cancel' : 'error');
+      return void this.end(this.isEnded ? 'caller-cancel' : 'error');
     }
-    if (this.stateValue === 'ended') {
+    if (this.isEnded) {
       this.release(uas);
       return;
     }

@@ -228,7 +228,7 @@ export class BindingStore {
         const b = normaliseBinding(JSON.parse(json) as Binding);
         if (b.expiresAt > now) out.push(b);
       } catch {
-        // a corrupt entry is skipped; the next REGISTER write prunes nothing but it expires with the key
+        // a corrupt entry is skipped (it goes when the key expires)
       }
     }
     return out.sort((a, b) => a.firstRegisteredAt - b.firstRegisteredAt || a.id.localeCompare(b.id));
@@ -241,7 +241,7 @@ export class BindingStore {
 
   /** Removes all of a user's bindings; returns how many there were. */
   async removeAll(userId: string, now = Date.now()): Promise<number> {
-    const [existing] = await Promise.all([this.list(userId, now)]);
+    const existing = await this.list(userId, now);
     await this.redis.send(['DEL', keys.bindings(userId)]);
     return existing.length;
   }

@@ -36,7 +36,7 @@ export interface Via {
 // character classes (RFC 3261 25.1)
 
 const SP = 32, HT = 9, DQUOTE = 34, SEMI = 59, EQUAL = 61, COLON = 58, SLASH = 47, BACKSLASH = 92;
-const LAQUOT = 60, RAQUOT = 62, LBRACKET = 91, RBRACKET = 93, QUESTION = 63, AT = 64, AMP = 38;
+const LAQUOT = 60, RAQUOT = 62, LBRACKET = 91, QUESTION = 63, AT = 64;
 
 function charTable(chars: string, alphanumeric: boolean): Uint8Array {
   const table = new Uint8Array(128);

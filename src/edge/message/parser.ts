@@ -8,7 +8,7 @@
  */
 import {
   LIST_HEADERS, MAX_UINT32, STRICT_LIST_HEADERS, canonicalHeaderName, canonicalNameAt, isCallId, isDigits, isSipDate,
-  isTokenChar, parseBoundedInt, parseCSeq, parseNameAddr, parseUri, parseVia, splitHeaderValues, trimLws,
+  isTokenChar, parseBoundedInt, parseCSeq, parseNameAddr, parseUri, splitHeaderValues, trimLws,
   getParam, isToken,
 } from './grammar.js';
 import { SipMessage } from './sip-message.js';
@@ -123,7 +123,7 @@ function parseRequestLine(line: string, head: Head): void {
     return;
   }
   if (v !== null && (Number(v[1]) !== 2 || Number(v[2]) !== 0)) {
-    head.error = `unsupported SIP version`;       // RFC 3261 8.2.2... 21.5.6 (RFC 4475 3.1.2.16 badvers)
+    head.error = `unsupported SIP version`;       // RFC 3261 21.5.6 (RFC 4475 3.1.2.16 badvers)
     head.status = 505;
     return;
   }
@@ -295,8 +295,6 @@ function trimEndLws(s: string): string {
 // ---------------------------------------------------------------------------------------------------------
 // semantic validation of a complete message
 
-/** headers that may appear once only (RFC 3261 20, RFC 4475 3.3.8 multi01) */
-const SINGLE_VALUE_HEADERS = ['Call-ID', 'To', 'From', 'Max-Forwards', 'CSeq', 'Content-Length'] as const;
 const MANDATORY_HEADERS = ['Via', 'From', 'To', 'Call-ID', 'CSeq'] as const;
 
 /**
@@ -377,10 +375,12 @@ function validate(msg: SipMessage, options: ParseOptions): string | undefined {
         break;
     }
   }
-  const counts: Record<(typeof SINGLE_VALUE_HEADERS)[number], number> = {
-    'Call-ID': callIds, To: tos, From: froms, 'Max-Forwards': maxForwards, CSeq: cseqs, 'Content-Length': 0,
-  };
-  for (const name of SINGLE_VALUE_HEADERS) if (counts[name] > 1) return `multiple ${name} values`;
+  // headers that may appear once only (RFC 3261 20, RFC 4475 3.3.8 multi01); Content-Length is checked while
+  // framing, since it decides where the message ends
+  const singles: Array<[string, number]> = [
+    ['Call-ID', callIds], ['To', tos], ['From', froms], ['Max-Forwards', maxForwards], ['CSeq', cseqs],
+  ];
+  for (const [name, count] of singles) if (count > 1) return `multiple ${name} values`;
   if (options.requireMandatoryHeaders !== false) {
     const present: Record<(typeof MANDATORY_HEADERS)[number], number> = {
       Via: vias, From: froms, To: tos, 'Call-ID': callIds, CSeq: cseqs,
@@ -438,7 +438,7 @@ function failure(head: Head, error: string, status?: number): ParseResult {
 /**
  * One UDP datagram (or one already framed message, e.g. a WebSocket message or the payload of a drachtio frame).
  * RFC 3261 18.3: bytes beyond Content-Length are ignored; without Content-Length the body is the rest; a
- * Content-Length larger than the datagram is a 400.
+ * Content-Length larger than the datagram is a 400. message.body is a view into buf (no copy).
  */
 export function parseMessage(buf: Buffer, limits?: Partial<ParseLimits>, options: ParseOptions = {}): ParseResult {
   try {

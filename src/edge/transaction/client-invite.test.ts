@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { TransactionLayer } from './transaction-layer.js';
 import { FakeTransport, flowFor, makeRequest, makeResponse } from './test-support.js';
-import type { ClientTransaction, InboundMessage, SendTarget } from './index.js';
+import type { ClientTransaction } from './index.js';
+import type { InboundMessage, SendTarget } from '../transport/index.js';
 
 const udp: SendTarget = { protocol: 'udp', address: '127.0.0.2', port: 5070 };
 const tcp: SendTarget = { protocol: 'tcp', address: '127.0.0.2', port: 5070 };
@@ -196,6 +197,18 @@ describe('client INVITE transaction (RFC 3261 17.1.1, RFC 6026)', () => {
       await ctx.cancel();
       await vi.advanceTimersByTimeAsync(1500);
       expect(transport.sentWhere((m) => m.method === 'CANCEL').map((s) => s.at)).toEqual([0, 500, 1500]);
+    });
+
+    it('takes extra headers (Reason) from a TU-supplied CANCEL but the 9.1 fields from the INVITE', async () => {
+      const { ctx } = start();
+      transport.deliver(makeResponse(ctx.request, 180));
+      const skeletal = makeRequest({ method: 'CANCEL', branch: 'z9hG4bK-wrong', callId: 'wrong' }).append('Reason', 'SIP;cause=200;text="Call completed elsewhere"');
+      await ctx.cancel(skeletal);
+      const cancel = transport.sentWhere((m) => m.method === 'CANCEL')[0].message;
+      expect(cancel.topViaBranch).toBe('z9hG4bK-inv-1');
+      expect(cancel.callId).toBe('call-1@test');
+      expect(cancel.getAll('Via')).toHaveLength(1);
+      expect(cancel.get('Reason')).toBe('SIP;cause=200;text="Call completed elsewhere"');
     });
 
     it('never sends the CANCEL when a final arrives first', async () => {

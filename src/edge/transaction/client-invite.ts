@@ -103,7 +103,7 @@ export class ClientInviteTransaction extends ClientTransactionBase {
   override cancel(cancelMsg?: SipMessage): Promise<ClientTransaction | undefined> {
     if (this.cancelResult !== undefined) return this.cancelResult;
     if (this.state !== 'calling' && this.state !== 'proceeding') return Promise.resolve(undefined);
-    const msg = cancelMsg ?? buildCancel(this.request);
+    const msg = buildCancel(this.request, cancelMsg);
     this.cancelResult = new Promise<ClientTransaction | undefined>((resolve) => {
       this.pendingCancel = { msg, resolve };
     });
@@ -115,7 +115,15 @@ export class ClientInviteTransaction extends ClientTransactionBase {
     const pending = this.pendingCancel;
     if (pending === undefined) return;
     this.pendingCancel = undefined;
-    const cancelCtx = this.services.sendCancel(pending.msg, this.sameFlowTarget());
+    let cancelCtx: ClientTransaction;
+    try {
+      cancelCtx = this.services.sendCancel(pending.msg, this.sameFlowTarget());
+    } catch (err) {
+      // e.g. a CANCEL transaction with this branch already exists
+      this.services.logger?.warn({ err, branch: this.branch }, 'could not start the CANCEL transaction');
+      pending.resolve(undefined);
+      return;
+    }
     // 9.1: no final 64*T1 after the CANCEL => the INVITE transaction is considered cancelled (TU: 408).
     this.timers.start('cancel', 64 * this.services.timers.T1, () => {
       if (this.state === 'calling' || this.state === 'proceeding') this.timeout();

@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { TransactionLayer } from './transaction-layer.js';
 import { FakeTransport, makeRequest, makeResponse } from './test-support.js';
-import type { ClientTransaction, SendTarget } from './index.js';
+import type { ClientTransaction } from './index.js';
+import type { SendTarget } from '../transport/index.js';
 
 const udp: SendTarget = { protocol: 'udp', address: '127.0.0.2', port: 5070 };
 const tls: SendTarget = { protocol: 'tls', address: '127.0.0.2', port: 5071 };

@@ -31,6 +31,13 @@ export function buildNon2xxAck(invite: SipMessage, response: SipMessage): SipMes
  * RFC 3261 9.1: CANCEL with the INVITE's Request-URI, Call-ID, To, From, CSeq number (method CANCEL), a single Via
  * equal to the INVITE's top Via (same branch) and the same Route header fields.
  */
-export function buildCancel(invite: SipMessage): SipMessage {
-  return baseFromInvite(invite, 'CANCEL', invite.get('To'));
+export function buildCancel(invite: SipMessage, extra?: SipMessage): SipMessage {
+  const cancel = baseFromInvite(invite, 'CANCEL', invite.get('To'));
+  // anything else the TU put on its CANCEL (e.g. Reason, RFC 3326) is kept; the 9.1 fields always come from the INVITE
+  for (const header of extra?.headers ?? []) {
+    if (!CANCEL_FIELDS_FROM_INVITE.has(header.name.toLowerCase())) cancel.append(header.name, header.value);
+  }
+  return cancel;
 }
+
+const CANCEL_FIELDS_FROM_INVITE = new Set(['via', 'from', 'to', 'call-id', 'cseq', 'route', 'max-forwards', 'content-length']);

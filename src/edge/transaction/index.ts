@@ -41,7 +41,10 @@
  *     the ACK arrives; stx emits 'ack' (the ACK for its 2xx, also emitted on the layer) and 'ack-timeout'
  *     (no ACK within 64*T1: the TU should BYE). respond() with a 2xx sends once (the TU retransmits).
  *   - ctx.cancel() returns Promise<ClientTransaction | undefined> (the CANCEL's transaction once sent, or undefined
- *     if a final came first); ctx.sent: Promise<SentInfo> for the first transmission (drachtio "Msg sent" echo).
+ *     if a final came first; never rejects). The CANCEL's 9.1 fields always come from the INVITE; other headers of
+ *     a given cancelMsg (e.g. Reason) are added. ctx.sent: Promise<SentInfo> for the first transmission.
+ *   - Safety valves (not RFC): an INVITE transaction in Proceeding longer than maxProceedingMs (default 10 min)
+ *     terminates (client: 'timeout'); a non-INVITE server transaction the TU never answers terminates after 64*T1.
  *   - Over maxClientTransactions, sendRequest() returns a transaction that emits 'transport-error' (TU: 503).
  *   - Transport 'malformed' requests are answered statelessly with their status (option answerMalformed).
  *   - A branch of exactly "z9hG4bK" (RFC 4475 badbranch.dat) falls back to RFC 2543 matching (no 400).

@@ -3,7 +3,7 @@ import { TransactionLayer } from './transaction-layer.js';
 import { buildResponse } from './response-builder.js';
 import { generateBranch } from './ids.js';
 import { FakeTransport, flowFor, makeRequest, makeResponse } from './test-support.js';
-import type { SendTarget } from './index.js';
+import type { SendTarget } from '../transport/index.js';
 
 const udp: SendTarget = { protocol: 'udp', address: '127.0.0.2', port: 5070 };
 

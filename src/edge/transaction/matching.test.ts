@@ -3,7 +3,8 @@ import { TransactionLayer } from './transaction-layer.js';
 import { buildResponse } from './response-builder.js';
 import { FakeTransport, flowFor, makeRequest, makeResponse } from './test-support.js';
 import { isRfc3261Branch, serverTransactionKey } from './matching.js';
-import type { InboundMessage, SendTarget, ServerTransaction } from './index.js';
+import type { ServerTransaction } from './index.js';
+import type { InboundMessage, SendTarget } from '../transport/index.js';
 
 describe('transaction matching (RFC 3261 17.1.3, 17.2.3, 9.2)', () => {
   let transport: FakeTransport;

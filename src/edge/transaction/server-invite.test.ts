@@ -2,8 +2,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { TransactionLayer } from './transaction-layer.js';
 import { buildResponse } from './response-builder.js';
 import { FakeTransport, flowFor, makeRequest } from './test-support.js';
-import type { InboundMessage, ServerTransaction } from './index.js';
-import type { Flow } from '../transport/index.js';
+import type { ServerTransaction } from './index.js';
+import type { Flow, InboundMessage } from '../transport/index.js';
 
 describe('server INVITE transaction (RFC 3261 17.2.1, RFC 6026)', () => {
   let transport: FakeTransport;
@@ -165,7 +165,6 @@ describe('server INVITE transaction (RFC 3261 17.2.1, RFC 6026)', () => {
     await vi.advanceTimersByTimeAsync(32_000);
     expect(transport.sent.map((s) => s.at)).toEqual([0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]);
     expect(events).toEqual(['ack-timeout', 'terminated']);
-    // an ACK from a different dialog does not stop it
   });
 
   it('an ACK for a different To tag is not taken for ours', async () => {

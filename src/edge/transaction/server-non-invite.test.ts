@@ -2,7 +2,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { TransactionLayer } from './transaction-layer.js';
 import { buildResponse } from './response-builder.js';
 import { FakeTransport, flowFor, makeRequest } from './test-support.js';
-import type { InboundMessage, ServerTransaction } from './index.js';
+import type { ServerTransaction } from './index.js';
+import type { InboundMessage } from '../transport/index.js';
 
 describe('server non-INVITE transaction (RFC 3261 17.2.2)', () => {
   let transport: FakeTransport;

@@ -119,7 +119,8 @@ export interface ClientTransaction extends EventEmitter<ClientTransactionEvents>
    */
   readonly sent: Promise<SentInfo>;
   /**
-   * INVITE only (RFC 3261 9.1): send a CANCEL (built from the INVITE unless given) in its own non-INVITE client
+   * INVITE only (RFC 3261 9.1): send a CANCEL built from the INVITE (the 9.1 fields always come from the INVITE;
+   * other headers of `cancelMsg`, e.g. Reason, are added) in its own non-INVITE client
    * transaction once a provisional response has arrived (immediately if one has). Resolves with that CANCEL's
    * client transaction when sent, or undefined when it never will be (a final arrived first, or the INVITE
    * transaction ended). If no final response arrives 64*T1 after the CANCEL was sent, this INVITE transaction

@@ -1,0 +1,336 @@
+/**
+ * A real browser webphone (Debian chromium headless, JsSIP, fake audio device) against the
+ * edge's WSS listener (RFC 7118), bridged by a drachtio-srf B2BUA to SIPp peers with plain RTP,
+ * media converted by a real rtpengine (ICE + DTLS-SRTP + opus <-> RTP/AVP G.711) through the
+ * product's media module (src/app/media: RtpenginePool + MediaSessionRegistry).
+ *
+ * The SIP app here is a TEST app, not the product's registrar or call logic: a permissive
+ * registrar that remembers each binding's flow (source address, port, protocol), and a minimal
+ * B2BUA: calls from the browser go to a SIPp UAS, calls from SIPp go to the registered browser
+ * over its own WebSocket (proxy = the binding's flow).
+ *
+ * Checked: registration over WSS; audio both ways in the browser (getStats) and on both
+ * rtpengine legs (ng query); hangup from the browser and from SIPp; after every call no
+ * rtpengine call (ng list), no edge dialog and no media session left.
+ */
+import { createRequire } from 'node:module';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { runSipp, startRtpengine, startSippServer, type RtpengineServer, type SippServer } from '../harness/index.js';
+import { startBrowser, type Webphone, type WebphoneBrowser } from '../harness/browser.js';
+import { startStack, waitFor, type TestStack } from '../fixtures/stack.js';
+import { isSipFailure, type Srf, type SrfRequest, type SrfResponse } from '../../src/app/sip/srf.js';
+import { DEFAULT_LEG_CODECS, MediaSessionRegistry, RtpenginePool, type LegKind, type MediaSession } from '../../src/app/media/index.js';
+
+const AGENT = 'agent';
+const PASSWORD = 'not-checked-by-the-test-registrar';
+/** Packets each way before media counts as flowing (~1 s of 20 ms audio). */
+const MIN_PACKETS = 50;
+
+interface Binding {
+  contact: string;
+  sourceAddress: string;
+  sourcePort: number;
+  protocol: string;
+}
+
+interface BridgedCall {
+  callId: string;
+  media: MediaSession;
+  ended: Promise<void>;
+}
+
+// ------------------------------------------------------------------------------------------ rtpengine probes
+
+interface NgListClient {
+  list(destination: { port: number; host: string }, options?: Record<string, unknown>): Promise<unknown>;
+  on(event: 'error', listener: (err: unknown) => void): unknown;
+  close(): void;
+}
+
+/** Call-ids rtpengine still holds (ng `list`), through rtpengine-client's UDP Client. */
+async function rtpengineCallIds(engine: RtpengineServer): Promise<string[]> {
+  const require = createRequire(import.meta.url);
+  const exported = require('rtpengine-client') as { Client: new (opts: { localAddress: string; localPort: number; timeout: number }) => NgListClient };
+  const client = new exported.Client({ localAddress: '127.0.0.1', localPort: 0, timeout: 2000 });
+  client.on('error', () => undefined);
+  try {
+    const reply = await client.list({ port: engine.ngPort, host: engine.host }, { limit: 100 });
+    if (typeof reply !== 'object' || reply === null || !('calls' in reply) || !Array.isArray(reply.calls)) {
+      throw new Error(`unexpected ng list reply: ${JSON.stringify(reply)}`);
+    }
+    return reply.calls.map(String);
+  } finally {
+    client.close();
+  }
+}
+
+/** RTP packets rtpengine received from each leg of a call (ng `query`: per-tag stream stats). */
+function packetsReceivedPerLeg(tags: Readonly<Record<string, unknown>>): number[] {
+  const perLeg: number[] = [];
+  for (const monologue of Object.values(tags)) {
+    let packets = 0;
+    const medias = (monologue as { medias?: unknown }).medias;
+    if (Array.isArray(medias)) {
+      for (const media of medias) {
+        const streams = (media as { streams?: unknown }).streams;
+        if (!Array.isArray(streams)) continue;
+        for (const stream of streams) {
+          const count = (stream as { stats?: { packets?: unknown } }).stats?.packets;
+          if (typeof count === 'number') packets += count;
+        }
+      }
+    }
+    perLeg.push(packets);
+  }
+  return perLeg;
+}
+
+// ------------------------------------------------------------------------------------------ the test app
+
+function userOf(uri: string): string {
+  return /^sips?:([^@;>]+)@/i.exec(uri)?.[1] ?? '';
+}
+
+/** Permissive registrar (RFC 3261 §10.3 without authentication): 200 with the bindings, flow remembered. */
+function installTestRegistrar(app: Srf, bindings: Map<string, Binding>): void {
+  app.register((req, res) => {
+    const contact = req.getParsedHeader('Contact')[0];
+    const aorUser = userOf(req.getParsedHeader('To').uri);
+    if (!contact || !aorUser) {
+      res.send(400);
+      return;
+    }
+    const expiresParam = contact.params.expires;
+    const expires = Number(expiresParam ?? req.get('Expires') ?? 3600);
+    if (expires === 0) {
+      bindings.delete(aorUser);
+      res.send(200);
+      return;
+    }
+    bindings.set(aorUser, {
+      contact: contact.uri,
+      sourceAddress: req.source_address,
+      sourcePort: Number(req.source_port),
+      protocol: req.protocol,
+    });
+    res.send(200, { headers: { Contact: `<${contact.uri}>;expires=${expires}` } });
+  });
+}
+
+interface B2buaContext {
+  app: Srf;
+  media: MediaSessionRegistry;
+  bindings: Map<string, Binding>;
+  /** SIP URI of the SIPp UAS that stands in for the PSTN */
+  echoTarget: () => string;
+  /** how to address the browser's flow: the transport param of the proxy URI */
+  wsProxyTransport: (binding: Binding) => string;
+  /** codecs the WebRTC leg is given (src/app/media LegCodecPreferences.webrtc); default the module's */
+  webrtcCodecs?: string[];
+  calls: BridgedCall[];
+  failures: string[];
+}
+
+/** Minimal B2BUA: WebRTC caller -> SIPp UAS; SIPp caller -> registered browser over its WebSocket. */
+function installTestB2bua(ctx: B2buaContext): void {
+  ctx.app.invite(async (req: SrfRequest, res: SrfResponse) => {
+    const fromWebSocket = req.protocol === 'ws' || req.protocol === 'wss';
+    let target: string;
+    let proxy: string | undefined;
+    let aKind: LegKind;
+    let bKind: LegKind;
+    if (fromWebSocket) {
+      target = ctx.echoTarget();
+      aKind = 'webrtc';
+      bKind = 'plain';
+    } else {
+      const binding = ctx.bindings.get(userOf(req.uri));
+      if (!binding) {
+        res.send(480);
+        return;
+      }
+      target = binding.contact;
+      proxy = `sip:${binding.sourceAddress}:${binding.sourcePort};transport=${ctx.wsProxyTransport(binding)}`;
+      aKind = 'plain';
+      bKind = 'webrtc';
+    }
+    const callId = req.get('Call-ID') ?? '';
+    const media = ctx.media.create({
+      callId,
+      ...(ctx.webrtcCodecs ? { codecs: { ...DEFAULT_LEG_CODECS, webrtc: ctx.webrtcCodecs } } : {}),
+    });
+    let resolveEnded!: () => void;
+    const call: BridgedCall = { callId, media, ended: new Promise<void>((resolve) => { resolveEnded = resolve; }) };
+    ctx.calls.push(call);
+    const endCall = (): void => {
+      void media.delete().then(resolveEnded);
+    };
+    req.on('cancel', endCall);
+    try {
+      const bOffer = await media.offer(req.body, aKind, bKind);
+      const { uas, uac } = await ctx.app.createB2BUA(req, res, target, {
+        proxy,
+        localSdpB: bOffer,
+        localSdpA: (bAnswer: string) => media.answer(bAnswer),
+      });
+      uas.on('destroy', () => {
+        endCall();
+        if (uac.connected) void uac.destroy().catch(() => undefined);
+      });
+      uac.on('destroy', () => {
+        endCall();
+        if (uas.connected) void uas.destroy().catch(() => undefined);
+      });
+    } catch (err) {
+      ctx.failures.push(isSipFailure(err) ? `${err.status} ${err.reason ?? ''}` : err instanceof Error ? err.message : String(err));
+      endCall();
+      if (!res.finalResponseSent) res.send(isSipFailure(err) ? err.status : 500);
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------------------ suite
+
+describe('browser webphone over WSS, bridged to SIP through rtpengine', () => {
+  let rtpengine: RtpengineServer;
+  let stack: TestStack;
+  let app: Srf;
+  let pool: RtpenginePool;
+  let media: MediaSessionRegistry;
+  let browser: WebphoneBrowser;
+  let phone: Webphone;
+  let uas: SippServer;
+  let wsUrl: string;
+  const bindings = new Map<string, Binding>();
+  const calls: BridgedCall[] = [];
+  const failures: string[] = [];
+  let b2bua: B2buaContext;
+
+  beforeAll(async () => {
+    rtpengine = await startRtpengine();
+    stack = await startStack({ protocols: ['udp', 'wss'], tls: 'self-signed' });
+    const wss = stack.addresses.sip.find((l) => l.protocol === 'wss');
+    if (!wss) throw new Error('no wss listener');
+    wsUrl = `wss://127.0.0.1:${wss.port}`;
+    app = await stack.connectApp();
+    pool = new RtpenginePool({ engines: [`${rtpengine.host}:${rtpengine.ngPort}`], pingIntervalMs: 0 });
+    media = new MediaSessionRegistry(pool);
+    uas = await startSippServer({ scenario: 'webrtc-uas-rtp.xml', service: 'echo' });
+    installTestRegistrar(app, bindings);
+    b2bua = {
+      app,
+      media,
+      bindings,
+      echoTarget: () => `sip:echo@127.0.0.1:${uas.port}`,
+      wsProxyTransport: (binding) => binding.protocol,
+      calls,
+      failures,
+    };
+    installTestB2bua(b2bua);
+    browser = await startBrowser();
+    phone = await browser.newWebphone(AGENT);
+  }, 90_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await uas?.stop();
+    await pool?.close();
+    await stack?.stop();
+    await rtpengine?.stop();
+  }, 60_000);
+
+  /** After every call: no media session, no rtpengine call, no edge dialog. */
+  afterEach(async () => {
+    b2bua.webrtcCodecs = undefined;
+    await phone.hangup().catch(() => undefined); // a failed test may leave its call up
+    await Promise.all(calls.map((c) => c.ended));
+    await waitFor(() => media.count === 0 || undefined, 5000, 'media sessions deleted');
+    const left = await rtpengineCallIds(rtpengine);
+    expect(left, 'rtpengine calls left').toEqual([]);
+    await waitFor(() => stack.edge.stats().dialogs === 0 || undefined, 5000, `edge dialogs gone (${JSON.stringify(stack.edge.stats())})`);
+    calls.length = 0;
+  }, 20_000);
+
+  it('registers over WSS; the binding is the WebSocket flow', async () => {
+    await phone.register({ wsUrl, sipUri: `sip:${AGENT}@127.0.0.1`, password: PASSWORD, displayName: 'Agent', autoAnswer: true });
+    const binding = bindings.get(AGENT);
+    expect(binding).toBeDefined();
+    expect(binding!.protocol).toBe('wss');
+    expect(binding!.sourceAddress).toBe('127.0.0.1');
+    expect(binding!.sourcePort).toBeGreaterThan(0);
+    expect(binding!.contact).toMatch(/;transport=ws/i);
+    const received = await phone.receivedSipMessages();
+    const ok = received.find((m) => m.startsWith('SIP/2.0 200') && /CSeq:\s*\d+ REGISTER/i.test(m));
+    expect(ok, 'the 200 OK to REGISTER reached the browser').toBeDefined();
+    // RFC 7118 §5: Via transport WSS, and the edge stamps where the request came from (RFC 3261 §18.2.1)
+    expect(ok).toMatch(/^Via:\s*SIP\/2\.0\/WSS [^\r\n]*;received=127\.0\.0\.1/im);
+  });
+
+  it('browser (opus only) calls sip:echo -> SIPp UAS (G.711): transcoded audio flows both ways, browser hangs up', async () => {
+    const call = await phone.call('sip:echo@127.0.0.1', { codecs: ['opus', 'telephone-event'], timeoutMs: 15_000 });
+    expect(call.status).toBe('confirmed');
+    const stats = await phone.waitForMedia({ minPacketsSent: MIN_PACKETS, minPacketsReceived: MIN_PACKETS });
+    expect(stats.codec).toMatch(/opus/i);
+    expect(stats.dtlsState).toBe('connected');
+    expect(stats.totalAudioEnergy).toBeGreaterThan(0);
+
+    // rtpengine saw RTP from both legs: the browser (SRTP) and SIPp (plain G.711)
+    expect(calls).toHaveLength(1);
+    const query = await pool.query({ 'call-id': calls[0]!.callId });
+    const perLeg = packetsReceivedPerLeg(query.tags);
+    expect(perLeg).toHaveLength(2);
+    for (const packets of perLeg) expect(packets).toBeGreaterThan(MIN_PACKETS);
+
+    const ended = await phone.hangup();
+    expect(ended?.status).toBe('ended');
+    expect(ended?.endedBy).toBe('local');
+    expect(failures).toEqual([]);
+  });
+
+  it('SIPp (G.711) calls the registered browser over its WebSocket, transcoded to opus: audio both ways, SIPp hangs up', async () => {
+    b2bua.webrtcCodecs = ['opus'];
+    const sipp = runSipp({ scenario: 'webrtc-uac-rtp.xml', target: stack.target, service: AGENT, calls: 1, timeoutMs: 30_000 });
+    const incoming = await phone.waitForIncoming(15_000);
+    expect(incoming.remoteUri).toContain('+15551234567');
+    await phone.waitForConfirmed(incoming.id, 10_000);
+    const stats = await phone.waitForMedia({ minPacketsSent: MIN_PACKETS, minPacketsReceived: MIN_PACKETS });
+    expect(stats.codec).toMatch(/opus/i);
+    expect(stats.dtlsState).toBe('connected');
+    expect(stats.totalAudioEnergy).toBeGreaterThan(0);
+    const query = await pool.query({ 'call-id': calls[0]!.callId });
+    for (const packets of packetsReceivedPerLeg(query.tags)) expect(packets).toBeGreaterThan(MIN_PACKETS);
+
+    const result = await sipp; // SIPp sends BYE at 8 s
+    expect(result.stats.successful, result.errors + result.stderr).toBe(1);
+    const ended = await phone.waitForEnd(incoming.id, 10_000);
+    expect(ended.status).toBe('ended');
+    expect(ended.endedBy).toBe('remote');
+
+    // the INVITE the browser read came over its WebSocket; every header is readable in the trace
+    const invite = (await phone.receivedSipMessages()).find((m) => m.startsWith('INVITE '));
+    expect(invite).toBeDefined();
+    expect(invite).toMatch(/^From:.*\+15551234567/im);
+    expect(invite).toMatch(/^Via:\s*SIP\/2\.0\/WSS /im);
+    expect(failures).toEqual([]);
+  });
+
+  it('SIPp calls the browser with a shared codec (G.711 end to end), the browser hangs up', async () => {
+    const sipp = runSipp({ scenario: 'webrtc-uac-rtp.xml', target: stack.target, service: AGENT, calls: 1, timeoutMs: 30_000 });
+    const incoming = await phone.waitForIncoming(15_000);
+    await phone.waitForConfirmed(incoming.id, 10_000);
+    const stats = await phone.waitForMedia({ minPacketsSent: MIN_PACKETS, minPacketsReceived: MIN_PACKETS });
+    expect(stats.codec).toMatch(/PCMA|PCMU/);
+    expect(stats.dtlsState).toBe('connected');
+    const ended = await phone.hangup();
+    expect(ended?.endedBy).toBe('local');
+    const result = await sipp; // receives the BYE before its own 8 s timer
+    expect(result.stats.successful, result.errors + result.stderr).toBe(1);
+    expect(result.errors).not.toMatch(/receive timeout/);
+    expect(failures).toEqual([]);
+  });
+
+  it('unregisters: the binding is removed', async () => {
+    await phone.unregister();
+    expect(bindings.has(AGENT)).toBe(false);
+  });
+});

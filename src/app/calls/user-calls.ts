@@ -1,0 +1,80 @@
+/**
+ * Calls delivered to a user, by connection method (issue 4 item 5):
+ *
+ * - `webrtc` and `sip-phone`: every live registration rings at once (one fork group, RFC 3261
+ *   §16.7); each INVITE goes to the registered Contact as Request-URI, sent through the flow the
+ *   REGISTER came from (`proxy` = its source address/port/transport: the NAT binding or the
+ *   WebSocket connection, RFC 5626 §5.3 / RFC 7118 §5); no registration -> 480;
+ * - `sip-address`: one INVITE to the configured PBX URI, answering its 401/407 with the stored
+ *   PBX credentials;
+ * - `dial-in`: never called (they call in) -> 480; an inactive user -> 480.
+ */
+import type { Binding } from '../registrar/binding-store.js';
+import type { MaskStyle } from '../policies/index.js';
+import type { UserRecord } from '../users/types.js';
+import type { CallPlan, CallTarget } from './call-session.js';
+import { calleeIdentity, type CallerPresentation } from './call-rules.js';
+
+export interface BindingLister {
+  list(userId: string): Promise<Binding[]>;
+}
+
+export interface UserCallOptions {
+  bindings: BindingLister;
+  /** Host of the From/To URIs the device sees (the core's SIP domain). */
+  domain: string;
+  maskStyle?: MaskStyle;
+  direction: CallPlan['direction'];
+  /** Users on the caller's side (an internal call's caller), for kick-off and listings. */
+  callerUserIds?: readonly string[];
+}
+
+export type UserCallPlan = { ok: true; plan: CallPlan } | { ok: false; status: number; reason: string };
+
+const UNAVAILABLE = { ok: false, status: 480, reason: 'Temporarily Unavailable' } as const;
+
+/** `sip:host:port;transport=x` for a binding's flow (IPv6 hosts bracketed). */
+export function flowUri(flow: Binding['flow']): string {
+  const host = flow.address.includes(':') && !flow.address.startsWith('[') ? `[${flow.address}]` : flow.address;
+  return `sip:${host}:${flow.port};transport=${flow.transport.toLowerCase()}`;
+}
+
+export async function planUserCall(user: UserRecord, caller: CallerPresentation, options: UserCallOptions): Promise<UserCallPlan> {
+  if (!user.active) return UNAVAILABLE;
+  const identity = calleeIdentity(user, caller, { domain: options.domain, ...(options.maskStyle ? { maskStyle: options.maskStyle } : {}) });
+  const base = {
+    direction: options.direction,
+    callee: 'user' as const,
+    userIds: [...new Set([...(options.callerUserIds ?? []), user.id])],
+    ...(identity.masker ? { protectCallee: identity.masker.maskText } : {}),
+    summary: { callee: user.id, connectionMethod: user.connectionMethod },
+  };
+  switch (user.connectionMethod) {
+    case 'webrtc':
+    case 'sip-phone': {
+      const bindings = await options.bindings.list(user.id);
+      if (bindings.length === 0) return UNAVAILABLE;
+      const targets: CallTarget[] = bindings.map((binding) => ({
+        uri: binding.contact,
+        proxy: flowUri(binding.flow),
+        headers: { ...identity.headers },
+        label: `binding:${binding.id}`,
+      }));
+      return { ok: true, plan: { ...base, bLegKind: user.connectionMethod === 'webrtc' ? 'webrtc' : 'plain', groups: [targets] } };
+    }
+    case 'sip-address': {
+      const address = user.sipAddress;
+      if (!address) return UNAVAILABLE;
+      const target: CallTarget = {
+        uri: address.uri,
+        headers: { ...identity.headers, To: `<${address.uri}>` },
+        label: 'sip-address',
+        ...(address.username && address.password ? { auth: { username: address.username, password: address.password } } : {}),
+      };
+      if (identity.masker) target.headers = identity.masker.maskHeaders(target.headers);
+      return { ok: true, plan: { ...base, bLegKind: 'plain', groups: [[target]] } };
+    }
+    case 'dial-in':
+      return UNAVAILABLE;
+  }
+}
