@@ -52,3 +52,20 @@ export function sampleRss(pid: number, intervalMs = 250): { stop(): { peakMiB: n
     },
   };
 }
+
+/**
+ * UDP datagrams the kernel dropped for a full socket receive buffer, machine-wide (/proc/net/snmp Udp RcvbufErrors).
+ * Other processes' drops count too; on a quiet machine a rise during a step means the stack read too slowly.
+ */
+export function udpReceiveBufferErrors(): number | undefined {
+  try {
+    const lines = readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((line) => line.startsWith('Udp:'));
+    if (lines.length < 2) return undefined;
+    const names = lines[0].split(/\s+/);
+    const values = lines[1].split(/\s+/);
+    const value = Number(values[names.indexOf('RcvbufErrors')]);
+    return Number.isFinite(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}

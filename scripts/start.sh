@@ -8,7 +8,7 @@
 # 2. Redis on 127.0.0.1:${DIALCORE_REDIS_PORT:-6379}, unless one already answers there.
 # 3. rtpengine (userspace, kernel table -1) on 127.0.0.1, ng control on
 #    ${DIALCORE_RTPENGINE_NG_PORT:-22222}/udp, media ports
-#    ${DIALCORE_RTP_PORT_MIN:-30000}-${DIALCORE_RTP_PORT_MAX:-40000}, DTMF events sent
+#    ${DIALCORE_RTP_PORT_MIN:-23000}-${DIALCORE_RTP_PORT_MAX:-32000}, DTMF events sent
 #    as UDP JSON to 127.0.0.1:${DIALCORE_DTMF_LOG_PORT:-22230}; unless ours already runs.
 # 4. node bin/dialcore.js start "$@" with DIALCORE_REDIS_URL, DIALCORE_RTPENGINE_NG and
 #    DIALCORE_DTMF_LOG_ADDRESS in its environment.
@@ -26,8 +26,8 @@ mkdir -p "$run_dir"
 
 redis_port=${DIALCORE_REDIS_PORT:-6379}
 ng_port=${DIALCORE_RTPENGINE_NG_PORT:-22222}
-rtp_min=${DIALCORE_RTP_PORT_MIN:-30000}
-rtp_max=${DIALCORE_RTP_PORT_MAX:-40000}
+rtp_min=${DIALCORE_RTP_PORT_MIN:-23000}
+rtp_max=${DIALCORE_RTP_PORT_MAX:-32000}
 dtmf_port=${DIALCORE_DTMF_LOG_PORT:-22230}
 
 log() { echo "[start] $*" >&2; }

@@ -36,9 +36,24 @@ async function runEdge(config: DialcoreConfig, logger: Logger): Promise<Edge> {
   return edge;
 }
 
+/** Everything the core app needs, checked before anything starts. */
+function checkAppConfig(config: DialcoreConfig): void {
+  const problems = [];
+  if (!config.drachtio.secret) problems.push({ field: 'drachtio.secret', message: 'a secret is required (--secret or DIALCORE_SECRET)' });
+  if (config.http.adminToken.length < 16) problems.push({ field: 'http.adminToken', message: 'an admin API token of at least 16 characters is required (--admin-token or DIALCORE_ADMIN_TOKEN)' });
+  if (config.registrar.nonceSecret && config.registrar.nonceSecret.length < 16) problems.push({ field: 'registrar.nonceSecret', message: 'must be at least 16 characters (or empty for a random per-process secret)' });
+  if (problems.length) throw new ConfigError(problems);
+}
+
 async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.drachtio.connect): Promise<RunningCore> {
-  if (!config.drachtio.secret) throw new ConfigError([{ field: 'drachtio.secret', message: 'a secret is required (--secret or DIALCORE_SECRET)' }]);
-  return startCore({ drachtio: { ...drachtio, secret: config.drachtio.secret }, logger: logger.child({ component: 'core' }) });
+  checkAppConfig(config);
+  return startCore({
+    drachtio: { ...drachtio, secret: config.drachtio.secret },
+    redisUrl: config.redis.url,
+    http: { ...config.http.listen, adminToken: config.http.adminToken },
+    registrar: config.registrar,
+    logger: logger.child({ component: 'core' }),
+  });
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -74,6 +89,7 @@ export async function main(argv: string[]): Promise<number> {
         break;
       }
       case 'start': {
+        checkAppConfig(config);
         const edge = await runEdge(config, logger);
         stoppers.push(() => edge.stop());
         const core = await runApp(config, logger, config.drachtio.listen);

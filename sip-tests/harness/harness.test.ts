@@ -4,7 +4,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { createSocket } from 'node:dgram';
 import { createClient } from 'redis';
-import { freePort, freePortRange, isBound, parseSippStatsCsv, redisAnswersPing, rtpengineAnswersPing, runSipp, startRedis, startRtpengine, startSippServer } from './index.js';
+import { freePort, freePortRange, isBound, parseSippStatsCsv, redisAnswersPing, rtpengineAnswersPing, runSipp, spawnService, startRedis, startRtpengine, startSippServer } from './index.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
@@ -30,6 +30,24 @@ describe('ports', () => {
     expect(a.min % 2).toBe(0);
     expect(a.max - a.min).toBe(99);
     expect(a.max < b.min || b.max < a.min).toBe(true);
+  });
+});
+
+describe('spawnService', () => {
+  it('captures output in its log and stops the process', async () => {
+    const service = spawnService({ name: 'sleeper', command: 'sh', args: ['-c', 'echo started; exec sleep 30'] });
+    await expect.poll(() => service.log()).toContain('started');
+    expect(service.running()).toBe(true);
+    const exit = await service.stop({ graceMs: 2000 });
+    expect(exit.signal).toBe('SIGTERM');
+    expect(service.running()).toBe(false);
+  });
+
+  it('reports a command that cannot be started', async () => {
+    const service = spawnService({ name: 'missing', command: '/nonexistent/dialcore-test-binary', args: [] });
+    const exit = await service.exited;
+    expect(exit.spawnError?.message).toMatch(/ENOENT/);
+    await service.stop();
   });
 });
 
@@ -96,6 +114,10 @@ describe('sipp', () => {
     expect(result.exitCode).not.toBe(0);
     expect(result.stats.successful).toBe(0);
     expect(result.stats.failed).toBe(1);
+  });
+
+  it('refuses injection fields that would break the CSV', async () => {
+    await expect(runSipp({ scenario: 'uac', target: '127.0.0.1:9', calls: 1, inf: { rows: [['a;b']] } })).rejects.toThrow(/may not contain/);
   });
 
   it('parses the last row of a statistics CSV', () => {

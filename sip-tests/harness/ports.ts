@@ -4,7 +4,7 @@
  * - `freePort()` returns a port that is free for both UDP and TCP (SIP listens on both),
  *   taken from the kernel's ephemeral range (bind to port 0).
  * - `freePortRange(count)` returns a block of consecutive ports below the ephemeral range
- *   (10000-31999), for processes that take a range: rtpengine `--port-min/--port-max`,
+ *   (10000-19999), for processes that take a range: rtpengine `--port-min/--port-max`,
  *   SIPp media ports.
  *
  * Every port or block handed out is claimed with a lock file in the OS temp directory
@@ -20,8 +20,8 @@ import { join } from 'node:path';
 const HOST = '127.0.0.1';
 const LOCK_DIR = join(tmpdir(), 'dialcore-test-ports');
 const RANGE_REGION_START = 10_000;
-const RANGE_REGION_END = 32_000; // Linux ephemeral ports start at 32768
-const RANGE_BLOCK = 200;
+const RANGE_REGION_END = 20_000; // below scripts/start.sh's rtpengine range (23000-32000) and the ephemeral range (32768+)
+const RANGE_BLOCK = 100;
 const MAX_ATTEMPTS = 200;
 
 const claimedLocks = new Set<string>();
@@ -120,7 +120,7 @@ export interface PortRange {
 }
 
 /**
- * `count` consecutive ports (at most 200), all free on 127.0.0.1 for UDP and TCP now,
+ * `count` consecutive ports (at most 100), all free on 127.0.0.1 for UDP and TCP now,
  * starting on an even port (RTP convention).
  */
 export async function freePortRange(count: number): Promise<PortRange> {

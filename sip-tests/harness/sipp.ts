@@ -21,7 +21,7 @@
  * `timeoutMs`.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, freePortRange, releasePort, type PortRange } from './ports.js';
 import { isBound, makeServiceDir, spawnService, tail, waitUntil, type Service } from './service.js';
@@ -29,8 +29,8 @@ import { isBound, makeServiceDir, spawnService, tail, waitUntil, type Service } 
 const HOST = '127.0.0.1';
 const SCENARIO_DIR = fileURLToPath(new URL('../../sipp-scenarios/', import.meta.url));
 const OUTPUT_TAIL_BYTES = 64 * 1024;
-/** Media ports per SIPp: -mp, -mp+2 (echo), then rtp_stream / pcap play ports. */
-const MEDIA_PORTS_PER_SIPP = 40;
+/** Media ports per SIPp: [media_port] (-mp; RTP echo, pcap play and rtp_stream all use it), -mp+2 and offsets such as [media_port+2]. */
+const MEDIA_PORTS_PER_SIPP = 10;
 
 /** `-t`: UDP one socket, UDP socket per call, TCP one socket, TCP socket per call. */
 export type SippTransport = 'u1' | 'un' | 't1' | 'tn';
@@ -164,6 +164,16 @@ export function parseSippStatsCsv(csv: string): SippStats {
   };
 }
 
+/** The `-inf` file for `injection`: the order line, then one `;`-joined row per call. */
+function injectionCsv(injection: SippInjection): string {
+  for (const row of injection.rows) {
+    for (const field of row) {
+      if (/[;\r\n]/.test(field)) throw new Error(`SIPp injection field may not contain ';' or a line break: ${JSON.stringify(field)}`);
+    }
+  }
+  return [injection.order ?? 'SEQUENTIAL', ...injection.rows.map((row) => row.join(';'))].join('\n') + '\n';
+}
+
 function readIfExists(file: string, maxBytes: number): string | undefined {
   return existsSync(file) ? tail(file, maxBytes) : undefined;
 }
@@ -210,9 +220,9 @@ async function launchSipp(options: SippOptions, defaultTimeoutMs: number): Promi
   for (const [name, value] of Object.entries(options.keys ?? {})) args.push('-key', name, value);
 
   let infRows: string | undefined;
-  if (typeof options.inf === 'string') args.push('-inf', options.inf);
+  if (typeof options.inf === 'string') args.push('-inf', resolve(options.inf));
   else if (options.inf) {
-    infRows = [options.inf.order ?? 'SEQUENTIAL', ...options.inf.rows.map((row) => row.join(';'))].join('\n') + '\n';
+    infRows = injectionCsv(options.inf);
     args.push('-inf', 'injection.csv');
   }
   args.push(...(options.extraArgs ?? []));
@@ -228,7 +238,8 @@ async function launchSipp(options: SippOptions, defaultTimeoutMs: number): Promi
     media,
     commandLine,
     collect(timedOut) {
-      const stats = parseSippStatsCsv(readIfExists(join(dir, 'stats.csv'), 1 << 20) ?? '');
+      const statsFile = join(dir, 'stats.csv');
+      const stats = parseSippStatsCsv(existsSync(statsFile) ? readFileSync(statsFile, 'utf8') : '');
       return {
         exitCode: null,
         signal: null,

@@ -8,7 +8,7 @@ import { startStack, type TestStack } from '../fixtures/stack.js';
 import { startRedis, type RedisServer } from '../harness/index.js';
 import { startRegistrarServices, type RegistrarServices, type RegistrarServicesOptions } from '../../src/app/registrar/services.js';
 import { startAdminApi, type RunningAdminApi } from '../../src/app/admin/server.js';
-import type { Srf } from '../../src/app/sip/srf.js';
+import { connectSrf, createSrf, type Srf } from '../../src/app/sip/srf.js';
 
 export const REALM = 'dialcore.test';
 export const ADMIN_TOKEN = 'sip-test-admin-token-123456';
@@ -47,7 +47,9 @@ export async function startRegistrarStack(overrides: ServiceOverrides = {}): Pro
       algorithms: ['MD5', 'SHA-256'], // SIPp 3.6.1 answers only the first challenge and knows only MD5
       ...overrides,
     });
-    const srf = await sip.connectApp();
+    // Our own srf (not sip.connectApp()): restartApp disconnects it, the fixture must not again.
+    const srf = createSrf();
+    await connectSrf(srf, { host: '127.0.0.1', port: sip.addresses.admin.port, secret: sip.secret });
     srf.register(services.registerHandler);
     return { srf, services };
   };

@@ -16,7 +16,7 @@
 import { createRequire } from 'node:module';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runSipp, startRtpengine, startSippServer, type RtpengineServer, type SippServer } from '../harness/index.js';
-import { startBrowser, type Webphone, type WebphoneBrowser } from '../harness/browser.js';
+import { startBrowser, type CallInfo, type Webphone, type WebphoneBrowser } from '../harness/browser.js';
 import { startStack, waitFor, type TestStack } from '../fixtures/stack.js';
 import { isSipFailure, type Srf, type SrfRequest, type SrfResponse } from '../../src/app/sip/srf.js';
 import { DEFAULT_LEG_CODECS, MediaSessionRegistry, RtpenginePool, type LegKind, type MediaSession } from '../../src/app/media/index.js';
@@ -123,8 +123,8 @@ interface B2buaContext {
   bindings: Map<string, Binding>;
   /** SIP URI of the SIPp UAS that stands in for the PSTN */
   echoTarget: () => string;
-  /** how to address the browser's flow: the transport param of the proxy URI */
-  wsProxyTransport: (binding: Binding) => string;
+  /** transport param of the proxy URI that reaches the browser's flow; default the binding's protocol */
+  wsProxyTransport?: string;
   /** codecs the WebRTC leg is given (src/app/media LegCodecPreferences.webrtc); default the module's */
   webrtcCodecs?: string[];
   calls: BridgedCall[];
@@ -150,7 +150,7 @@ function installTestB2bua(ctx: B2buaContext): void {
         return;
       }
       target = binding.contact;
-      proxy = `sip:${binding.sourceAddress}:${binding.sourcePort};transport=${ctx.wsProxyTransport(binding)}`;
+      proxy = `sip:${binding.sourceAddress}:${binding.sourcePort};transport=${ctx.wsProxyTransport ?? binding.protocol}`;
       aKind = 'plain';
       bKind = 'webrtc';
     }
@@ -222,7 +222,6 @@ describe('browser webphone over WSS, bridged to SIP through rtpengine', () => {
       media,
       bindings,
       echoTarget: () => `sip:echo@127.0.0.1:${uas.port}`,
-      wsProxyTransport: (binding) => binding.protocol,
       calls,
       failures,
     };
@@ -240,8 +239,19 @@ describe('browser webphone over WSS, bridged to SIP through rtpengine', () => {
   }, 60_000);
 
   /** After every call: no media session, no rtpengine call, no edge dialog. */
+  /** The next call ringing the browser; on timeout, says what the B2BUA got instead. */
+  async function incomingCall(): Promise<CallInfo> {
+    try {
+      return await phone.waitForIncoming(15_000);
+    } catch (err) {
+      throw new Error(`no call reached the browser; B2BUA failures: ${JSON.stringify(failures)}\n${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
   afterEach(async () => {
     b2bua.webrtcCodecs = undefined;
+    b2bua.wsProxyTransport = undefined;
+    failures.length = 0;
     await phone.hangup().catch(() => undefined); // a failed test may leave its call up
     await Promise.all(calls.map((c) => c.ended));
     await waitFor(() => media.count === 0 || undefined, 5000, 'media sessions deleted');
@@ -290,7 +300,7 @@ describe('browser webphone over WSS, bridged to SIP through rtpengine', () => {
   it('SIPp (G.711) calls the registered browser over its WebSocket, transcoded to opus: audio both ways, SIPp hangs up', async () => {
     b2bua.webrtcCodecs = ['opus'];
     const sipp = runSipp({ scenario: 'webrtc-uac-rtp.xml', target: stack.target, service: AGENT, calls: 1, timeoutMs: 30_000 });
-    const incoming = await phone.waitForIncoming(15_000);
+    const incoming = await incomingCall();
     expect(incoming.remoteUri).toContain('+15551234567');
     await phone.waitForConfirmed(incoming.id, 10_000);
     const stats = await phone.waitForMedia({ minPacketsSent: MIN_PACKETS, minPacketsReceived: MIN_PACKETS });
@@ -316,7 +326,7 @@ describe('browser webphone over WSS, bridged to SIP through rtpengine', () => {
 
   it('SIPp calls the browser with a shared codec (G.711 end to end), the browser hangs up', async () => {
     const sipp = runSipp({ scenario: 'webrtc-uac-rtp.xml', target: stack.target, service: AGENT, calls: 1, timeoutMs: 30_000 });
-    const incoming = await phone.waitForIncoming(15_000);
+    const incoming = await incomingCall();
     await phone.waitForConfirmed(incoming.id, 10_000);
     const stats = await phone.waitForMedia({ minPacketsSent: MIN_PACKETS, minPacketsReceived: MIN_PACKETS });
     expect(stats.codec).toMatch(/PCMA|PCMU/);
@@ -327,6 +337,17 @@ describe('browser webphone over WSS, bridged to SIP through rtpengine', () => {
     expect(result.stats.successful, result.errors + result.stderr).toBe(1);
     expect(result.errors).not.toMatch(/receive timeout/);
     expect(failures).toEqual([]);
+  });
+
+  it('RFC 7118 §5.2: a proxy URI `sip:ip:port;transport=ws` reaches the browser over its WSS connection', async () => {
+    // transport=ws is the only WebSocket value of the URI transport parameter; WSS is `sips:` + transport=ws
+    b2bua.wsProxyTransport = 'ws';
+    const sipp = runSipp({ scenario: 'webrtc-uac-rtp.xml', target: stack.target, service: AGENT, calls: 1, timeoutMs: 30_000 });
+    const incoming = await incomingCall();
+    await phone.waitForConfirmed(incoming.id, 10_000);
+    await phone.hangup();
+    const result = await sipp;
+    expect(result.stats.successful, result.errors + result.stderr).toBe(1);
   });
 
   it('unregisters: the binding is removed', async () => {

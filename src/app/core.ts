@@ -1,34 +1,25 @@
 /**
  * The dialcore core: a drachtio-srf app. It talks to a SIP server (our edge or the C++
- * drachtio-server) only through drachtio-srf. Features plug in as request handlers.
+ * drachtio-server) only through drachtio-srf, and keeps its state in Redis.
  *
- * Skeleton policy (until a feature claims a method):
  *  - OPTIONS out of dialog: 200 with Allow/Accept/Supported (keep-alives from phones and trunks, RFC 3261 11.2)
+ *  - REGISTER: the registrar (src/app/registrar) with digest auth and the per-user rules
+ *  - INVITE: the call router (src/app/calls) when media is configured
  *  - methods nobody handles are not routed, so the SIP server answers them (503 / 501 / 405 with Allow)
+ *  - the admin HTTP API, /metrics and /healthz
  */
+import { randomBytes } from 'node:crypto';
+import { createClient } from 'redis';
 import type { Logger } from 'pino';
 import { connectSrf, createSrf, type Srf, type SrfRequest, type SrfResponse, type RequestHandler } from './sip/srf.js';
+import { startRegistrarServices, type RegistrarServices } from './registrar/services.js';
+import type { SessionDirectory, SessionTerminator } from './registrar/kick.js';
+import { startAdminApi, type RunningAdminApi } from './admin/server.js';
 
 export const ALLOW = 'INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK, REGISTER, MESSAGE, NOTIFY, REFER';
 
-export interface CoreOptions {
-  drachtio: { host: string; port: number; secret: string };
-  logger: Logger;
-}
-
-export interface CoreFeatures {
-  register?: RequestHandler;
-  invite?: RequestHandler;
-}
-
-export interface RunningCore {
-  srf: Srf;
-  hostport: string;
-  stop(): Promise<void>;
-}
-
 /** RFC 3261 11.2: capabilities in answer to OPTIONS. */
-export function answerOptions(req: SrfRequest, res: SrfResponse): void {
+export function answerOptions(_req: SrfRequest, res: SrfResponse): void {
   res.send(200, {
     headers: {
       Allow: ALLOW,
@@ -40,11 +31,75 @@ export function answerOptions(req: SrfRequest, res: SrfResponse): void {
   });
 }
 
-export async function startCore(opts: CoreOptions, features: CoreFeatures = {}): Promise<RunningCore> {
+export interface CoreOptions {
+  drachtio: { host: string; port: number; secret: string };
+  redisUrl: string;
+  http: { host: string; port: number; adminToken: string };
+  registrar: {
+    realm: string;
+    nonceSecret: string;
+    nonceLifetimeSeconds: number;
+    minExpires: number;
+    maxExpires: number;
+    defaultExpires: number;
+  };
+  logger: Logger;
+}
+
+/** What a calls feature plugs into the core (src/app/calls). */
+export interface CallFeature {
+  invite: RequestHandler;
+  terminator: SessionTerminator;
+  sessions: SessionDirectory;
+  stop(): Promise<void>;
+}
+
+export interface RunningCore {
+  srf: Srf;
+  hostport: string;
+  services: RegistrarServices;
+  admin: RunningAdminApi;
+  stop(): Promise<void>;
+}
+
+export async function startCore(
+  opts: CoreOptions,
+  calls?: (deps: { srf: Srf; services: RegistrarServices }) => Promise<CallFeature>,
+): Promise<RunningCore> {
+  const log = opts.logger;
+  const client = createClient({ url: opts.redisUrl, socket: { reconnectStrategy: (retries) => Math.min(retries * 100, 2000) } });
+  client.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
+  await client.connect();
+
+  // An empty nonce secret is fine for one instance; several instances must share one (config registrar.nonceSecret).
+  const nonceSecret = opts.registrar.nonceSecret || randomBytes(32).toString('hex');
+  let feature: CallFeature | undefined;
+  // the calls feature is created after the services it needs, so kicks reach it through these
+  const terminator: SessionTerminator = {
+    terminateUserSessions: (userId) => feature?.terminator.terminateUserSessions(userId) ?? Promise.resolve(0),
+    closeUserFlows: (userId) => feature?.terminator.closeUserFlows?.(userId) ?? Promise.resolve(),
+  };
+  const sessions: SessionDirectory = { listUserSessions: (userId) => feature?.sessions.listUserSessions(userId) ?? Promise.resolve([]) };
+  const services = await startRegistrarServices({
+    client,
+    realm: opts.registrar.realm,
+    nonceSecret,
+    nonceLifetimeSeconds: opts.registrar.nonceLifetimeSeconds,
+    minExpires: opts.registrar.minExpires,
+    maxExpires: opts.registrar.maxExpires,
+    defaultExpires: opts.registrar.defaultExpires,
+    terminator,
+    sessions,
+    log: log.child({ component: 'registrar' }),
+  });
+
   const srf = createSrf();
   srf.options(answerOptions);
-  if (features.register) srf.register(features.register);
-  if (features.invite) srf.invite(features.invite);
+  srf.register(services.registerHandler);
+  if (calls) {
+    feature = await calls({ srf, services });
+    srf.invite(feature.invite);
+  }
   const { hostport } = await connectSrf(srf, {
     host: opts.drachtio.host,
     port: opts.drachtio.port,
@@ -52,12 +107,27 @@ export async function startCore(opts: CoreOptions, features: CoreFeatures = {}):
     enablePing: true,
     pingInterval: 10_000,
   });
-  opts.logger.info({ drachtio: `${opts.drachtio.host}:${opts.drachtio.port}`, hostport }, 'core connected to SIP server');
+  log.info({ drachtio: `${opts.drachtio.host}:${opts.drachtio.port}`, hostport }, 'core connected to SIP server');
+
+  const admin = await startAdminApi({
+    ...services.adminApiOptions,
+    token: opts.http.adminToken,
+    host: opts.http.host,
+    port: opts.http.port,
+  });
+  log.info({ http: `${admin.host}:${admin.port}` }, 'admin API, /metrics and /healthz listening');
+
   return {
     srf,
     hostport,
+    services,
+    admin,
     async stop() {
+      await admin.close().catch(() => undefined);
       srf.disconnect();
+      await feature?.stop().catch(() => undefined);
+      await services.stop().catch(() => undefined);
+      await client.quit().catch(() => undefined);
     },
   };
 }

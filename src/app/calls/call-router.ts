@@ -209,9 +209,12 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
   };
 }
 
-/** What the device dialled: the Request-URI user part (percent-decoded), bounded. */
-function dialledOf(req: Pick<SrfRequest, 'uri'>): string | undefined {
-  const user = parseSipUri(req.uri)?.user;
+/**
+ * What the device dialled: the Request-URI user part, else the To user part (a device that
+ * sends its INVITE to the core's own address), percent-decoded and bounded.
+ */
+function dialledOf(req: Pick<SrfRequest, 'uri' | 'get'>): string | undefined {
+  const user = parseSipUri(req.uri)?.user ?? /<?(?:sips?|tel):([^@;>?\s]+)@/i.exec(req.get('To') ?? '')?.[1];
   if (!user || user.length > 64) return undefined;
   try {
     return decodeURIComponent(user);

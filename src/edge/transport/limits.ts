@@ -11,6 +11,7 @@ export const DEFAULT_TRANSPORT_LIMITS: Readonly<TransportLimits> = Object.freeze
   wsMaxPayloadBytes: 65535,
   maxWriteQueueBytes: 1024 * 1024,
   wsPingIntervalMs: 30000,
+  udpSocketBufferBytes: 4 * 1024 * 1024,
 });
 
 /** Defaults for anything not given; non-finite or negative values are replaced by the default. */

@@ -282,9 +282,22 @@ export class TransportLayer extends EventEmitter<TransportEvents> {
       });
     });
     socket.on('error', (err: Error) => this.log?.debug({ err: err.message, listener: formatListenSpec(spec) }, 'udp socket error'));
+    this.sizeUdpBuffers(socket, spec);
     socket.on('message', (buf: Buffer, rinfo: dgram.RemoteInfo) => this.onDatagram(listener, buf, rinfo));
     listener.spec.port = socket.address().port;
     return listener;
+  }
+
+  /** Large socket buffers absorb bursts while the event loop is busy (GC, a batch of messages) instead of dropping. */
+  private sizeUdpBuffers(socket: dgram.Socket, spec: ListenSpec): void {
+    const bytes = this.limits.udpSocketBufferBytes;
+    if (bytes <= 0) return;
+    try {
+      if (socket.getRecvBufferSize() < bytes) socket.setRecvBufferSize(bytes);
+      if (socket.getSendBufferSize() < bytes) socket.setSendBufferSize(bytes);
+    } catch (err) {
+      this.log?.warn({ err: errorText(err), listener: formatListenSpec(spec) }, 'could not enlarge the UDP socket buffers');
+    }
   }
 
   // ---------------------------------------------------------------------------------------------- inbound

@@ -68,6 +68,9 @@ export interface TransportLimits {
   wsMaxPayloadBytes: number;        // default 65535
   maxWriteQueueBytes: number;       // default 1 MiB queued for a slow reader before its connection is destroyed
   wsPingIntervalMs: number;         // default 30000: ping every WS peer; no pong by the next round => closed
+  /** default 4 MiB: SO_RCVBUF / SO_SNDBUF of UDP listeners (Linux caps it at net.core.rmem_max / wmem_max). The
+   *  kernel's 208 KiB default overflows within a few ms of event-loop pause at a few thousand datagrams/s. */
+  udpSocketBufferBytes: number;
 }
 
 export interface TransportOptions {
