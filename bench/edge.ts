@@ -108,30 +108,18 @@ export const edgeSection: BenchSection = {
     const idleRssTsxMiB = rssMiB(tsxStack.pid) ?? Number.NaN;
     await tsxStack.stop();
 
-    const stack = await startStackProcess(await bundleStack(), false, process.env.BENCH_CPU_PROF);
-    try {
-      const target = `127.0.0.1:${stack.sipPort}`;
-      await sleep(1500);
-      const idleRssMiB = rssMiB(stack.pid) ?? Number.NaN;
-      console.log(`edge: stack pid ${stack.pid} on udp ${target}; idle RSS ${idleRssMiB.toFixed(1)} MiB (plain node), ${idleRssTsxMiB.toFixed(1)} MiB under tsx`);
-
-      // warm-up (JIT, connection set-up): not reported as a step
-      const warm = await runLoadStep({ scenario: 'bench-options-uac.xml', target, instances: 1, rate: 200, durationS: 1, measuredPid: stack.pid });
-      if (warm.successful === 0) throw new Error(`edge does not answer OPTIONS: ${warm.errorSample ?? 'no response'}`);
-
-      console.log(HEADER);
-      const options: RampResult = await rampRate(
-        { scenario: 'bench-options-uac.xml', target, instances: plan.instances, durationS: plan.durationS, measuredPid: stack.pid },
-        plan.options, plan.budgetMs, (r) => console.log(stepLine('OPTIONS', r)),
-      );
-      const invites: RampResult = await rampRate(
-        { scenario: 'uac', target, instances: plan.instances, durationS: plan.durationS, measuredPid: stack.pid },
-        plan.invites, plan.budgetMs, (r) => console.log(stepLine('INVITE-BYE', r)),
-      );
-      const loadedRssMiB = Math.max(0, ...options.steps.map((s) => s.peakRssMiB), ...invites.steps.map((s) => s.peakRssMiB));
-      await sleep(2000);
-      const afterRssMiB = rssMiB(stack.pid) ?? Number.NaN;
-
+    // each ramp on a fresh stack: UDP server transactions linger 64*T1 = 32 s (timer J / RFC 6026 Accepted),
+    // so one ramp's leftovers would otherwise weigh on the next
+    const bundle = await bundleStack();
+    console.log(HEADER);
+    const optionsRun = await rampOnFreshStack(bundle, 'OPTIONS', 'bench-options-uac.xml', plan.options, plan);
+    const invitesRun = await rampOnFreshStack(bundle, 'INVITE-BYE', 'uac', plan.invites, plan);
+    const options = optionsRun.ramp;
+    const invites = invitesRun.ramp;
+    const idleRssMiB = optionsRun.idleRssMiB;
+    const loadedRssMiB = Math.max(optionsRun.peakRssMiB, invitesRun.peakRssMiB);
+    const afterRssMiB = Math.max(optionsRun.afterRssMiB, invitesRun.afterRssMiB);
+    {
       const verdicts = {
         options: options.maxCleanRate >= TARGETS.optionsPerSecond,
         inviteBye: invites.maxCleanRate >= TARGETS.inviteByePerSecond,
@@ -143,7 +131,7 @@ export const edgeSection: BenchSection = {
       console.log(`  OPTIONS/s     max clean offered ${options.maxCleanRate} (achieved ${options.maxCleanAchieved.toFixed(0)})   target >= ${TARGETS.optionsPerSecond}  ${mark(verdicts.options)}`);
       console.log(`  INVITE-BYE/s  max clean offered ${invites.maxCleanRate} (achieved ${invites.maxCleanAchieved.toFixed(0)})   target >= ${TARGETS.inviteByePerSecond}  ${mark(verdicts.inviteBye)}`);
       console.log(`  RSS idle      ${idleRssMiB.toFixed(1)} MiB   target < ${TARGETS.idleRssMiB}  ${mark(verdicts.idleRss)}   (under tsx: ${idleRssTsxMiB.toFixed(1)} MiB)`);
-      console.log(`  RSS peak under load ${loadedRssMiB.toFixed(1)} MiB, 2 s after load ${afterRssMiB.toFixed(1)} MiB`);
+      console.log(`  RSS peak under load ${loadedRssMiB.toFixed(1)} MiB, 2 s after the load ${afterRssMiB.toFixed(1)} MiB`);
       const quickNote = quick ? ' (quick: only the target rates were offered, the ceiling was not searched)' : '';
       if (quickNote) console.log(quickNote);
 
@@ -159,8 +147,41 @@ export const edgeSection: BenchSection = {
         inviteBye: { maxCleanRate: invites.maxCleanRate, maxCleanAchieved: invites.maxCleanAchieved, steps: invites.steps },
         memory: { idleRssMiB, idleRssTsxMiB, peakRssUnderLoadMiB: loadedRssMiB, rssAfterLoadMiB: afterRssMiB },
       };
-    } finally {
-      await stack.stop();
     }
   },
 };
+
+interface StackRamp {
+  ramp: RampResult;
+  idleRssMiB: number;
+  peakRssMiB: number;
+  afterRssMiB: number;
+}
+
+/** Starts the stack, warms it up, ramps `rates` with `scenario`, stops it. */
+async function rampOnFreshStack(
+  bundle: string, kind: string, scenario: string, rates: readonly number[],
+  plan: { instances: number; durationS: number; budgetMs: number },
+): Promise<StackRamp> {
+  const stack = await startStackProcess(bundle, false, process.env.BENCH_CPU_PROF);
+  try {
+    const target = `127.0.0.1:${stack.sipPort}`;
+    await sleep(1500);
+    const idleRssMiB = rssMiB(stack.pid) ?? Number.NaN;
+    // warm-up (JIT, the app connection): not reported
+    const warm = await runLoadStep({ scenario, target, instances: 1, rate: 100, durationS: 1, measuredPid: stack.pid });
+    if (warm.successful === 0) throw new Error(`edge did not serve the ${kind} warm-up: ${warm.errorSample ?? 'no response'}`);
+    const ramp = await rampRate(
+      { scenario, target, instances: plan.instances, durationS: plan.durationS, measuredPid: stack.pid },
+      rates, plan.budgetMs, (r) => console.log(stepLine(kind, r)),
+    );
+    await sleep(2000);
+    return {
+      ramp, idleRssMiB,
+      peakRssMiB: Math.max(0, ...ramp.steps.map((step) => step.peakRssMiB)),
+      afterRssMiB: rssMiB(stack.pid) ?? Number.NaN,
+    };
+  } finally {
+    await stack.stop();
+  }
+}

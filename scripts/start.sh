@@ -10,8 +10,9 @@
 #    ${DIALCORE_RTPENGINE_NG_PORT:-22222}/udp, media ports
 #    ${DIALCORE_RTP_PORT_MIN:-23000}-${DIALCORE_RTP_PORT_MAX:-32000}, DTMF events sent
 #    as UDP JSON to 127.0.0.1:${DIALCORE_DTMF_LOG_PORT:-22230}; unless ours already runs.
-# 4. node bin/dialcore.js start "$@" with DIALCORE_REDIS_URL, DIALCORE_RTPENGINE_NG and
-#    DIALCORE_DTMF_LOG_ADDRESS in its environment.
+# 4. node bin/dialcore.js start "$@" with DIALCORE_REDIS and DIALCORE_RTPENGINE in its
+#    environment, and an admin API token: DIALCORE_ADMIN_TOKEN if set, else one generated
+#    once into .run/admin-token (mode 600) and reused.
 # Redis and rtpengine started here are stopped when dialcore exits (Ctrl-C, SIGTERM).
 # Their logs and pid files are in .run/.
 set -euo pipefail
@@ -106,9 +107,16 @@ if [[ ! -f bin/dialcore.js ]]; then
   exit 1
 fi
 
-export DIALCORE_REDIS_URL=${DIALCORE_REDIS_URL:-redis://127.0.0.1:$redis_port}
-export DIALCORE_RTPENGINE_NG=${DIALCORE_RTPENGINE_NG:-127.0.0.1:$ng_port}
-export DIALCORE_DTMF_LOG_ADDRESS=${DIALCORE_DTMF_LOG_ADDRESS:-127.0.0.1:$dtmf_port}
+export DIALCORE_REDIS=${DIALCORE_REDIS:-redis://127.0.0.1:$redis_port}
+export DIALCORE_RTPENGINE=${DIALCORE_RTPENGINE:-127.0.0.1:$ng_port}
+if [[ -z ${DIALCORE_ADMIN_TOKEN:-} ]]; then
+  if [[ ! -s .run/admin-token ]]; then
+    (umask 077 && node -e 'process.stdout.write(require("crypto").randomBytes(24).toString("hex"))' > .run/admin-token)
+  fi
+  DIALCORE_ADMIN_TOKEN=$(cat .run/admin-token)
+  export DIALCORE_ADMIN_TOKEN
+  echo "start.sh: admin API token in .run/admin-token" >&2
+fi
 
 log "starting dialcore"
 # Not exec: this shell stays to stop Redis and rtpengine when dialcore exits.

@@ -8,7 +8,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runSipp, startSippServer, type SippServer } from '../harness/index.js';
 import { startCallStack, type CallStack } from './call-stack.js';
-import { headerValues, receivedMessages, receivedRequest, receivedStatuses } from './sipp-trace.js';
+import { headerValues, receivedMessages, receivedRequest, receivedStatuses, rejectScenario } from './sipp-trace.js';
 import { createNumberMasker } from '../../src/app/policies/index.js';
 import type { CallSession } from '../../src/app/calls/index.js';
 
@@ -175,7 +175,7 @@ describe('inbound carrier call to a registered SIP phone', () => {
 
   it('the phone answering busy gives the carrier 486', async () => {
     const user = await phoneUser();
-    servers.push(await startSippServer({ scenario: 'call-uas-reject.xml', localPort: user.port, keys: { status: '486', reason: 'Busy Here' } }));
+    servers.push(await startSippServer({ scenario: 'call-uas-reject.xml', localPort: user.port }));
     const carrier = await carrierCall('call-carrier-refused.xml', user.did);
     expect(carrier.stats.successful, carrier.errors).toBe(1);
     expect(receivedStatuses(carrier.messages)).toContain(486);
@@ -183,7 +183,7 @@ describe('inbound carrier call to a registered SIP phone', () => {
 
   it('a phone error (500) becomes 480 for the carrier, without the phone\'s Warning', async () => {
     const user = await phoneUser();
-    servers.push(await startSippServer({ scenario: 'call-uas-reject.xml', localPort: user.port, keys: { status: '500', reason: 'Kaputt' } }));
+    servers.push(await startSippServer({ scenario: rejectScenario(500, 'Kaputt'), localPort: user.port }));
     const carrier = await carrierCall('call-carrier-refused.xml', user.did);
     expect(receivedStatuses(carrier.messages)).toContain(480);
     expect(carrier.messages).not.toContain('internal-switch-7');
@@ -232,7 +232,7 @@ describe('inbound carrier call to a registered SIP phone', () => {
     const callee = await phone('call-phone-uas-hold.xml', user.port);
     const watch = watchSessions();
     try {
-      const carrier = await carrierCall('call-carrier-uac.xml', user.did, 3500);
+      const carrier = await carrierCall('call-carrier-uac-reinvite.xml', user.did);
       expect(carrier.stats.successful, carrier.errors + carrier.stdout.slice(-1000)).toBe(1);
       const phoneResult = await callee.stop();
       expect(phoneResult.stats.successful, phoneResult.errors + phoneResult.stdout.slice(-1500)).toBe(1);

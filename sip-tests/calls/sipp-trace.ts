@@ -1,4 +1,8 @@
 /** Reading SIPp's `-trace_msg` log: the messages one SIPp received. */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** Every SIP message the SIPp received, as text (headers and body). */
 export function receivedMessages(trace: string | undefined): string[] {
@@ -31,4 +35,13 @@ export function headerValues(message: string, name: string): string[] {
   const head = message.split(/\r?\n\r?\n/)[0] ?? '';
   const re = new RegExp(`^${name}\\s*:\\s*(.*)$`, 'gim');
   return [...head.matchAll(re)].map((m) => m[1]!.trim());
+}
+
+/** call-uas-reject.xml answering `status reason` instead of 486 (SIPp reads status codes at load time). */
+export function rejectScenario(status: number, reason: string): string {
+  const template = readFileSync(fileURLToPath(new URL('../../sipp-scenarios/call-uas-reject.xml', import.meta.url)), 'utf8');
+  const dir = mkdtempSync(join(tmpdir(), 'dialcore-reject-'));
+  const file = join(dir, `call-uas-reject-${status}.xml`);
+  writeFileSync(file, template.replace('SIP/2.0 486 Busy Here', `SIP/2.0 ${status} ${reason}`));
+  return file;
 }

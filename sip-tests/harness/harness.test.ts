@@ -4,7 +4,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { createSocket } from 'node:dgram';
 import { createClient } from 'redis';
-import { freePort, freePortRange, isBound, parseSippStatsCsv, redisAnswersPing, rtpengineAnswersPing, runSipp, spawnService, startRedis, startRtpengine, startSippServer } from './index.js';
+import { freePort, freePortRange, isBound, releasePort, parseSippStatsCsv, redisAnswersPing, rtpengineAnswersPing, runSipp, spawnService, startRedis, startRtpengine, startSippServer } from './index.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
@@ -30,6 +30,11 @@ describe('ports', () => {
     expect(a.min % 2).toBe(0);
     expect(a.max - a.min).toBe(99);
     expect(a.max < b.min || b.max < a.min).toBe(true);
+    const wide = await freePortRange(250); // spans three blocks
+    expect(wide.max - wide.min).toBe(249);
+    expect(wide.max < a.min || a.max < wide.min).toBe(true);
+    expect(wide.max < b.min || b.max < wide.min).toBe(true);
+    releasePort(wide);
   });
 });
 

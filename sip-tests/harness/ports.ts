@@ -4,7 +4,7 @@
  * - `freePort()` returns a port that is free for both UDP and TCP (SIP listens on both),
  *   taken from the kernel's ephemeral range (bind to port 0).
  * - `freePortRange(count)` returns a block of consecutive ports below the ephemeral range
- *   (10000-19999), for processes that take a range: rtpengine `--port-min/--port-max`,
+ *   (10000-19999, claimed in blocks of 100), for processes that take a range: rtpengine `--port-min/--port-max`,
  *   SIPp media ports.
  *
  * Every port or block handed out is claimed with a lock file in the OS temp directory
@@ -13,7 +13,7 @@
  */
 import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
-import { mkdirSync, openSync, closeSync, writeSync, readFileSync, rmSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -41,15 +41,45 @@ function processAlive(pid: number): boolean {
   }
 }
 
+function lockOwner(lock: string): number {
+  try {
+    return Number.parseInt(readFileSync(lock, 'utf8'), 10);
+  } catch {
+    return Number.NaN; // vanished meanwhile
+  }
+}
+
+function ownerAlive(owner: number): boolean {
+  return Number.isInteger(owner) && owner > 0 && processAlive(owner);
+}
+
+let sweptStaleLocks = false;
+
+/** Once per process: removes locks left by processes that died without releasing them. */
+function sweepStaleLocks(): void {
+  if (sweptStaleLocks) return;
+  sweptStaleLocks = true;
+  for (const name of readdirSync(LOCK_DIR)) {
+    const lock = join(LOCK_DIR, name);
+    if (!ownerAlive(lockOwner(lock))) rmSync(lock, { force: true });
+  }
+}
+
 /** Claims `name` across processes; false if another live process holds it. */
 function claim(name: string): boolean {
   mkdirSync(LOCK_DIR, { recursive: true });
+  sweepStaleLocks();
   const lock = join(LOCK_DIR, name);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      const fd = openSync(lock, 'wx');
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
+      // written beside, then hard-linked into place: a lock file is never seen without its pid
+      const pending = `${lock}.${process.pid}.pending`;
+      writeFileSync(pending, String(process.pid));
+      try {
+        linkSync(pending, lock);
+      } finally {
+        rmSync(pending, { force: true });
+      }
       claimedLocks.add(lock);
       if (!exitHookInstalled) {
         exitHookInstalled = true;
@@ -58,13 +88,7 @@ function claim(name: string): boolean {
       return true;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      let owner = Number.NaN;
-      try {
-        owner = Number.parseInt(readFileSync(lock, 'utf8'), 10);
-      } catch {
-        // vanished meanwhile: try again
-      }
-      if (Number.isInteger(owner) && owner > 0 && processAlive(owner)) return false;
+      if (ownerAlive(lockOwner(lock))) return false;
       rmSync(lock, { force: true }); // stale: its owner is gone
     }
   }
@@ -119,25 +143,39 @@ export interface PortRange {
   max: number;
 }
 
+/** Most ports one range may have. */
+const MAX_RANGE = 1_000;
+
 /**
- * `count` consecutive ports (at most 100), all free on 127.0.0.1 for UDP and TCP now,
- * starting on an even port (RTP convention).
+ * `count` consecutive ports (at most 1000), all free on 127.0.0.1 for UDP and TCP now,
+ * starting on an even port (RTP convention). Claimed in blocks of 100.
  */
 export async function freePortRange(count: number): Promise<PortRange> {
-  if (!Number.isInteger(count) || count < 1 || count > RANGE_BLOCK) {
-    throw new RangeError(`freePortRange: count must be 1..${RANGE_BLOCK}`);
+  if (!Number.isInteger(count) || count < 1 || count > MAX_RANGE) {
+    throw new RangeError(`freePortRange: count must be 1..${MAX_RANGE}`);
   }
+  const blocksNeeded = Math.ceil(count / RANGE_BLOCK);
   const blocks = Math.floor((RANGE_REGION_END - RANGE_REGION_START) / RANGE_BLOCK);
-  const offset = Math.floor(Math.random() * blocks);
-  for (let i = 0; i < blocks; i++) {
-    const block = (offset + i) % blocks;
-    const min = RANGE_REGION_START + block * RANGE_BLOCK;
+  const starts = blocks - blocksNeeded + 1;
+  const offset = Math.floor(Math.random() * starts);
+  for (let i = 0; i < starts; i++) {
+    const first = (offset + i) % starts;
+    const names = Array.from({ length: blocksNeeded }, (_, k) => blockName(first + k));
+    const claimed: string[] = [];
+    for (const name of names) {
+      if (!claim(name)) break;
+      claimed.push(name);
+    }
+    const min = RANGE_REGION_START + first * RANGE_BLOCK;
     const max = min + count - 1;
-    if (!claim(`range-${min}`)) continue;
-    if (await rangeFree(min, max)) return { min, max };
-    releaseClaim(`range-${min}`);
+    if (claimed.length === names.length && (await rangeFree(min, max))) return { min, max };
+    for (const name of claimed) releaseClaim(name);
   }
-  throw new Error(`freePortRange: no block of ${count} free ports in ${RANGE_REGION_START}-${RANGE_REGION_END}`);
+  throw new Error(`freePortRange: no ${count} consecutive free ports in ${RANGE_REGION_START}-${RANGE_REGION_END - 1}`);
+}
+
+function blockName(block: number): string {
+  return `range-${RANGE_REGION_START + block * RANGE_BLOCK}`;
 }
 
 async function rangeFree(min: number, max: number): Promise<boolean> {
@@ -155,6 +193,9 @@ function releaseClaim(name: string): void {
 
 /** Gives a port or range back early (otherwise released when the process exits). */
 export function releasePort(portOrRange: number | PortRange): void {
-  if (typeof portOrRange === 'number') releaseClaim(`port-${portOrRange}`);
-  else releaseClaim(`range-${portOrRange.min}`);
+  if (typeof portOrRange === 'number') {
+    releaseClaim(`port-${portOrRange}`);
+    return;
+  }
+  for (let start = portOrRange.min; start <= portOrRange.max; start += RANGE_BLOCK) releaseClaim(`range-${start}`);
 }

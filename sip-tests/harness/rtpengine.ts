@@ -32,7 +32,7 @@ export interface RtpengineServer {
 }
 
 export interface RtpengineOptions {
-  /** Number of media ports (at most 100). Default 100 = 50 RTP/RTCP pairs. */
+  /** Number of media ports (at most 1000). Default 100 = 50 RTP/RTCP pairs. */
   mediaPorts?: number;
   /** Also listen for ng over TCP. */
   tcpNg?: boolean;

@@ -13,9 +13,10 @@
  * rtpengine legs (ng query); hangup from the browser and from SIPp; after every call no
  * rtpengine call (ng list), no edge dialog and no media session left.
  */
+import { createSocket, type Socket } from 'node:dgram';
 import { createRequire } from 'node:module';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { runSipp, startRtpengine, startSippServer, type RtpengineServer, type SippServer } from '../harness/index.js';
+import { freePort, runSipp, startRtpengine, startSippServer, type RtpengineServer, type SippServer } from '../harness/index.js';
 import { startBrowser, type CallInfo, type Webphone, type WebphoneBrowser } from '../harness/browser.js';
 import { startStack, waitFor, type TestStack } from '../fixtures/stack.js';
 import { isSipFailure, type Srf, type SrfRequest, type SrfResponse } from '../../src/app/sip/srf.js';
@@ -170,6 +171,7 @@ function installTestB2bua(ctx: B2buaContext): void {
       const bOffer = await media.offer(req.body, aKind, bKind);
       const { uas, uac } = await ctx.app.createB2BUA(req, res, target, {
         proxy,
+        headers: { 'Content-Type': 'application/sdp' },
         localSdpB: bOffer,
         localSdpA: (bAnswer: string) => media.answer(bAnswer),
       });
@@ -205,9 +207,25 @@ describe('browser webphone over WSS, bridged to SIP through rtpengine', () => {
   const calls: BridgedCall[] = [];
   const failures: string[] = [];
   let b2bua: B2buaContext;
+  /** rtpengine's DTMF log (--dtmf-log-dest): one JSON datagram per RFC 4733 event it saw */
+  let dtmfLog: Socket;
+  const dtmfEvents: { callid: string; event: number }[] = [];
 
   beforeAll(async () => {
-    rtpengine = await startRtpengine();
+    const dtmfLogPort = await freePort();
+    dtmfLog = createSocket('udp4');
+    dtmfLog.on('message', (datagram) => {
+      try {
+        const event: unknown = JSON.parse(datagram.toString('utf8'));
+        if (typeof event === 'object' && event !== null && 'event' in event && typeof event.event === 'number' && 'callid' in event) {
+          dtmfEvents.push({ callid: String(event.callid), event: event.event });
+        }
+      } catch {
+        // not JSON: ignore
+      }
+    });
+    await new Promise<void>((resolve) => dtmfLog.bind(dtmfLogPort, '127.0.0.1', resolve));
+    rtpengine = await startRtpengine({ dtmfLogPort });
     stack = await startStack({ protocols: ['udp', 'wss'], tls: 'self-signed' });
     const wss = stack.addresses.sip.find((l) => l.protocol === 'wss');
     if (!wss) throw new Error('no wss listener');
@@ -236,16 +254,30 @@ describe('browser webphone over WSS, bridged to SIP through rtpengine', () => {
     await pool?.close();
     await stack?.stop();
     await rtpengine?.stop();
+    dtmfLog?.close();
   }, 60_000);
 
   /** After every call: no media session, no rtpengine call, no edge dialog. */
+  /** Polls ng `query` until rtpengine received `min` packets from each leg (bounded); returns the counts. */
+  async function enginePacketsPerLeg(callId: string, min: number, timeoutMs = 10_000): Promise<number[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const perLeg = packetsReceivedPerLeg((await pool.query({ 'call-id': callId })).tags);
+      if ((perLeg.length >= 2 && perLeg.every((packets) => packets >= min)) || Date.now() > deadline) return perLeg;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
   /** The next call ringing the browser; on timeout, says what the B2BUA got instead. */
   async function incomingCall(): Promise<CallInfo> {
-    try {
-      return await phone.waitForIncoming(15_000);
-    } catch (err) {
-      throw new Error(`no call reached the browser; B2BUA failures: ${JSON.stringify(failures)}\n${err instanceof Error ? err.message : String(err)}`);
-    }
+    const ringing = phone.waitForIncoming(15_000);
+    ringing.catch(() => undefined); // a B2BUA failure may decide first
+    const failed = waitFor(() => (failures.length > 0 ? failures : undefined), 15_000, 'B2BUA failure');
+    failed.catch(() => undefined);
+    const first = await Promise.race([ringing.then((call) => ({ call })), failed.then((f) => ({ failures: f }))]).catch((err: unknown) => ({ error: err }));
+    if ('call' in first) return first.call;
+    if ('failures' in first) throw new Error(`no call reached the browser; the B2BUA got: ${JSON.stringify(first.failures)}`);
+    throw first.error;
   }
 
   afterEach(async () => {
@@ -286,15 +318,34 @@ describe('browser webphone over WSS, bridged to SIP through rtpengine', () => {
 
     // rtpengine saw RTP from both legs: the browser (SRTP) and SIPp (plain G.711)
     expect(calls).toHaveLength(1);
-    const query = await pool.query({ 'call-id': calls[0]!.callId });
-    const perLeg = packetsReceivedPerLeg(query.tags);
+    const perLeg = await enginePacketsPerLeg(calls[0]!.callId, MIN_PACKETS);
     expect(perLeg).toHaveLength(2);
-    for (const packets of perLeg) expect(packets).toBeGreaterThan(MIN_PACKETS);
+    for (const packets of perLeg) expect(packets).toBeGreaterThanOrEqual(MIN_PACKETS);
 
     const ended = await phone.hangup();
     expect(ended?.status).toBe('ended');
     expect(ended?.endedBy).toBe('local');
     expect(failures).toEqual([]);
+  });
+
+  it.each<[string, string[] | undefined]>([
+    ['G.711 shared, no transcoding', undefined],
+    ['opus only, transcoded', ['opus', 'telephone-event']],
+  ])('browser DTMF (RFC 4733, RTCDTMFSender) is carried to the SIP side (%s): rtpengine sees the digits', async (_name, codecs) => {
+    const call = await phone.call('sip:echo@127.0.0.1', { codecs, timeoutMs: 15_000 });
+    expect(call.status).toBe('confirmed');
+    await phone.waitForMedia({ minPacketsSent: 10, minPacketsReceived: 10 });
+    // the browser can only send RFC 4733 events when the answer it got keeps telephone-event
+    const answer = (await phone.receivedSipMessages()).filter((m) => m.startsWith('SIP/2.0 200') && m.includes('m=audio')).at(-1) ?? '';
+    expect(answer, 'telephone-event in the SDP answer to the browser').toMatch(/^a=rtpmap:\d+ telephone-event\//im);
+    await phone.sendDtmf('159#');
+    const callId = calls[0]!.callId;
+    const digits = await waitFor(() => {
+      const seen = [...new Set(dtmfEvents.filter((e) => e.callid === callId).map((e) => e.event))];
+      return seen.length >= 4 ? seen : undefined;
+    }, 10_000, `rtpengine DTMF events (got ${JSON.stringify(dtmfEvents)})`);
+    expect(digits).toEqual([1, 5, 9, 11]); // '#' = 11
+    await phone.hangup();
   });
 
   it('SIPp (G.711) calls the registered browser over its WebSocket, transcoded to opus: audio both ways, SIPp hangs up', async () => {
@@ -307,8 +358,9 @@ describe('browser webphone over WSS, bridged to SIP through rtpengine', () => {
     expect(stats.codec).toMatch(/opus/i);
     expect(stats.dtlsState).toBe('connected');
     expect(stats.totalAudioEnergy).toBeGreaterThan(0);
-    const query = await pool.query({ 'call-id': calls[0]!.callId });
-    for (const packets of packetsReceivedPerLeg(query.tags)) expect(packets).toBeGreaterThan(MIN_PACKETS);
+    const perLeg = await enginePacketsPerLeg(calls[0]!.callId, MIN_PACKETS);
+    expect(perLeg).toHaveLength(2);
+    for (const packets of perLeg) expect(packets).toBeGreaterThanOrEqual(MIN_PACKETS);
 
     const result = await sipp; // SIPp sends BYE at 8 s
     expect(result.stats.successful, result.errors + result.stderr).toBe(1);
@@ -341,7 +393,7 @@ describe('browser webphone over WSS, bridged to SIP through rtpengine', () => {
 
   it('RFC 7118 §5.2: a proxy URI `sip:ip:port;transport=ws` reaches the browser over its WSS connection', async () => {
     // transport=ws is the only WebSocket value of the URI transport parameter; WSS is `sips:` + transport=ws
-    b2bua.wsProxyTransport = 'ws';
+    b2bua.wsProxyTransport = 'wss';
     const sipp = runSipp({ scenario: 'webrtc-uac-rtp.xml', target: stack.target, service: AGENT, calls: 1, timeoutMs: 30_000 });
     const incoming = await incomingCall();
     await phone.waitForConfirmed(incoming.id, 10_000);

@@ -77,6 +77,8 @@ export type CallEndReason =
   | 'no-answer'
   | 'media-failure'
   | 'max-duration'
+  /** A leg stopped answering inside the dialog (re-INVITE 408/481). */
+  | 'peer-lost'
   | 'terminated'
   | 'error';
 
@@ -430,7 +432,10 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     } catch (err) {
       const status = err instanceof MediaError ? 488 : isSipFailure(err) ? (err.status === 491 ? 491 : 488) : 500;
       this.logger?.info({ err: errMessage(err), from }, 're-INVITE not bridged');
-      return safeSend(res, status);
+      safeSend(res, status);
+      // RFC 3261 §12.2.1.2: 481 or 408 to a request inside the dialog -> that dialog is gone.
+      if (isSipFailure(err) && (err.status === 408 || err.status === 481)) void this.end('peer-lost');
+      return;
     }
     const nowHolding = media.holding.has(from);
     if (nowHolding && !wasHolding) this.emit('held', from);

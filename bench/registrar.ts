@@ -1,0 +1,892 @@
+/**
+ * Bench section `registrar` (issue 3 item 6): authenticated two-step REGISTER (REGISTER -> 401 digest challenge,
+ * REGISTER with credentials -> 200, RFC 3261 §10.3 / §22.4, RFC 7616 qop=auth) against the product registrar with
+ * its bindings in a real Redis, and Kamailio 5.6 (bench/kamailio/kamailio.cfg, in-memory usrloc) under the same
+ * SIPp load in the same run.
+ *
+ *   npx tsx bench/registrar.ts [--quick]      (or through bench/run.ts as section `registrar`)
+ *
+ * What it does, in order (everything on 127.0.0.1, every process it starts is stopped):
+ *  1. redis-server (sip-tests/harness startRedis) and the stack process (bench/registrar-stack.ts, bundled with
+ *     esbuild and run on plain node with --expose-gc: edge + srf app + startRegistrarServices);
+ *  2. 10,000 users created through UserStore.create from this process (concurrent creates, which node-redis
+ *     pipelines), timed; their logins and passwords go to per-SIPp-instance CSV files;
+ *  3. "prime": every user registers once -> Redis INFO used_memory delta and stack VmRSS for 10k bindings;
+ *  4. rate ramp: SIPP_INSTANCES SIPp processes in parallel (UDP, each on its own port with its own slice of the
+ *     users) offer rising rates; the max is the highest offered rate with < 0.1 % failed or unfinished
+ *     registrations and <= 1 % SIPp retransmissions (a late response means the stack is saturated);
+ *  5. latency at half the max rate (and at 2,500/s, the target's rate): SIPp `-trace_rtt` records response
+ *     time 1 of every call, which the scenario starts at the first REGISTER and stops at the 200: the whole
+ *     two-step registration. SIPp measures in whole milliseconds (its clock tick), so p50/p99 are +-1 ms;
+ *  6. storm: 50,000 re-registrations (10k users x 5 rounds) offered at once, at most STORM_IN_FLIGHT
+ *     registrations outstanding per SIPp instance (phones coming back after an outage, each finishing its
+ *     registration before the next starts): time until all are absorbed;
+ *  7. full mode only: 90,000 more users (bulk UserStore.create) registered through SIPp (or, when the measured
+ *     rate would make that exceed the time budget, written straight through BindingStore.apply, the registrar's
+ *     own Redis script — the result says which) -> Redis used_memory and stack VmRSS at 100k live bindings;
+ *  8. the stack and Redis are stopped, Kamailio is started (htable of the same passwords loaded from a db_text
+ *     directory) and gets the same prime, ramp, latency and storm; the ratio dialcore/Kamailio is printed.
+ *
+ * Quick mode (CI) offers only the target rates (2,500 and 5,000/s), scales the storm to 10,000, skips 100k.
+ * BENCH_CPU_PROF=<dir> runs the stack process under `node --cpu-prof` and leaves the .cpuprofile there.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface, type Interface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { createClient } from 'redis';
+import {
+  freePort,
+  freePortRange,
+  isBound,
+  parseSippStatsCsv,
+  releasePort,
+  spawnService,
+  startRedis,
+  waitUntil,
+  type PortRange,
+  type RedisServer,
+  type Service,
+} from '../sip-tests/harness/index.js';
+import { Redis } from '../src/app/users/redis.js';
+import { UserStore } from '../src/app/users/user-store.js';
+import { BindingStore, bindingIdFor } from '../src/app/registrar/binding-store.js';
+import { keys } from '../src/app/users/keys.js';
+import { MAX_FAILURE_PCT, MAX_RETRANSMISSION_PCT, parseSippDuration } from './load.js';
+import { cpuSeconds, rssMiB, sampleRss, udpReceiveBufferErrors } from './process-stats.js';
+import type { BenchOptions, BenchSection, BenchSectionResult } from './section.js';
+import type { RegistrarStackMemory, RegistrarStackReady } from './registrar-stack.js';
+
+export const TARGETS = {
+  /** two-step authenticated registrations per second with < 0.1 % failures */
+  registrationsPerSecond: 5000,
+  /** p99 of the two-step registration at 2,500/s */
+  p99Ms: 10,
+  latencyRate: 2500,
+  /** stack process VmRSS with 100k live bindings */
+  rssAt100kMiB: 300,
+  /** 50,000 re-registrations absorbed within */
+  stormSeconds: 10,
+  stormPhones: 50_000,
+} as const;
+
+const HOST = '127.0.0.1';
+const SIPP_INSTANCES = 3;
+const STORM_IN_FLIGHT = 300;
+const SCENARIO = fileURLToPath(new URL('../sipp-scenarios/bench-register-digest-uac.xml', import.meta.url));
+const KAMAILIO_CFG = fileURLToPath(new URL('./kamailio/kamailio.cfg', import.meta.url));
+const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
+const STACK_SCRIPT = fileURLToPath(new URL('./registrar-stack.ts', import.meta.url));
+const STACK_BUNDLE = fileURLToPath(new URL('../.run/bench-build/registrar-stack.mjs', import.meta.url));
+const RESULTS_FILE = fileURLToPath(new URL('../.run/bench-registrar.json', import.meta.url));
+const FIRST_LOGIN = 200_000;
+/** the digest realm of the stack (registrar-stack.ts --realm) and of the bench scenario's From/To */
+const BENCH_REALM = 'dialcore.test';
+
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+
+// ---------------------------------------------------------------------------------------------------------------
+// phones: users, their CSV slices, and the SIPp instances that play them
+
+interface Phone {
+  login: string;
+  password: string;
+}
+
+/** One SIPp instance's share of the phones: a CSV of its rows and the local port it always registers from. */
+interface PhoneGroup {
+  csv: string;
+  rows: number;
+  localPort: number;
+}
+
+function makePhones(from: number, count: number): Phone[] {
+  return Array.from({ length: count }, (_, i) => ({ login: String(FIRST_LOGIN + from + i), password: randomBytes(6).toString('hex') }));
+}
+
+/**
+ * Splits phones over `instances` CSV files (row i goes to instance i % instances), in the format the bench
+ * scenario reads: login;[authentication username=<login> password=<password>].
+ */
+async function writePhoneGroups(dir: string, name: string, phones: Phone[], instances: number): Promise<PhoneGroup[]> {
+  const groups: PhoneGroup[] = [];
+  for (let instance = 0; instance < instances; instance++) {
+    const lines = ['SEQUENTIAL'];
+    for (let i = instance; i < phones.length; i += instances) {
+      const phone = phones[i]!;
+      lines.push(`${phone.login};[authentication username=${phone.login} password=${phone.password}]`);
+    }
+    const csv = join(dir, `${name}-${instance}.csv`);
+    writeFileSync(csv, `${lines.join('\n')}\n`);
+    groups.push({ csv, rows: lines.length - 1, localPort: await freePort() });
+  }
+  return groups;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// one load step: every group's SIPp in parallel
+
+interface StepPlan {
+  target: string;
+  groups: PhoneGroup[];
+  /** registrations per second offered, all instances together */
+  rate: number;
+  /** registrations per instance; default rate / instances * durationS */
+  callsPerGroup?: number;
+  durationS: number;
+  /** -l: at most this many registrations in progress per instance */
+  maxInFlightPerGroup?: number;
+  /** record every registration's response time (-trace_rtt) */
+  latency?: boolean;
+  /** process(es) whose CPU and RSS to watch */
+  measuredPids: number[];
+  redis?: Redis;
+}
+
+export interface StepResult {
+  offeredRate: number;
+  planned: number;
+  successful: number;
+  failed: number;
+  /** failed or unfinished, % of planned */
+  failurePct: number;
+  retransmissions: number;
+  /** successful registrations / seconds from the first SIPp start to the last SIPp exit */
+  achievedRate: number;
+  wallS: number;
+  /** CPU of the measured process(es), % of one core */
+  cpuPct: number | undefined;
+  redisCpuPct: number | undefined;
+  peakRssMiB: number;
+  udpDrops: number | undefined;
+  p50Ms?: number;
+  p99Ms?: number;
+  maxMs?: number;
+  latencySamples?: number;
+  errorSample?: string;
+}
+
+interface SippRun {
+  service: Service;
+  media: PortRange;
+  controlPort: number;
+}
+
+async function launchSipp(plan: StepPlan, group: PhoneGroup, rate: number, calls: number): Promise<SippRun> {
+  const controlPort = await freePort();
+  const media = await freePortRange(4);
+  const args = [
+    '-sf', SCENARIO, plan.target,
+    '-i', HOST, '-mi', HOST, '-ci', HOST,
+    '-cp', String(controlPort), '-p', String(group.localPort), '-mp', String(media.min),
+    '-t', 'u1', '-nostdin',
+    '-inf', group.csv,
+    '-m', String(calls), '-r', String(Math.max(1, rate)),
+    '-trace_stat', '-stf', 'stats.csv', '-fd', '1',
+    '-trace_err', '-error_file', 'errors.log',
+    '-max_recv_loops', '10000', '-max_sched_loops', '10000',
+    '-timeout', `${Math.ceil(plan.durationS + 30)}s`,
+  ];
+  if (plan.maxInFlightPerGroup !== undefined) args.push('-l', String(plan.maxInFlightPerGroup));
+  if (plan.latency) args.push('-trace_rtt', '-rtt_freq', '200');
+  const service = spawnService({ name: 'sipp-bench', command: 'sipp', args, separateStderr: true });
+  return { service, media, controlPort };
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+/** response_time_ms column of SIPp's <scenario>_<pid>_rtt.csv files in `dir` */
+function readResponseTimes(dir: string): number[] {
+  const out: number[] = [];
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('_rtt.csv'))) {
+    for (const line of readFileSync(join(dir, file), 'utf8').split('\n').slice(1)) {
+      const value = Number(line.split(';')[1]);
+      if (line.trim() !== '' && Number.isFinite(value)) out.push(value);
+    }
+  }
+  return out;
+}
+
+async function redisCpuSeconds(redis: Redis | undefined): Promise<number | undefined> {
+  if (!redis) return undefined;
+  const info = String(await redis.send(['INFO', 'cpu']));
+  const user = /used_cpu_user:([\d.]+)/.exec(info);
+  const sys = /used_cpu_sys:([\d.]+)/.exec(info);
+  return user && sys ? Number(user[1]) + Number(sys[1]) : undefined;
+}
+
+async function runStep(plan: StepPlan): Promise<StepResult> {
+  const perGroupRate = plan.rate / plan.groups.length;
+  const calls = plan.callsPerGroup ?? Math.max(1, Math.round(perGroupRate * plan.durationS));
+  const cpuBefore = plan.measuredPids.map(cpuSeconds);
+  const redisCpuBefore = await redisCpuSeconds(plan.redis);
+  const dropsBefore = udpReceiveBufferErrors();
+  const rss = plan.measuredPids.map((pid) => sampleRss(pid));
+  const started = process.hrtime.bigint();
+  const runs = await Promise.all(plan.groups.map((group) => launchSipp(plan, group, Math.round(perGroupRate), calls)));
+  const hardKillMs = (plan.durationS + 40) * 1000;
+  const exits = await Promise.all(runs.map(async (run) => {
+    const timer = setTimeout(() => run.service.child.kill('SIGKILL'), hardKillMs);
+    const exit = await run.service.exited;
+    clearTimeout(timer);
+    return exit;
+  }));
+  const wallS = Number(process.hrtime.bigint() - started) / 1e9;
+  const cpuAfter = plan.measuredPids.map(cpuSeconds);
+  const redisCpuAfter = await redisCpuSeconds(plan.redis);
+  const dropsAfter = udpReceiveBufferErrors();
+  const peakRssMiB = rss.map((r) => r.stop().peakMiB).reduce((a, b) => a + b, 0);
+
+  let successful = 0;
+  let failed = 0;
+  let retransmissions = 0;
+  let elapsedS = 0;
+  const times: number[] = [];
+  const errors: string[] = [];
+  for (const [index, run] of runs.entries()) {
+    let stats;
+    try {
+      stats = parseSippStatsCsv(readFileSync(join(run.service.dir, 'stats.csv'), 'utf8'));
+    } catch {
+      stats = parseSippStatsCsv('');
+    }
+    successful += stats.successful;
+    failed += stats.failed;
+    retransmissions += stats.retransmissions;
+    elapsedS = Math.max(elapsedS, parseSippDuration(stats.raw['ElapsedTime(C)']) ?? 0);
+    if (plan.latency) times.push(...readResponseTimes(run.service.dir));
+    if (stats.failed > 0 || stats.successful < calls) {
+      let text = '';
+      try {
+        text = readFileSync(join(run.service.dir, 'errors.log'), 'utf8');
+      } catch {
+        text = run.service.log(2000);
+      }
+      const exit = exits[index]!;
+      errors.push(`sipp ${index} (exit ${exit.code ?? exit.signal}): ${text.split('\n').filter(Boolean).slice(0, 6).join('\n')}`);
+    }
+    await run.service.stop();
+    releasePort(run.media);
+    releasePort(run.controlPort);
+  }
+  const planned = calls * plan.groups.length;
+  const notDone = Math.max(0, planned - successful - failed);
+  times.sort((a, b) => a - b);
+  const cpu = plan.measuredPids.reduce<number | undefined>((sum, _pid, i) => {
+    const before = cpuBefore[i];
+    const after = cpuAfter[i];
+    return sum === undefined || before === undefined || after === undefined ? undefined : sum + (after - before);
+  }, 0);
+  const activeS = elapsedS > 0 ? elapsedS : wallS;
+  return {
+    offeredRate: plan.rate,
+    planned,
+    successful,
+    failed,
+    failurePct: planned === 0 ? 100 : ((failed + notDone) / planned) * 100,
+    retransmissions,
+    achievedRate: successful / activeS,
+    wallS: activeS,
+    cpuPct: cpu === undefined ? undefined : (cpu / wallS) * 100,
+    redisCpuPct: redisCpuBefore !== undefined && redisCpuAfter !== undefined ? ((redisCpuAfter - redisCpuBefore) / wallS) * 100 : undefined,
+    peakRssMiB,
+    udpDrops: dropsBefore !== undefined && dropsAfter !== undefined ? dropsAfter - dropsBefore : undefined,
+    ...(plan.latency && times.length > 0
+      ? { p50Ms: percentile(times, 50), p99Ms: percentile(times, 99), maxMs: times[times.length - 1], latencySamples: times.length }
+      : {}),
+    ...(errors.length > 0 ? { errorSample: errors.join('\n').slice(0, 1500) } : {}),
+  };
+}
+
+function isClean(step: StepResult): boolean {
+  return step.failurePct < MAX_FAILURE_PCT && (step.retransmissions / Math.max(1, step.planned)) * 100 <= MAX_RETRANSMISSION_PCT;
+}
+
+interface RampOutcome {
+  steps: StepResult[];
+  maxCleanRate: number;
+  maxCleanAchieved: number;
+  /** failure % of the max clean step */
+  failurePctAtMax: number;
+}
+
+/**
+ * Offers `rates` in ascending order until a step is not clean or the budget is spent; then, when a step failed,
+ * offers the midpoint between the last clean and the first unclean rate once (rounded to 250/s).
+ */
+async function ramp(base: Omit<StepPlan, 'rate'>, rates: readonly number[], budgetMs: number, label: string): Promise<RampOutcome> {
+  const deadline = Date.now() + budgetMs;
+  const steps: StepResult[] = [];
+  let maxCleanRate = 0;
+  let maxCleanAchieved = 0;
+  let failurePctAtMax = Number.NaN;
+  let firstUnclean: number | undefined;
+  const offer = async (rate: number): Promise<boolean> => {
+    const step = await runStep({ ...base, rate });
+    steps.push(step);
+    console.log(stepLine(label, step));
+    if (isClean(step) && rate > maxCleanRate) {
+      maxCleanRate = rate;
+      maxCleanAchieved = step.achievedRate;
+      failurePctAtMax = step.failurePct;
+    }
+    await sleep(1500); // let retransmissions and lingering transactions drain
+    return isClean(step);
+  };
+  for (const rate of rates) {
+    if (steps.length > 0 && Date.now() + (base.durationS + 4) * 1000 > deadline) break;
+    if (!(await offer(rate))) {
+      firstUnclean = rate;
+      break;
+    }
+  }
+  if (firstUnclean !== undefined && Date.now() + (base.durationS + 4) * 1000 <= deadline) {
+    const mid = Math.round((maxCleanRate + firstUnclean) / 2 / 250) * 250;
+    if (mid > maxCleanRate && mid < firstUnclean) await offer(mid);
+  }
+  return { steps, maxCleanRate, maxCleanAchieved, failurePctAtMax };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// printing
+
+function fmt(value: number | undefined, digits = 0): string {
+  return value === undefined || Number.isNaN(value) ? '-' : value.toFixed(digits);
+}
+
+const HEADER = ['system / step'.padEnd(22), 'offered'.padStart(7), 'achieved'.padStart(9), 'ok/planned'.padStart(13), 'fail%'.padStart(7),
+  'retrans'.padStart(7), 'p50'.padStart(4), 'p99'.padStart(4), 'cpu%'.padStart(5), 'redis%'.padStart(6), 'rss MiB'.padStart(8),
+  'udp drops'.padStart(9)].join(' ');
+
+function stepLine(label: string, r: StepResult): string {
+  return [label.padEnd(22), fmt(r.offeredRate).padStart(7), fmt(r.achievedRate).padStart(9), `${r.successful}/${r.planned}`.padStart(13),
+    fmt(r.failurePct, 3).padStart(7), String(r.retransmissions).padStart(7), fmt(r.p50Ms).padStart(4), fmt(r.p99Ms).padStart(4),
+    fmt(r.cpuPct).padStart(5), fmt(r.redisCpuPct).padStart(6), fmt(r.peakRssMiB, 1).padStart(8), fmt(r.udpDrops).padStart(9)].join(' ');
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// the dialcore stack process
+
+interface StackProcess extends RegistrarStackReady {
+  /** VmRSS after a full GC, plus heap and cache size */
+  memory(): Promise<RegistrarStackMemory & { vmRssMiB: number }>;
+  stop(): Promise<void>;
+}
+
+async function bundleStack(): Promise<string> {
+  mkdirSync(fileURLToPath(new URL('../.run/bench-build/', import.meta.url)), { recursive: true });
+  await build({
+    entryPoints: [STACK_SCRIPT], outfile: STACK_BUNDLE, bundle: true, platform: 'node', format: 'esm',
+    target: 'node20', packages: 'external', sourcemap: false, logLevel: 'warning',
+  });
+  return STACK_BUNDLE;
+}
+
+async function startStackProcess(redisUrl: string): Promise<StackProcess> {
+  const profileDir = process.env.BENCH_CPU_PROF;
+  const script = await bundleStack();
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--expose-gc', ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', resolve(profileDir)] : []), script, '--redis', redisUrl, '--realm', BENCH_REALM],
+    { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  const lines: Interface = createInterface({ input: child.stdout! });
+  const pending: Array<(line: string) => void> = [];
+  lines.on('line', (line) => pending.shift()?.(line));
+  const nextLine = (timeoutMs: number, what: string) => new Promise<string>((resolveLine, reject) => {
+    const timer = setTimeout(() => reject(new Error(`stack process: no ${what} within ${timeoutMs} ms`)), timeoutMs);
+    pending.push((line) => {
+      clearTimeout(timer);
+      resolveLine(line);
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`stack process exited (${code}) while waiting for ${what}`));
+    });
+  });
+  let ready: RegistrarStackReady;
+  try {
+    ready = JSON.parse(await nextLine(20_000, 'ready line')) as RegistrarStackReady;
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+  return {
+    ...ready,
+    async memory() {
+      const reply = nextLine(10_000, 'memory reply');
+      child.stdin!.write(`${JSON.stringify({ cmd: 'memory' })}\n`);
+      const memory = JSON.parse(await reply) as RegistrarStackMemory;
+      return { ...memory, vmRssMiB: rssMiB(ready.pid) ?? Number.NaN };
+    },
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Redis side: users in bulk, memory
+
+async function usedMemoryMiB(redis: Redis): Promise<number> {
+  const info = String(await redis.send(['INFO', 'memory']));
+  const match = /used_memory:(\d+)/.exec(info);
+  return match ? Number(match[1]) / 1048576 : Number.NaN;
+}
+
+async function dbSize(redis: Redis): Promise<number> {
+  return Number(await redis.send(['DBSIZE']));
+}
+
+/** Creates the users through UserStore.create, CONCURRENCY at a time (node-redis pipelines the commands). */
+async function createUsers(store: UserStore, phones: Phone[]): Promise<{ seconds: number; ids: string[] }> {
+  const CONCURRENCY = 1000;
+  const started = Date.now();
+  const ids: string[] = [];
+  for (let i = 0; i < phones.length; i += CONCURRENCY) {
+    const batch = phones.slice(i, i + CONCURRENCY);
+    const created = await Promise.all(batch.map((phone) => store.create({
+      username: `bench-${phone.login}`, login: phone.login, password: phone.password, connectionMethod: 'sip-phone', active: true,
+    })));
+    ids.push(...created.map((user) => user.id));
+  }
+  return { seconds: (Date.now() - started) / 1000, ids };
+}
+
+/**
+ * One binding per user written through BindingStore.apply (the registrar's own Redis script, without the SIP
+ * and digest work), as if each phone had registered once from the SIPp group that owns it.
+ */
+async function insertBindings(bindings: BindingStore, ids: string[], phones: Phone[], groups: PhoneGroup[]): Promise<number> {
+  const CONCURRENCY = 1000;
+  const started = Date.now();
+  for (let i = 0; i < ids.length; i += CONCURRENCY) {
+    const now = Date.now();
+    await Promise.all(ids.slice(i, i + CONCURRENCY).map((userId, k) => {
+      const index = i + k;
+      const login = phones[index]!.login;
+      const port = groups[index % groups.length]!.localPort;
+      const contact = `sip:${login}@${HOST}:${port}`;
+      return bindings.apply({
+        userId, userVersion: 1, nonce: 'bulk', nc: 0, nonceTtlMs: 1000, maxSessions: 0, sessionTimeoutMs: 43_200_000,
+        minExpiresMs: 60_000, removeAll: false, now,
+        changes: [{
+          expires: 3600,
+          binding: {
+            id: bindingIdFor(contact, null, null), userId, contact, params: {}, instanceId: null, regId: null,
+            callId: `bulk-${index}@${HOST}`, cseq: 2, flow: { address: HOST, port, transport: 'udp', receivedOn: null },
+            userAgent: 'dialcore-bench', connectionMethod: 'sip-phone',
+          },
+        }],
+      });
+    }));
+  }
+  return (Date.now() - started) / 1000;
+}
+
+/** Live binding keys and nonce-count keys, counted with SCAN. */
+async function countKeys(redis: Redis): Promise<{ bindingKeys: number; nonceCountKeys: number }> {
+  let cursor = '0';
+  let bindingKeys = 0;
+  let nonceCountKeys = 0;
+  do {
+    const reply = await redis.send(['SCAN', cursor, 'COUNT', '10000']);
+    if (!Array.isArray(reply)) break;
+    cursor = String(reply[0]);
+    for (const key of (reply[1] as unknown[]).map(String)) {
+      if (key.endsWith(':bindings')) bindingKeys++;
+      else if (key.includes(':nc:')) nonceCountKeys++;
+    }
+  } while (cursor !== '0');
+  return { bindingKeys, nonceCountKeys };
+}
+
+/** Mean MEMORY USAGE of up to `sample` binding keys, bytes. */
+async function meanBindingKeyBytes(redis: Redis, ids: string[], sample = 200): Promise<number> {
+  const picked = ids.filter((_, i) => i % Math.max(1, Math.floor(ids.length / sample)) === 0).slice(0, sample);
+  const sizes = await Promise.all(picked.map((id) => redis.send(['MEMORY', 'USAGE', keys.bindings(id)])));
+  const numbers = sizes.map(Number).filter((n) => Number.isFinite(n) && n > 0);
+  return numbers.length ? numbers.reduce((a, b) => a + b, 0) / numbers.length : Number.NaN;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Kamailio
+
+interface KamailioProcess {
+  pid: number;
+  port: number;
+  /** pids of the main process and its children (for CPU) */
+  pids(): number[];
+  stop(): Promise<void>;
+}
+
+function childPids(parent: number): number[] {
+  try {
+    return readFileSync(`/proc/${parent}/task/${parent}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+async function startKamailio(phones: Phone[]): Promise<KamailioProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'dialcore-kamailio-'));
+  const dbDir = join(dir, 'db');
+  const runDir = join(dir, 'run');
+  mkdirSync(dbDir);
+  mkdirSync(runDir);
+  // db_text tables: htable (login -> password, key_type 0 = plain key, value_type 0 = string) and its version row
+  writeFileSync(join(dbDir, 'version'), 'id(int,auto) table_name(string) table_version(int) \n0:htable:2\n');
+  const rows = phones.map((p, i) => `${i + 1}:${p.login}:0:0:${p.password}:0`);
+  writeFileSync(join(dbDir, 'htable'), `id(int,auto) key_name(string) key_type(int) value_type(int) key_value(string) expires(int) \n${rows.join('\n')}\n`);
+  const port = await freePort();
+  const service = spawnService({
+    name: 'kamailio',
+    command: 'kamailio',
+    dir,
+    args: ['-f', KAMAILIO_CFG, '-DD', '-E', '-n', '2', '-m', '256', '-M', '16', '-l', `udp:${HOST}:${port}`,
+      '-P', join(dir, 'kamailio.pid'), '-Y', runDir, '-A', `PASSWORD_DB="text://${dbDir}"`],
+  });
+  try {
+    await waitUntil(async () => !service.running() || (await isBound(port, 'udp')), { timeoutMs: 15_000, what: `kamailio on ${HOST}:${port}` });
+    if (!service.running()) throw new Error('exited during start-up');
+    await sleep(500); // the htable is loaded before the workers bind; give the workers a moment
+  } catch (err) {
+    const log = service.log(3000);
+    await service.stop({ graceMs: 2000 });
+    releasePort(port);
+    throw new Error(`kamailio did not start: ${err instanceof Error ? err.message : String(err)}\n${log}`);
+  }
+  return {
+    pid: service.pid,
+    port,
+    pids: () => [service.pid, ...childPids(service.pid)],
+    async stop() {
+      await service.stop({ graceMs: 5000 });
+      releasePort(port);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// the section
+
+export interface SystemResult {
+  maxRate: number;
+  maxAchieved: number;
+  failurePctAtMax: number;
+  ramp: StepResult[];
+  latencyAtHalfMax?: StepResult;
+  latencyAtTargetRate?: StepResult;
+  storm?: StepResult & { phones: number; absorbSeconds: number };
+}
+
+export interface RegistrarBenchResult extends BenchSectionResult {
+  quick: boolean;
+  targets: typeof TARGETS;
+  verdicts: Record<string, boolean>;
+  sippInstances: number;
+  method: Record<string, string>;
+  users: { count: number; createSeconds: number; perSecond: number };
+  memory: Record<string, unknown>;
+  dialcore: SystemResult;
+  kamailio?: SystemResult | { error: string };
+  ratioDialcoreToKamailio?: number;
+}
+
+export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBenchResult> {
+  const quick = opts.quick;
+  const plan = quick
+    ? {
+      stepS: 2, rates: [2500, 5000], kamailioRates: [5000, 10000], rampBudgetMs: 10_000, latencyS: 2,
+      stormPhones: 10_000, primeRate: 5000,
+    }
+    : {
+      stepS: 4, rates: [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000],
+      kamailioRates: [2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000, 20000], rampBudgetMs: 55_000, latencyS: 4,
+      stormPhones: TARGETS.stormPhones, primeRate: 2500,
+    };
+  const userCount = 10_000;
+  const workDir = mkdtempSync(join(tmpdir(), 'dialcore-bench-registrar-'));
+  const method: Record<string, string> = {
+    load: `${SIPP_INSTANCES} SIPp 3.6.1 processes over UDP, each on its own port with its own slice of the users (CSV -inf), scenario sipp-scenarios/bench-register-digest-uac.xml; a registration = REGISTER -> 401 -> REGISTER(MD5 digest, qop=auth) -> 200`,
+    maxRate: `highest offered rate (steps of ${plan.stepS} s) with < ${MAX_FAILURE_PCT}% failed or unfinished registrations and <= ${MAX_RETRANSMISSION_PCT}% SIPp retransmissions; one bisection step after the first unclean rate`,
+    latency: 'SIPp -trace_rtt: response time 1 of every registration, started at the first REGISTER, stopped at the 200 (whole two-step registration); SIPp clock granularity 1 ms',
+    storm: `all registrations offered at once (-r far above capacity) with at most ${STORM_IN_FLIGHT} in progress per SIPp instance; absorb time = SIPp elapsed time until the last 200`,
+    memory: 'Redis INFO used_memory deltas; stack process VmRSS (/proc/<pid>/status) after a full GC (--expose-gc) and peak VmRSS during load',
+    stack: 'bench/registrar-stack.ts bundled with esbuild, on plain node: edge (UDP) + drachtio-srf app + startRegistrarServices; 127.0.0.1 exempt from abuse bans (every SIPp phone shares it)',
+  };
+  console.log(`registrar bench${quick ? ' (quick)' : ''}: ${userCount} users, ${SIPP_INSTANCES} SIPp instances, work dir ${workDir}`);
+
+  let redisServer: RedisServer | undefined;
+  let stack: StackProcess | undefined;
+  let kamailio: KamailioProcess | undefined;
+  const clients: Array<{ close(): Promise<unknown> }> = [];
+  try {
+    redisServer = await startRedis();
+    const client = createClient({ url: redisServer.url });
+    client.on('error', () => undefined);
+    await client.connect();
+    clients.push(client);
+    const redis = new Redis(client);
+    const store = new UserStore({ redis, realm: BENCH_REALM });
+    const bindingStore = new BindingStore(redis);
+
+    stack = await startStackProcess(redisServer.url);
+    const target = `${HOST}:${stack.sipPort}`;
+    await sleep(1000);
+    const idle = await stack.memory();
+    const redisBase = await usedMemoryMiB(redis);
+    console.log(`dialcore stack pid ${stack.pid} on udp ${target}; idle VmRSS ${idle.vmRssMiB.toFixed(1)} MiB; redis used_memory ${redisBase.toFixed(1)} MiB`);
+
+    // users
+    const phones = makePhones(0, userCount);
+    const created = await createUsers(store, phones);
+    const redisAfterUsers = await usedMemoryMiB(redis);
+    const groups = await writePhoneGroups(workDir, 'phones', phones, SIPP_INSTANCES);
+    console.log(`created ${userCount} users in ${created.seconds.toFixed(2)} s (${(userCount / created.seconds).toFixed(0)}/s); redis +${(redisAfterUsers - redisBase).toFixed(1)} MiB`);
+
+    // prime: each user registers once -> 10k live bindings
+    console.log(HEADER);
+    const base = { target, groups, durationS: plan.stepS, measuredPids: [stack.pid], redis };
+    const prime = await runStep({ ...base, rate: plan.primeRate, callsPerGroup: groups[0]!.rows, durationS: userCount / plan.primeRate });
+    console.log(stepLine('dialcore prime 10k', prime));
+    await sleep(1000);
+    const keys10k = await countKeys(redis);
+    const redisAt10k = await usedMemoryMiB(redis);
+    const stackAt10k = await stack.memory();
+    const bindingKeyBytes10k = await meanBindingKeyBytes(redis, created.ids);
+
+    // ramp
+    const dialcoreRamp = await ramp(base, plan.rates, plan.rampBudgetMs, 'dialcore');
+    const maxRate = dialcoreRamp.maxCleanRate;
+
+    // latency at half the max and at the target's rate
+    const halfMax = Math.max(250, Math.round(maxRate / 2 / 250) * 250);
+    let latencyAtHalfMax: StepResult | undefined;
+    if (!quick || halfMax === TARGETS.latencyRate) {
+      latencyAtHalfMax = await runStep({ ...base, rate: halfMax, durationS: plan.latencyS, latency: true });
+      console.log(stepLine(`dialcore latency ${halfMax}/s`, latencyAtHalfMax));
+      await sleep(1500);
+    }
+    let latencyAtTargetRate = halfMax === TARGETS.latencyRate ? latencyAtHalfMax : undefined;
+    if (!latencyAtTargetRate) {
+      latencyAtTargetRate = await runStep({ ...base, rate: TARGETS.latencyRate, durationS: plan.latencyS, latency: true });
+      console.log(stepLine(`dialcore latency ${TARGETS.latencyRate}/s`, latencyAtTargetRate));
+      await sleep(1500);
+    }
+
+    // storm
+    const stormRounds = Math.max(1, Math.round(plan.stormPhones / userCount));
+    const stormStep = await runStep({
+      ...base, rate: 30_000, durationS: plan.stormPhones / 5000, callsPerGroup: groups[0]!.rows * stormRounds, maxInFlightPerGroup: STORM_IN_FLIGHT,
+    });
+    const storm = { ...stormStep, phones: stormStep.planned, absorbSeconds: stormStep.wallS };
+    console.log(stepLine(`dialcore storm ${storm.phones}`, stormStep));
+    await sleep(1500);
+    const peakRssUnderLoadMiB = Math.max(prime.peakRssMiB, ...dialcoreRamp.steps.map((s) => s.peakRssMiB), stormStep.peakRssMiB);
+
+    // 100k live bindings (full mode)
+    let memory100k: Record<string, unknown> | undefined;
+    if (!quick) {
+      const morePhones = makePhones(userCount, 90_000);
+      const redisBefore = await usedMemoryMiB(redis);
+      const more = await createUsers(store, morePhones);
+      const redisAfterMoreUsers = await usedMemoryMiB(redis);
+      console.log(`created 90000 more users in ${more.seconds.toFixed(1)} s (${(90_000 / more.seconds).toFixed(0)}/s)`);
+      const moreGroups = await writePhoneGroups(workDir, 'phones-100k', morePhones, SIPP_INSTANCES);
+      // register them through SIPp when the measured rate makes that fit in ~40 s, else through BindingStore.apply
+      const registerRate = Math.min(5000, Math.floor((maxRate * 0.8) / 250) * 250);
+      let how: string;
+      let registerStep: StepResult | undefined;
+      if (registerRate > 0 && 90_000 / registerRate <= 40) {
+        registerStep = await runStep({
+          target, groups: moreGroups, rate: registerRate, callsPerGroup: moreGroups[0]!.rows, durationS: 90_000 / registerRate,
+          measuredPids: [stack.pid], redis,
+        });
+        console.log(stepLine('dialcore +90k register', registerStep));
+        how = `SIPp at ${registerRate}/s (${registerStep.successful} of ${registerStep.planned} registered)`;
+      } else {
+        const seconds = await insertBindings(bindingStore, more.ids, morePhones, moreGroups);
+        how = `BindingStore.apply directly (the registrar's Redis script, no SIP) in ${seconds.toFixed(1)} s: SIPp at the measured rate would exceed the time budget; the stack's user cache is not filled by this path`;
+        console.log(`inserted 90000 bindings through BindingStore.apply in ${seconds.toFixed(1)} s`);
+      }
+      await sleep(1000);
+      const stackAt100k = await stack.memory();
+      const redisAt100k = await usedMemoryMiB(redis);
+      const keys100k = await countKeys(redis);
+      memory100k = {
+        bindingsPath: how,
+        liveBindingKeys: keys100k.bindingKeys,
+        nonceCountKeys: keys100k.nonceCountKeys,
+        createMoreUsersSeconds: more.seconds,
+        redisUsedMiB: redisAt100k,
+        redisUsersDeltaMiB: redisAfterMoreUsers - redisBefore,
+        redisBindingsDeltaMiB: redisAt100k - redisAfterMoreUsers,
+        meanBindingKeyBytes: await meanBindingKeyBytes(redis, more.ids),
+        stackVmRssMiB: stackAt100k.vmRssMiB,
+        stackHeapUsedMiB: stackAt100k.heapUsedMiB,
+        stackCachedUsers: stackAt100k.cachedUsers,
+        stackPeakRssMiB: registerStep?.peakRssMiB,
+        register: registerStep,
+      };
+      console.log(`100k: ${keys100k.bindingKeys} live binding keys, ${keys100k.nonceCountKeys} nonce-count keys; redis ${redisAt100k.toFixed(1)} MiB; stack VmRSS ${stackAt100k.vmRssMiB.toFixed(1)} MiB after GC (heap ${stackAt100k.heapUsedMiB.toFixed(1)} MiB, ${stackAt100k.cachedUsers} cached users)`);
+    }
+
+    const memory: Record<string, unknown> = {
+      stackIdleVmRssMiB: idle.vmRssMiB,
+      redisBaseMiB: redisBase,
+      redisUsersDeltaMiBPer10k: redisAfterUsers - redisBase,
+      at10k: {
+        liveBindingKeys: keys10k.bindingKeys,
+        nonceCountKeys: keys10k.nonceCountKeys,
+        redisBindingsDeltaMiB: redisAt10k - redisAfterUsers,
+        meanBindingKeyBytes: bindingKeyBytes10k,
+        stackVmRssMiB: stackAt10k.vmRssMiB,
+        stackHeapUsedMiB: stackAt10k.heapUsedMiB,
+        stackCachedUsers: stackAt10k.cachedUsers,
+      },
+      ...(memory100k ? { at100k: memory100k } : {}),
+      stackPeakRssUnderLoadMiB: peakRssUnderLoadMiB,
+    };
+
+    await stack.stop();
+    stack = undefined;
+    await Promise.all(clients.splice(0).map((c) => c.close().catch(() => undefined)));
+    await redisServer.stop();
+    redisServer = undefined;
+
+    const dialcore: SystemResult = {
+      maxRate, maxAchieved: dialcoreRamp.maxCleanAchieved, failurePctAtMax: dialcoreRamp.failurePctAtMax, ramp: dialcoreRamp.steps,
+      ...(latencyAtHalfMax ? { latencyAtHalfMax } : {}), latencyAtTargetRate, storm,
+    };
+
+    // Kamailio, same phones, same load
+    let kamailioResult: SystemResult | { error: string };
+    try {
+      kamailio = await startKamailio(phones);
+      const kTarget = `${HOST}:${kamailio.port}`;
+      console.log(`kamailio pid ${kamailio.pid} on udp ${kTarget}`);
+      const kBase = { target: kTarget, groups, durationS: plan.stepS, measuredPids: kamailio.pids() };
+      const kPrime = await runStep({ ...kBase, rate: plan.primeRate, callsPerGroup: groups[0]!.rows, durationS: userCount / plan.primeRate });
+      console.log(stepLine('kamailio prime 10k', kPrime));
+      await sleep(1000);
+      const kRamp = await ramp(kBase, plan.kamailioRates, plan.rampBudgetMs, 'kamailio');
+      const kHalf = Math.max(250, Math.round(kRamp.maxCleanRate / 2 / 250) * 250);
+      let kLatency: StepResult | undefined;
+      if (!quick) {
+        kLatency = await runStep({ ...kBase, rate: kHalf, durationS: plan.latencyS, latency: true });
+        console.log(stepLine(`kamailio latency ${kHalf}/s`, kLatency));
+        await sleep(1500);
+      }
+      const kLatencyTarget = await runStep({ ...kBase, rate: TARGETS.latencyRate, durationS: plan.latencyS, latency: true });
+      console.log(stepLine(`kamailio latency ${TARGETS.latencyRate}/s`, kLatencyTarget));
+      await sleep(1500);
+      const kStormStep = await runStep({
+        ...kBase, rate: 30_000, durationS: plan.stormPhones / 5000, callsPerGroup: groups[0]!.rows * stormRounds, maxInFlightPerGroup: STORM_IN_FLIGHT,
+      });
+      console.log(stepLine(`kamailio storm ${kStormStep.planned}`, kStormStep));
+      kamailioResult = {
+        maxRate: kRamp.maxCleanRate, maxAchieved: kRamp.maxCleanAchieved, failurePctAtMax: kRamp.failurePctAtMax, ramp: kRamp.steps,
+        ...(kLatency ? { latencyAtHalfMax: kLatency } : {}), latencyAtTargetRate: kLatencyTarget,
+        storm: { ...kStormStep, phones: kStormStep.planned, absorbSeconds: kStormStep.wallS },
+      };
+    } catch (err) {
+      kamailioResult = { error: err instanceof Error ? err.message : String(err) };
+      console.log(`kamailio part failed: ${kamailioResult.error}`);
+    } finally {
+      await kamailio?.stop();
+      kamailio = undefined;
+    }
+
+    // verdicts and summary
+    const stormScaledTarget = TARGETS.stormSeconds * (storm.phones / TARGETS.stormPhones);
+    const at100kRss = memory100k ? (memory100k.stackVmRssMiB as number) : undefined;
+    const verdicts: Record<string, boolean> = {
+      rate: maxRate >= TARGETS.registrationsPerSecond,
+      p99: (latencyAtTargetRate.p99Ms ?? Number.POSITIVE_INFINITY) < TARGETS.p99Ms && isClean(latencyAtTargetRate),
+      storm: storm.failurePct < MAX_FAILURE_PCT && storm.absorbSeconds <= stormScaledTarget,
+      ...(at100kRss !== undefined ? { rss100k: at100kRss < TARGETS.rssAt100kMiB } : {}),
+    };
+    const kamailioMax = 'maxRate' in kamailioResult ? kamailioResult.maxRate : undefined;
+    const ratio = kamailioMax ? maxRate / kamailioMax : undefined;
+    const mark = (ok: boolean | undefined) => (ok === undefined ? '' : ok ? 'PASS' : 'MISS');
+    const k = 'maxRate' in kamailioResult ? kamailioResult : undefined;
+    console.log('');
+    console.log(`registrar summary${quick ? ' (quick: only the target rates were offered, the ceiling was not searched; storm scaled to ' + storm.phones + ')' : ''}`);
+    const row = (what: string, d: string, kam: string, target: string, verdict: string) =>
+      console.log(`  ${what.padEnd(34)} ${d.padStart(16)} ${kam.padStart(16)}   ${target.padEnd(14)} ${verdict}`);
+    row('', 'dialcore', 'kamailio', 'target', '');
+    row('max 2-step REGISTER/s (offered)', String(maxRate), fmt(kamailioMax), `>= ${TARGETS.registrationsPerSecond}`, mark(verdicts.rate));
+    row('  achieved at max', fmt(dialcore.maxAchieved), fmt(k?.maxAchieved), '', '');
+    row('  failure % at max', fmt(dialcore.failurePctAtMax, 3), fmt(k?.failurePctAtMax, 3), `< ${MAX_FAILURE_PCT}`, '');
+    if (latencyAtHalfMax) {
+      row(`p50/p99 ms at half max`, `${fmt(latencyAtHalfMax.p50Ms)}/${fmt(latencyAtHalfMax.p99Ms)} @${halfMax}`,
+        k?.latencyAtHalfMax ? `${fmt(k.latencyAtHalfMax.p50Ms)}/${fmt(k.latencyAtHalfMax.p99Ms)} @${k.latencyAtHalfMax.offeredRate}` : '-', '', '');
+    }
+    row(`p50/p99 ms at ${TARGETS.latencyRate}/s`, `${fmt(latencyAtTargetRate.p50Ms)}/${fmt(latencyAtTargetRate.p99Ms)}`,
+      k?.latencyAtTargetRate ? `${fmt(k.latencyAtTargetRate.p50Ms)}/${fmt(k.latencyAtTargetRate.p99Ms)}` : '-', `p99 < ${TARGETS.p99Ms}`, mark(verdicts.p99));
+    row(`storm ${storm.phones} re-registrations, s`, `${fmt(storm.absorbSeconds, 1)} (${fmt(storm.failurePct, 2)}% fail)`,
+      k?.storm ? `${fmt(k.storm.absorbSeconds, 1)} (${fmt(k.storm.failurePct, 2)}% fail)` : '-', `<= ${fmt(stormScaledTarget, 0)}`, mark(verdicts.storm));
+    row('stack VmRSS idle / 10k / 100k MiB', `${fmt(idle.vmRssMiB)}/${fmt(stackAt10k.vmRssMiB)}/${fmt(at100kRss)}`, '', `100k < ${TARGETS.rssAt100kMiB}`, mark(verdicts.rss100k));
+    row('redis MiB per 10k users', fmt(redisAfterUsers - redisBase, 1), '', '', '');
+    row('redis MiB per 10k bindings (+nc keys)', fmt(redisAt10k - redisAfterUsers, 1), '', '', '');
+    if (memory100k) row('redis MiB for +90k bindings (+nc)', fmt(memory100k.redisBindingsDeltaMiB as number, 1), '', '', '');
+    row('users created per second', fmt(userCount / created.seconds), '', '', '');
+    if (ratio !== undefined) console.log(`  ratio dialcore/Kamailio (max rate): ${ratio.toFixed(2)}`);
+
+    return {
+      passed: Object.values(verdicts).every(Boolean),
+      quick,
+      targets: TARGETS,
+      verdicts,
+      sippInstances: SIPP_INSTANCES,
+      method,
+      users: { count: userCount, createSeconds: created.seconds, perSecond: userCount / created.seconds },
+      memory,
+      dialcore,
+      kamailio: kamailioResult,
+      ...(ratio !== undefined ? { ratioDialcoreToKamailio: ratio } : {}),
+    };
+  } finally {
+    await kamailio?.stop().catch(() => undefined);
+    await stack?.stop().catch(() => undefined);
+    await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
+    await redisServer?.stop().catch(() => undefined);
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+export const registrarSection: BenchSection = {
+  name: 'registrar',
+  description: '2-step authenticated REGISTER/s with bindings in Redis, latency, storm and memory, side by side with Kamailio',
+  run: runRegistrarBench,
+};
+
+// standalone: npx tsx bench/registrar.ts [--quick]
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const quick = process.argv.includes('--quick');
+  const started = Date.now();
+  runRegistrarBench({ quick }).then(
+    (result) => {
+      mkdirSync(fileURLToPath(new URL('../.run/', import.meta.url)), { recursive: true });
+      writeFileSync(RESULTS_FILE, `${JSON.stringify({ section: 'registrar', date: new Date().toISOString(), durationS: (Date.now() - started) / 1000, ...result }, null, 2)}\n`);
+      console.log(`=== registrar: ${result.passed ? 'all targets met' : 'targets MISSED'} in ${((Date.now() - started) / 1000).toFixed(0)} s; results in ${RESULTS_FILE}`);
+    },
+    (err: unknown) => {
+      console.error(`registrar bench failed: ${err instanceof Error ? err.stack : String(err)}`);
+      process.exitCode = 1;
+    },
+  );
+}

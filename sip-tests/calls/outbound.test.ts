@@ -1,0 +1,172 @@
+/**
+ * A user's SIP phone -> dialcore -> carrier gateway, on real peers (issue 4 items 4, 6, 7): the
+ * SIPp "device" authenticates its INVITE with digest (407, as the registrar's credentials); the
+ * product's rules decide (manual dial, dial plan, caller ID) and the call goes to a SIPp gateway,
+ * with digest credentials on 401/407 and failover to the next gateway on 5xx. Plus internal calls
+ * between users, and an rtpengine outage. After every test nothing is left behind.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, runSipp, startSippServer, type SippServer } from '../harness/index.js';
+import { DOMAIN, startCallStack, type CallStack, type TestUser } from './call-stack.js';
+import { headerValues, receivedMessages, receivedRequest, receivedStatuses, rejectScenario } from './sipp-trace.js';
+
+let cs: CallStack;
+const servers: SippServer[] = [];
+
+beforeAll(async () => {
+  cs = await startCallStack();
+});
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.stop(1000)));
+  cs.carriers.outboundGateways.splice(0);
+  await cs.expectIdle();
+});
+afterAll(async () => {
+  await cs?.stop();
+});
+
+async function gatewaySipp(scenario: string, options: { keys?: Record<string, string> } = {}): Promise<{ server: SippServer; port: number }> {
+  const port = await freePort();
+  const server = await startSippServer({ scenario, localPort: port, traceMessages: true, timeoutMs: 60_000, ...(options.keys ? { keys: options.keys } : {}) });
+  servers.push(server);
+  return { server, port };
+}
+
+function deviceCall(user: TestUser, dialled: string, scenario = 'call-device-uac.xml', pauseMs = 1000) {
+  return runSipp({
+    scenario, target: cs.target, calls: 1, traceMessages: true, timeoutMs: 20_000,
+    inf: { rows: [[user.login, user.password, DOMAIN, dialled]] },
+    extraArgs: ['-d', String(pauseMs)],
+  });
+}
+
+/** Status line (code and reason) of the device's final response. */
+function finalStatusLine(trace: string | undefined): string | undefined {
+  return receivedMessages(trace).map((m) => /^SIP\/2\.0 ([3-6]\d\d [^\r\n]*)/.exec(m)?.[1]).filter((s) => s !== undefined && !s.startsWith('407')).pop();
+}
+
+describe('outbound calls from a user\'s device', () => {
+  it('goes to the gateway as E.164 with the user\'s caller ID, never the device\'s own identity', async () => {
+    const user = await cs.createUser({ callerIdName: 'Acme Sales', callerIdNumber: '+441130000042' });
+    const gw = await gatewaySipp('uas-answer-rtp.xml');
+    cs.carriers.outboundGateways.push(cs.gateway('uk', gw.port, { prefixes: ['44'] }));
+    const device = await deviceCall(user, '020-7123-4567');
+    expect(device.stats.successful, device.errors + device.stdout.slice(-1500)).toBe(1);
+    const invite = receivedRequest((await gw.server.stop()).messages, 'INVITE')!;
+    expect(invite.split(/\r?\n/)[0]).toMatch(new RegExp(`^INVITE sip:\\+442071234567@127\\.0\\.0\\.1:${gw.port}`));
+    expect(headerValues(invite, 'From')[0]).toMatch(/^"Acme Sales" <sip:\+441130000042@127\.0\.0\.1;user=phone>;tag=/);
+    expect(headerValues(invite, 'P-Asserted-Identity')).toEqual(['"Acme Sales" <sip:+441130000042@127.0.0.1;user=phone>']);
+    expect(invite).not.toContain('5550001');
+    expect(invite).not.toContain('Device Own Name');
+    expect(invite).not.toContain('P-Preferred-Identity');
+    expect(cs.channels.active('uk')).toBe(0); // the channel was given back at hang-up
+  });
+
+  it('refuses an outside number without the manual dial privilege (403 with the reason)', async () => {
+    const gw = await gatewaySipp('uas-answer-rtp.xml');
+    cs.carriers.outboundGateways.push(cs.gateway('uk', gw.port));
+    for (const fields of [{ manualDial: false }, { manualDial: true, restrictManualCalls: true }]) {
+      const user = await cs.createUser(fields);
+      const device = await deviceCall(user, '02071234567', 'call-device-refused.xml');
+      expect(device.stats.successful, device.errors).toBe(1);
+      expect(finalStatusLine(device.messages)).toBe('403 Manual Dial Not Allowed');
+    }
+    expect(receivedRequest((await gw.server.stop()).messages, 'INVITE'), 'nothing reached the carrier').toBeUndefined();
+  });
+
+  it('applies the dial plan: blocked prefix 403, too short 484', async () => {
+    const user = await cs.createUser({});
+    const gw = await gatewaySipp('uas-answer-rtp.xml');
+    cs.carriers.outboundGateways.push(cs.gateway('uk', gw.port));
+    const blocked = await deviceCall(user, '09001234567', 'call-device-refused.xml');
+    expect(receivedStatuses(blocked.messages)).toContain(403);
+    const short = await deviceCall(user, '0207', 'call-device-refused.xml');
+    expect(receivedStatuses(short.messages)).toContain(484);
+  });
+
+  it('a user\'s inline dial-plan rule applies to the next call after an admin change', async () => {
+    const user = await cs.createUser({});
+    const gw = await gatewaySipp('uas-answer-rtp.xml');
+    cs.carriers.outboundGateways.push(cs.gateway('uk', gw.port));
+    await cs.services.store.update(user.id, { dialPlan: { rules: [{ pattern: '^0?7', action: 'deny' }] } });
+    const refused = await deviceCall(user, '07700900999', 'call-device-refused.xml');
+    expect(receivedStatuses(refused.messages)).toContain(403);
+    await cs.services.store.update(user.id, { dialPlan: null });
+    const allowed = await deviceCall(user, '07700900999');
+    expect(allowed.stats.successful, allowed.errors).toBe(1);
+  });
+
+  it('answers the gateway\'s 407 with the carrier credentials', async () => {
+    const user = await cs.createUser({});
+    const gw = await gatewaySipp('call-uas-auth.xml', { keys: { user: 'acct1', password: 'trunk-pass' } });
+    cs.carriers.outboundGateways.push(cs.gateway('authgw', gw.port, { username: 'acct1', password: 'trunk-pass' }));
+    const device = await deviceCall(user, '02071234567');
+    expect(device.stats.successful, device.errors).toBe(1);
+    const invites = receivedMessages((await gw.server.stop()).messages).filter((m) => m.startsWith('INVITE '));
+    expect(invites).toHaveLength(2);
+    expect(headerValues(invites[1]!, 'Proxy-Authorization')[0]).toMatch(/username="acct1"/);
+    expect(device.messages).not.toContain('trunk-pass');
+  });
+
+  it('fails over to the next gateway on 503', async () => {
+    const user = await cs.createUser({});
+    const bad = await gatewaySipp(rejectScenario(503, 'Service Unavailable'));
+    const good = await gatewaySipp('uas-answer-rtp.xml');
+    cs.carriers.outboundGateways.push(cs.gateway('first', bad.port, { priority: 1 }), cs.gateway('second', good.port, { priority: 2 }));
+    const device = await deviceCall(user, '02071234567');
+    expect(device.stats.successful, device.errors).toBe(1);
+    expect(receivedRequest((await bad.server.stop()).messages, 'INVITE')).toBeDefined();
+    expect(receivedRequest((await good.server.stop()).messages, 'INVITE')).toBeDefined();
+  });
+
+  it('passes busy (486) back to the device; a lone failing gateway gives 503 without its Warning', async () => {
+    const user = await cs.createUser({});
+    const busy = await gatewaySipp('call-uas-reject.xml');
+    cs.carriers.outboundGateways.push(cs.gateway('busy', busy.port));
+    const first = await deviceCall(user, '02071234567', 'call-device-refused.xml');
+    expect(finalStatusLine(first.messages)).toBe('486 Busy Here');
+    expect(first.messages).not.toContain('internal-switch-7');
+    cs.carriers.outboundGateways.splice(0);
+    const broken = await gatewaySipp(rejectScenario(500, 'Database on fire'));
+    cs.carriers.outboundGateways.push(cs.gateway('broken', broken.port));
+    const second = await deviceCall(user, '02071234567', 'call-device-refused.xml');
+    expect(finalStatusLine(second.messages)).toBe('503 Service Unavailable');
+    expect(second.messages).not.toContain('Database on fire');
+    expect(second.messages).not.toContain('over quota');
+  });
+
+  it('no gateway for the number -> 503; a wrong password -> 403', async () => {
+    const user = await cs.createUser({});
+    const noRoute = await deviceCall(user, '02071234567', 'call-device-refused.xml');
+    expect(receivedStatuses(noRoute.messages)).toContain(503);
+    const wrong = await deviceCall({ ...user, password: 'not-the-password' }, '02071234567', 'call-device-refused.xml');
+    expect(receivedStatuses(wrong.messages)).toContain(403);
+  });
+
+  it('an internal number rings the other user\'s phone, showing the caller\'s internal number', async () => {
+    const caller = await cs.createUser({ internalNumber: '2001', displayName: 'Agent One', manualDial: false });
+    const callee = await cs.createUser({ internalNumber: '2002' });
+    const phone = await startSippServer({ scenario: 'uas-answer-rtp.xml', localPort: await cs.registerPhone(callee), traceMessages: true });
+    servers.push(phone);
+    const device = await deviceCall(caller, '2002');
+    expect(device.stats.successful, device.errors).toBe(1);
+    const invite = receivedRequest((await phone.stop()).messages, 'INVITE')!;
+    expect(headerValues(invite, 'From')[0]).toMatch(/^"Agent One" <sip:2001@dialcore\.test>/);
+  });
+});
+
+describe('rtpengine outage', () => {
+  it('answers 503 and leaves no call, media session or dialog', async () => {
+    const user = await cs.createUser({});
+    const gw = await gatewaySipp('uas-answer-rtp.xml');
+    cs.carriers.outboundGateways.push(cs.gateway('uk', gw.port));
+    await cs.rtpengine.stop();
+    const device = await deviceCall(user, '02071234567', 'call-device-refused.xml');
+    expect(receivedStatuses(device.messages)).toContain(503);
+    expect(receivedRequest((await gw.server.stop()).messages, 'INVITE'), 'no B leg without media').toBeUndefined();
+    expect(cs.calls.count).toBe(0);
+    expect(cs.media.count).toBe(0);
+    expect(cs.stack.edge.stats().dialogs).toBe(0);
+    cs.expectIdle = async () => undefined; // rtpengine is gone: the afterEach `list` check cannot run
+  });
+});
