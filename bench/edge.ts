@@ -18,10 +18,12 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { BenchOptions, BenchSection, BenchSectionResult } from './section.js';
 import { rssMiB } from './process-stats.js';
-import { MAX_FAILURE_PCT, MAX_RETRANSMISSION_PCT, rampRate, runLoadStep, type LoadStepResult, type RampResult } from './load.js';
+import { MAX_FAILURE_PCT, MAX_RETRANSMISSION_PCT, isClean, rampRate, runLoadStep, type LoadStepResult, type RampResult } from './load.js';
 import type { StackReady } from './trivial-app-stack.js';
 
 const TARGETS = { optionsPerSecond: 4000, inviteByePerSecond: 500, idleRssMiB: 80 } as const;
+/** full mode also holds each target rate this long on a fresh stack (longer than timer J / RFC 6026's 64*T1) */
+const SUSTAIN_SECONDS = 40;
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STACK_SCRIPT = fileURLToPath(new URL('./trivial-app-stack.ts', import.meta.url));
 const STACK_BUNDLE = fileURLToPath(new URL('../.run/bench-build/trivial-app-stack.mjs', import.meta.url));
@@ -114,15 +116,21 @@ export const edgeSection: BenchSection = {
     console.log(HEADER);
     const optionsRun = await rampOnFreshStack(bundle, 'OPTIONS', 'bench-options-uac.xml', plan.options, plan);
     const invitesRun = await rampOnFreshStack(bundle, 'INVITE-BYE', 'uac', plan.invites, plan);
+    // the targets are sustained rates: hold each for longer than the 32 s a UDP transaction outlives its request
+    const sustain = { instances: plan.instances, durationS: SUSTAIN_SECONDS, budgetMs: (SUSTAIN_SECONDS + 10) * 1000 };
+    const sustainedOptions = quick ? undefined
+      : (await rampOnFreshStack(bundle, 'OPTIONS 40s', 'bench-options-uac.xml', [TARGETS.optionsPerSecond], sustain)).ramp.steps[0];
+    const sustainedInvites = quick ? undefined
+      : (await rampOnFreshStack(bundle, 'INV-BYE 40s', 'uac', [TARGETS.inviteByePerSecond], sustain)).ramp.steps[0];
     const options = optionsRun.ramp;
     const invites = invitesRun.ramp;
     const idleRssMiB = optionsRun.idleRssMiB;
-    const loadedRssMiB = Math.max(optionsRun.peakRssMiB, invitesRun.peakRssMiB);
+    const loadedRssMiB = Math.max(optionsRun.peakRssMiB, invitesRun.peakRssMiB, sustainedOptions?.peakRssMiB ?? 0, sustainedInvites?.peakRssMiB ?? 0);
     const afterRssMiB = Math.max(optionsRun.afterRssMiB, invitesRun.afterRssMiB);
     {
       const verdicts = {
-        options: options.maxCleanRate >= TARGETS.optionsPerSecond,
-        inviteBye: invites.maxCleanRate >= TARGETS.inviteByePerSecond,
+        options: options.maxCleanRate >= TARGETS.optionsPerSecond && (sustainedOptions === undefined || isClean(sustainedOptions)),
+        inviteBye: invites.maxCleanRate >= TARGETS.inviteByePerSecond && (sustainedInvites === undefined || isClean(sustainedInvites)),
         idleRss: idleRssMiB < TARGETS.idleRssMiB,
       };
       const mark = (ok: boolean) => (ok ? 'PASS' : 'MISS');
@@ -130,9 +138,12 @@ export const edgeSection: BenchSection = {
       console.log(`edge summary (clean = every call completed, < ${MAX_FAILURE_PCT}% failed, <= ${MAX_RETRANSMISSION_PCT}% of requests retransmitted by SIPp)`);
       console.log(`  OPTIONS/s     max clean offered ${options.maxCleanRate} (achieved ${options.maxCleanAchieved.toFixed(0)})   target >= ${TARGETS.optionsPerSecond}  ${mark(verdicts.options)}`);
       console.log(`  INVITE-BYE/s  max clean offered ${invites.maxCleanRate} (achieved ${invites.maxCleanAchieved.toFixed(0)})   target >= ${TARGETS.inviteByePerSecond}  ${mark(verdicts.inviteBye)}`);
+      const held = (step: LoadStepResult | undefined) => (step === undefined ? 'not run (quick)'
+        : `${isClean(step) ? 'clean' : 'NOT clean'}: ${step.successful}/${step.planned} ok, ${step.failurePct.toFixed(3)}% failed, ${step.retransmissions} retransmitted`);
+      console.log(`  held ${SUSTAIN_SECONDS} s at target: OPTIONS ${held(sustainedOptions)}; INVITE-BYE ${held(sustainedInvites)}`);
       console.log(`  RSS idle      ${idleRssMiB.toFixed(1)} MiB   target < ${TARGETS.idleRssMiB}  ${mark(verdicts.idleRss)}   (under tsx: ${idleRssTsxMiB.toFixed(1)} MiB)`);
       console.log(`  RSS peak under load ${loadedRssMiB.toFixed(1)} MiB, 2 s after the load ${afterRssMiB.toFixed(1)} MiB`);
-      const quickNote = quick ? ' (quick: only the target rates were offered, the ceiling was not searched)' : '';
+      const quickNote = quick ? ' (quick: short bursts at the target rates only; neither the ceiling nor the sustained rate was measured)' : '';
       if (quickNote) console.log(quickNote);
 
       return {
@@ -145,6 +156,7 @@ export const edgeSection: BenchSection = {
         transport: 'udp',
         options: { maxCleanRate: options.maxCleanRate, maxCleanAchieved: options.maxCleanAchieved, steps: options.steps },
         inviteBye: { maxCleanRate: invites.maxCleanRate, maxCleanAchieved: invites.maxCleanAchieved, steps: invites.steps },
+        sustained: { seconds: SUSTAIN_SECONDS, options: sustainedOptions ?? null, inviteBye: sustainedInvites ?? null },
         memory: { idleRssMiB, idleRssTsxMiB, peakRssUnderLoadMiB: loadedRssMiB, rssAfterLoadMiB: afterRssMiB },
       };
     }
@@ -173,7 +185,10 @@ async function rampOnFreshStack(
     if (warm.successful === 0) throw new Error(`edge did not serve the ${kind} warm-up: ${warm.errorSample ?? 'no response'}`);
     const ramp = await rampRate(
       { scenario, target, instances: plan.instances, durationS: plan.durationS, measuredPid: stack.pid },
-      rates, plan.budgetMs, (r) => console.log(stepLine(kind, r)),
+      rates, plan.budgetMs, (r) => {
+        console.log(stepLine(kind, r));
+        if (r.errorSample) console.log(`           SIPp: ${r.errorSample.split('\n').filter((line) => line.trim()).slice(0, 3).map((line) => line.slice(0, 160)).join('\n                 ')}`);
+      },
     );
     await sleep(2000);
     return {

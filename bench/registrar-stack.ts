@@ -4,11 +4,19 @@
  * on a node-redis client — the REGISTER path of `dialcore start` (RFC 3261 §10.3, digest per RFC 7616).
  *
  * Run: node --import tsx bench/registrar-stack.ts --redis redis://127.0.0.1:<port> [--realm dialcore.test]
+ *        [--max-server-transactions N]
  *      (bench/registrar.ts runs an esbuild bundle of this file on plain node, like the edge bench.)
  * Prints one JSON line on stdout once ready: {"pid":..,"sipPort":..,"adminPort":..}
  * Then reads commands from stdin, one JSON object a line, and answers each with one JSON line on stdout:
- *   {"cmd":"memory"}  -> {"rssMiB":..,"heapUsedMiB":..,"cachedUsers":..}  (after a full GC when node runs with --expose-gc)
+ *   {"cmd":"memory"}  -> {"rssMiB":..,"heapUsedMiB":..,"cachedUsers":..,"serverTransactions":..}
+ *                        (after a full GC when node runs with --expose-gc)
  * Stops cleanly on SIGTERM / SIGINT or stdin EOF (so `node --cpu-prof` writes its profile).
+ *
+ * --max-server-transactions N is a what-if, not a product setting: it overrides the edge's cap on live server
+ * transactions (src/edge/transaction, default 20,000, not reachable through EdgeOptions) after start, so the
+ * bench can measure the registrar path beyond the throughput that cap allows over UDP (a non-INVITE server
+ * transaction stays 64*T1 = 32 s in Completed, RFC 3261 §17.2.2 Timer J: 2 transactions per registration
+ * => at most 20,000 / 64 ~ 312 registrations/s sustained).
  *
  * Bench-only settings, not product defaults: every SIPp phone comes from 127.0.0.1, so 127.0.0.1 is never
  * banned by the abuse guard (one NAT'd office would get the same treatment via `neverBan`); MD5 is offered
@@ -32,6 +40,8 @@ export interface RegistrarStackMemory {
   rssMiB: number;
   heapUsedMiB: number;
   cachedUsers: number;
+  /** live server transactions in the edge (Completed ones included), when the edge internals expose them */
+  serverTransactions: number | null;
 }
 
 const DEFAULT_REALM = 'dialcore.test';
@@ -45,6 +55,19 @@ function argument(name: string, fallback?: string): string {
   return value;
 }
 
+/** Live server transactions of the edge, read from its internals for the memory report (null if they moved). */
+function serverTransactionCount(edge: Edge): number | null {
+  const count = (edge as unknown as { transactions?: { serverTransactionCount?: unknown } }).transactions?.serverTransactionCount;
+  return typeof count === 'number' ? count : null;
+}
+
+/** The what-if override: the edge keeps its transaction layer in a private field, with the cap a plain property. */
+function overrideServerTransactionCap(edge: Edge, cap: number): void {
+  const layer = (edge as unknown as { transactions?: { maxServerTransactions?: unknown } }).transactions;
+  if (!layer || typeof layer.maxServerTransactions !== 'number') throw new Error('edge internals changed: no transactions.maxServerTransactions to override');
+  layer.maxServerTransactions = cap;
+}
+
 async function main(): Promise<void> {
   const redisUrl = argument('redis');
   const realm = argument('realm', DEFAULT_REALM);
@@ -56,6 +79,11 @@ async function main(): Promise<void> {
     secret: SECRET,
   });
   const addresses = await edge.start();
+  const maxServerTransactions = process.argv.includes('--max-server-transactions') ? Number(argument('max-server-transactions')) : undefined;
+  if (maxServerTransactions !== undefined) {
+    if (!Number.isInteger(maxServerTransactions) || maxServerTransactions < 1) throw new Error('--max-server-transactions: a positive integer');
+    overrideServerTransactionCap(edge, maxServerTransactions);
+  }
 
   const client = createClient({ url: redisUrl });
   client.on('error', () => undefined);
@@ -88,6 +116,7 @@ async function main(): Promise<void> {
   const gc = (globalThis as { gc?: () => void }).gc;
   const commands = createInterface({ input: process.stdin });
   commands.on('line', (line) => {
+    if (line.length > 1024) return;
     let command: unknown;
     try {
       command = JSON.parse(line);
@@ -101,6 +130,7 @@ async function main(): Promise<void> {
         rssMiB: usage.rss / 1048576,
         heapUsedMiB: usage.heapUsed / 1048576,
         cachedUsers: services.cache.size,
+        serverTransactions: serverTransactionCount(edge),
       };
       process.stdout.write(`${JSON.stringify(memory)}\n`);
     }

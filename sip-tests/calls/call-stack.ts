@@ -70,6 +70,8 @@ export interface CallStack {
 export interface CallStackOptions {
   timers?: CallTimers;
   rtpenginePorts?: number;
+  /** Extra rtpengine arguments (e.g. a wider --port-min/--port-max for load). */
+  rtpengineArgs?: readonly string[];
   registry?: Registry;
 }
 
@@ -81,7 +83,7 @@ interface NgListClient {
 
 export async function startCallStack(options: CallStackOptions = {}): Promise<CallStack> {
   const redis = await startRedis();
-  const rtpengine = await startRtpengine({ mediaPorts: options.rtpenginePorts ?? 100 });
+  const rtpengine = await startRtpengine({ mediaPorts: options.rtpenginePorts ?? 100, ...(options.rtpengineArgs ? { extraArgs: options.rtpengineArgs } : {}) });
   const stack = await startStack();
   const srf = await stack.connectApp();
   const client = createClient({ url: redis.url });

@@ -96,15 +96,16 @@ describe('outbound calls from a user\'s device', () => {
     expect(allowed.stats.successful, allowed.errors).toBe(1);
   });
 
-  it('answers the gateway\'s 407 with the carrier credentials', async () => {
+  it('answers the gateway\'s 401 with the carrier credentials', async () => {
     const user = await cs.createUser({});
-    const gw = await gatewaySipp('call-uas-auth.xml', { keys: { user: 'acct1', password: 'trunk-pass' } });
+    const gw = await gatewaySipp('call-uas-auth.xml');
     cs.carriers.outboundGateways.push(cs.gateway('authgw', gw.port, { username: 'acct1', password: 'trunk-pass' }));
     const device = await deviceCall(user, '02071234567');
+    const gwTrace = (await gw.server.stop()).messages;
     expect(device.stats.successful, device.errors).toBe(1);
-    const invites = receivedMessages((await gw.server.stop()).messages).filter((m) => m.startsWith('INVITE '));
+    const invites = receivedMessages(gwTrace).filter((m) => m.startsWith('INVITE '));
     expect(invites).toHaveLength(2);
-    expect(headerValues(invites[1]!, 'Proxy-Authorization')[0]).toMatch(/username="acct1"/);
+    expect(headerValues(invites[1]!, 'Authorization')[0]).toMatch(/username="acct1"/);
     expect(device.messages).not.toContain('trunk-pass');
   });
 

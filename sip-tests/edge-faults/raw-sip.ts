@@ -248,3 +248,26 @@ export function seededInt(seed: number): (max: number) => number {
   const bytes = seededBytes(seed);
   return (max: number) => bytes(4).readUInt32BE(0) % max;
 }
+
+/** Adds `;rport` to the first value of the first Via header field (folded lines included). */
+/** RFC 3581: makes the edge answer to the datagram's source port instead of the Via's sent-by. */
+export function withRport(message: Buffer): Buffer {
+  const text = message.toString('latin1');
+  const via = /(^|\r?\n)(via|v)[ \t]*:/i.exec(text);
+  if (!via) return message;
+  const valueStart = via.index + via[0].length;
+  let fieldEnd = valueStart;
+  for (;;) {
+    const eol = text.indexOf('\n', fieldEnd);
+    if (eol === -1) { fieldEnd = text.length; break; }
+    const next = text[eol + 1];
+    if (next === ' ' || next === '\t') { fieldEnd = eol + 1; continue; }
+    fieldEnd = text[eol - 1] === '\r' ? eol - 1 : eol;
+    break;
+  }
+  const value = text.slice(valueStart, fieldEnd);
+  if (/;\s*rport/i.test(value)) return message;
+  const comma = value.indexOf(',');
+  const insertAt = comma === -1 ? fieldEnd : valueStart + comma;
+  return Buffer.concat([message.subarray(0, insertAt), Buffer.from(';rport'), message.subarray(insertAt)]);
+}

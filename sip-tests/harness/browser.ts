@@ -89,6 +89,8 @@ export type CallStatus = 'new' | 'ringing' | 'progress' | 'accepted' | 'confirme
 export interface CallInfo {
   /** JsSIP session id (Call-ID + local tag). */
   id: string;
+  /** SIP Call-ID of the call's INVITE */
+  callId: string | null;
   direction: 'incoming' | 'outgoing';
   status: CallStatus;
   /** JsSIP's end/failure cause (e.g. 'Terminated', 'Busy', 'Rejected', 'BYE'). */

@@ -9,9 +9,12 @@
  * B2BUA: calls from the browser go to a SIPp UAS, calls from SIPp go to the registered browser
  * over its own WebSocket (proxy = the binding's flow).
  *
- * Checked: registration over WSS; audio both ways in the browser (getStats) and on both
- * rtpengine legs (ng query); hangup from the browser and from SIPp; after every call no
- * rtpengine call (ng list), no edge dialog and no media session left.
+ * Checked: registration over WSS (binding = the WebSocket flow); audio both ways in the browser
+ * (getStats: packets, decoded energy, DTLS connected, codec) and on both rtpengine legs (ng
+ * query), with and without transcoding; RFC 4733 DTMF from the browser seen by rtpengine; calls
+ * from SIPp delivered over the browser's own WebSocket; hangup from the browser and from SIPp;
+ * Content-Type on every SDP the browser gets; after every call no rtpengine call (ng list), no
+ * edge dialog and no media session left.
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { createRequire } from 'node:module';
@@ -171,7 +174,6 @@ function installTestB2bua(ctx: B2buaContext): void {
       const bOffer = await media.offer(req.body, aKind, bKind);
       const { uas, uac } = await ctx.app.createB2BUA(req, res, target, {
         proxy,
-        headers: { 'Content-Type': 'application/sdp' },
         localSdpB: bOffer,
         localSdpA: (bAnswer: string) => media.answer(bAnswer),
       });
@@ -257,7 +259,6 @@ describe('browser webphone over WSS, bridged to SIP through rtpengine', () => {
     dtmfLog?.close();
   }, 60_000);
 
-  /** After every call: no media session, no rtpengine call, no edge dialog. */
   /** Polls ng `query` until rtpengine received `min` packets from each leg (bounded); returns the counts. */
   async function enginePacketsPerLeg(callId: string, min: number, timeoutMs = 10_000): Promise<number[]> {
     const deadline = Date.now() + timeoutMs;
@@ -280,12 +281,16 @@ describe('browser webphone over WSS, bridged to SIP through rtpengine', () => {
     throw first.error;
   }
 
+  /** After every call: no media session, no rtpengine call, no edge dialog. */
   afterEach(async () => {
+    if (!b2bua || !phone) return; // beforeAll failed
     b2bua.webrtcCodecs = undefined;
     b2bua.wsProxyTransport = undefined;
     failures.length = 0;
     await phone.hangup().catch(() => undefined); // a failed test may leave its call up
-    await Promise.all(calls.map((c) => c.ended));
+    let allEnded = false;
+    void Promise.all(calls.map((c) => c.ended)).then(() => { allEnded = true; });
+    await waitFor(() => allEnded || undefined, 10_000, 'every bridged call ended');
     await waitFor(() => media.count === 0 || undefined, 5000, 'media sessions deleted');
     const left = await rtpengineCallIds(rtpengine);
     expect(left, 'rtpengine calls left').toEqual([]);
@@ -326,6 +331,16 @@ describe('browser webphone over WSS, bridged to SIP through rtpengine', () => {
     expect(ended?.status).toBe('ended');
     expect(ended?.endedBy).toBe('local');
     expect(failures).toEqual([]);
+  });
+
+  it('every SIP message with a body the browser receives names its Content-Type (drachtio-server adds application/sdp)', async () => {
+    const call = await phone.call('sip:echo@127.0.0.1', { timeoutMs: 15_000 });
+    await phone.hangup();
+    const withBody = (await phone.lastSipMessages())
+      .filter((m) => m.direction === 'received' && call.callId !== null && m.text.includes(`Call-ID: ${call.callId}`))
+      .filter((m) => /^Content-Length:\s*[1-9]/im.test(m.text));
+    expect(withBody.length).toBeGreaterThan(0); // the 200 OK with the SDP answer
+    for (const message of withBody) expect(message.text, message.text.split('\r\n')[0]).toMatch(/^Content-Type:\s*application\/sdp/im);
   });
 
   it.each<[string, string[] | undefined]>([
@@ -393,7 +408,7 @@ describe('browser webphone over WSS, bridged to SIP through rtpengine', () => {
 
   it('RFC 7118 §5.2: a proxy URI `sip:ip:port;transport=ws` reaches the browser over its WSS connection', async () => {
     // transport=ws is the only WebSocket value of the URI transport parameter; WSS is `sips:` + transport=ws
-    b2bua.wsProxyTransport = 'wss';
+    b2bua.wsProxyTransport = 'ws';
     const sipp = runSipp({ scenario: 'webrtc-uac-rtp.xml', target: stack.target, service: AGENT, calls: 1, timeoutMs: 30_000 });
     const incoming = await incomingCall();
     await phone.waitForConfirmed(incoming.id, 10_000);

@@ -164,7 +164,7 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
         const devicePrivacy = req.get('Privacy');
         const groups = outboundGatewayGroups(decision.e164, deps.carriers, deps.channels, (gateway) =>
           outboundCallerHeaders(user, {
-            domain: gateway.host.includes(':') ? `[${gateway.host}]` : gateway.host,
+            domain: gateway.host.includes(':') && !gateway.host.startsWith('[') ? `[${gateway.host}]` : gateway.host,
             ...(devicePrivacy !== undefined ? { devicePrivacy } : {}),
             ...(deps.defaultCallerNumber !== undefined ? { defaultNumber: deps.defaultCallerNumber } : {}),
           }),

@@ -380,6 +380,9 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
   private async bridge(uac: Dialog, target: CallTarget): Promise<void> {
     this.uac = uac;
     uac.on('destroy', () => void this.end('callee-hangup'));
+    // srf handles every wire message of one TCP read synchronously: a BYE right behind the 200
+    // may have ended the dialog before the promise let us listen (no 'destroy' seen).
+    if (!uac.connected) return void this.end('callee-hangup');
     const media = this.media!;
     let sdpForA: string;
     try {
@@ -406,6 +409,8 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     this.answeredAt = Date.now();
     this.releaseTarget = target.onConnected?.();
     uas.on('destroy', () => void this.end('caller-hangup'));
+    if (!uas.connected) return void this.end('caller-hangup'); // BYE processed before we listened (see above)
+    if (!uac.connected) return void this.end('callee-hangup');
     uas.on('modify', (req, res) => void this.relayReoffer('a', req, res));
     uac.on('modify', (req, res) => void this.relayReoffer('b', req, res));
     this.timer(this.maxDurationMs, () => void this.end('max-duration'));

@@ -19,7 +19,7 @@ import type { AppConnection, AppServer, AppSipCommand } from './app-server.js';
 import { readAppMessage } from './app-message.js';
 import { apiResponse, newMsgId, sentRequestEcho, sentResponseEcho, sipEvent, type WireMeta } from './wire-format.js';
 import {
-  contactFor, generateCallId, generateCSeq, localUri, replaceLocalhost, viaFor, type LocalAddress,
+  contactFor, ensureContentType, generateCallId, generateCSeq, localizeContact, localUri, replaceLocalhost, viaFor, type LocalAddress,
 } from './sip-builders.js';
 
 /** Resolves a SIP URI to ordered transport targets (RFC 3263). */
@@ -389,10 +389,11 @@ export class SipController {
     if (createsDialog) for (const rr of req.getAll('Record-Route')) res.append('Record-Route', rr);
     for (const h of appMsg.headers) {
       if (SERVER_OWNED.has(h.name) || h.name === 'From' || h.name === 'To' || h.name === 'Call-ID' || h.name === 'CSeq') continue;
-      res.append(h.name, h.name === 'Contact' || h.name === 'P-Asserted-Identity' ? replaceLocalhost(h.value, local) : h.value);
+      res.append(h.name, h.name === 'Contact' ? localizeContact(h.value, local) : h.name === 'P-Asserted-Identity' ? replaceLocalhost(h.value, local) : h.value);
     }
     if ((createsDialog || (method === 'INVITE' && status >= 200 && status < 300)) && !res.has('Contact')) res.append('Contact', contactFor(local));
     res.body = appMsg.body;
+    ensureContentType(res);
 
     let dialog = pending.dialog;
     if (createsDialog && status >= 200 && !dialog) dialog = this.createUasDialog(pending, res, local);
@@ -487,12 +488,13 @@ export class SipController {
       for (const h of appMsg.headers) {
         if (SERVER_OWNED.has(h.name) || ['From', 'To', 'Call-ID', 'CSeq', 'Max-Forwards'].includes(h.name)) continue;
         if (h.name === 'Contact') {
-          req.set('Contact', replaceLocalhost(h.value, local));
+          req.set('Contact', localizeContact(h.value, local));
           continue;
         }
         req.append(h.name, replaceLocalhost(h.value, local));
       }
       req.body = appMsg.body;
+      ensureContentType(req);
     }
     return req;
   }
@@ -581,10 +583,11 @@ export class SipController {
     ];
     for (const h of appMsg.headers) {
       if (SERVER_OWNED.has(h.name) || ['From', 'To', 'Call-ID', 'CSeq', 'Max-Forwards'].includes(h.name)) continue;
-      req.append(h.name, h.name === 'Contact' || h.name === 'P-Asserted-Identity' ? replaceLocalhost(h.value, local) : h.value);
+      req.append(h.name, h.name === 'Contact' ? localizeContact(h.value, local) : h.name === 'P-Asserted-Identity' ? replaceLocalhost(h.value, local) : h.value);
     }
     if (DIALOG_CREATING.has(method) && !req.has('Contact')) req.append('Contact', contactFor(local));
     req.body = appMsg.body;
+    ensureContentType(req);
     const fromTag = /;\s*tag=([^;>\s]+)/i.exec(stripUriPart(from))?.[1] ?? '';
     this.startClientTransaction(cmd, req, target, newMsgId(), method === 'INVITE' ? dialogIdFor(callId, fromTag) : '');
   }

@@ -48,9 +48,15 @@ export function viaFor(local: LocalAddress, branch: string): string {
   return `SIP/2.0/${local.protocol.toUpperCase()} ${sentBy(local)}${rport};branch=${branch}`;
 }
 
+/** The URI `transport` parameter for a transport: RFC 7118 section 5.2 defines only "ws", for WS and WSS alike. */
+export function uriTransportParam(protocol: TransportProtocol): string {
+  if (protocol === 'udp') return '';
+  return `;transport=${protocol === 'wss' ? 'ws' : protocol}`;
+}
+
 /** `sip:host:port[;transport=x]` for our listener (scheme sips for tls/wss would be stricter; drachtio uses sip). */
 export function localUri(local: LocalAddress, user?: string): string {
-  const transport = local.protocol === 'udp' ? '' : `;transport=${local.protocol}`;
+  const transport = uriTransportParam(local.protocol);
   return `sip:${user ? user + '@' : ''}${hostForUri(local.host)}:${local.port}${transport}`;
 }
 
@@ -63,4 +69,22 @@ export function replaceLocalhost(value: string, local: LocalAddress): string {
   if (!value.includes('localhost')) return value;
   return value.replace(/@localhost(?![\w.-])(:\d+)?/g, `@${hostForUri(local.host)}:${local.port}`)
     .replace(/sip:localhost(?![\w.-])(:\d+)?/g, `sip:${hostForUri(local.host)}:${local.port}`);
+}
+
+/**
+ * An app's Contact naming `localhost`: our real address, plus the transport parameter so the
+ * peer sends in-dialog requests over the same transport (a WebSocket client can't be reached otherwise).
+ */
+export function localizeContact(value: string, local: LocalAddress): string {
+  if (!value.includes('localhost')) return value;
+  const replaced = replaceLocalhost(value, local);
+  const param = uriTransportParam(local.protocol);
+  if (!param || /;transport=/i.test(replaced)) return replaced;
+  const close = replaced.indexOf('>');
+  return close === -1 ? replaced + param : replaced.slice(0, close) + param + replaced.slice(close);
+}
+
+/** RFC 3261 7.4.1: a body needs a Content-Type; drachtio-server supplies application/sdp when the app gave none. */
+export function ensureContentType(msg: { body: Buffer; has(name: string): boolean; append(name: string, value: string): unknown }): void {
+  if (msg.body.length > 0 && !msg.has('Content-Type')) msg.append('Content-Type', 'application/sdp');
 }

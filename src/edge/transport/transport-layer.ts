@@ -183,8 +183,11 @@ export class TransportLayer extends EventEmitter<TransportEvents> {
       }
       case 'ws':
       case 'wss': {
-        // RFC 7118: a WebSocket client is only reachable over the connection it opened; we never dial out
-        const existing = this.connectionsByPeer.get(peerKey(target.protocol, address, target.port));
+        // RFC 7118: a WebSocket client is only reachable over the connection it opened; we never dial out.
+        // The URI transport parameter is "ws" for WS and WSS alike (section 5.2), so either may be asked for.
+        const other: TransportProtocol = target.protocol === 'ws' ? 'wss' : 'ws';
+        const existing = this.connectionsByPeer.get(peerKey(target.protocol, address, target.port))
+          ?? this.connectionsByPeer.get(peerKey(other, address, target.port));
         if (existing?.isOpen) return this.writeTo(existing, buf);
         throw new Error(`no open ${target.protocol} flow to ${hostPort(address, target.port)}`);
       }
@@ -308,8 +311,10 @@ export class TransportLayer extends EventEmitter<TransportEvents> {
         this.log?.debug({ bytes: buf.length, remote: hostPort(rinfo.address, rinfo.port) }, 'oversize datagram dropped');
         return;
       }
-      // RFC 5626 keep-alives: CRLF datagrams are ignored; STUN (first two bits zero) is not answered
-      if (isBlank(buf) || (buf[0] & 0xc0) === 0) return;
+      // RFC 5626 keep-alives: CRLF datagrams are ignored; STUN is not answered. STUN is told apart by a first byte
+      // of 0-3 (RFC 7983 section 7): a wider test would also drop requests whose method starts with a digit or one
+      // of the token characters ! % ' * + - . (RFC 4475 3.1.1.2 intmeth)
+      if (isBlank(buf) || buf[0] <= 0x03) return;
       const flow = this.udpFlow(listener, normalizeIp(rinfo.address), rinfo.port);
       this.dispatch(parseMessage(buf, this.parseLimits), buf, flow, false);
     } catch (err) {
