@@ -1,7 +1,7 @@
 /**
  * RFC 4475 torture messages sent over UDP to the running edge, with a drachtio-srf app that behaves like a UA
  * (INVITE -> 480, REGISTER / OPTIONS / MESSAGE -> 200; other methods are not routed, so the edge answers them).
- * Expected results follow /work/shared/conformance/rfc4475/INDEX.tsv; where the RFC allows either a 400 or liberal
+ * Expected results follow shared/conformance/rfc4475/INDEX.tsv; where the RFC allows either a 400 or liberal
  * acceptance, both are accepted. The parser's own verdicts are pinned in src/edge/message/conformance.test.ts;
  * this suite checks what reaches the wire and the app.
  *
@@ -14,24 +14,24 @@
  * the first one's port). T1 is shortened so transactions end after 64*T1, and a message whose branch was already
  * used waits for that.
  *
- * Known edge bug, marked `it.fails`: a stray 2xx response to an INVITE (unreason.dat, bcast.dat) that matches no
- * transaction and no dialog is ACKed and BYEd by the edge (SipController.onStrayResponse -> ackAndByeStrayFork)
- * instead of being dropped; RFC 3261 13.2.2.4 only applies to 2xx for INVITEs the edge itself sent.
+ * A stray 2xx response to an INVITE (unreason.dat, bcast.dat) that matches no transaction and no dialog of ours is
+ * dropped: RFC 3261 13.2.2.4 (ACK + BYE of an unwanted 2xx) applies only to forks of INVITEs the edge sent.
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, type TestStack } from '../fixtures/stack.js';
 import type { Srf } from '../../src/app/sip/srf.js';
 import { UdpPeer, headerOf, servingStatuses, statusOf, withRport } from './raw-sip.js';
+import { RFC4475_DIR } from '../fixtures/shared.js';
 
-const DIR = '/work/shared/conformance/rfc4475/';
+const DIR = RFC4475_DIR;
 /** what the app answers, so a status proves the request reached it */
 const APP_INVITE_STATUS = 480;
 const T1 = 10;
 /** 64*T1 (timer J / H) plus a margin */
 const TRANSACTION_LIFETIME_MS = 64 * T1 + 200;
 /** edge bugs, see the header comment */
-const KNOWN_BUGS = new Set(['unreason.dat', 'bcast.dat']);
+const KNOWN_BUGS = new Set<string>([]);
 
 type Expectation =
   | { kind: 'status'; statuses: number[]; header?: string }

@@ -304,11 +304,15 @@ export class SipController {
     // 13.2.2.4: a retransmitted 2xx after the client transaction is gone: resend our ACK
     const msg = inb.message;
     if (msg.cseq?.method !== 'INVITE' || (msg.status ?? 0) < 200 || (msg.status ?? 0) >= 300) return;
+    // 13.2.2.4 applies only to INVITEs we sent: anything else (no dialog of ours) is dropped
     const dialog = this.dialogs.getById(dialogIdFor(msg.callId ?? '', msg.fromTag ?? ''));
-    if (dialog?.lastAck && dialog.lastAck.inviteSeq === msg.cseq.seq && dialog.remoteTag === msg.toTag) {
-      this.opts.transport.send(dialog.lastAck.data, dialog.lastAck.target).catch(() => undefined);
-    } else if (!dialog || dialog.remoteTag !== msg.toTag) {
-      // 2xx from a fork we did not keep: ACK and BYE it (13.2.2.4)
+    if (!dialog || dialog.role !== 'uac') return;
+    if (dialog.remoteTag === msg.toTag) {
+      if (dialog.lastAck && dialog.lastAck.inviteSeq === msg.cseq.seq) {
+        this.opts.transport.send(dialog.lastAck.data, dialog.lastAck.target).catch(() => undefined);
+      }
+    } else {
+      // 2xx from a fork we did not keep: ACK and BYE it
       this.ackAndByeStrayFork(inb);
     }
   }

@@ -13,8 +13,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseMessage, parseNameAddr, parseUri, parseVia, StreamFramer, type ParseResult } from './index.js';
+import { RFC4475_DIR } from '../../../sip-tests/fixtures/shared.js';
 
-const DIR = '/work/shared/conformance/rfc4475/';
+const DIR = RFC4475_DIR;
 const rows = readFileSync(DIR + 'INDEX.tsv', 'utf8').trim().split('\n').slice(1).map((line) => {
   const [file, section, cls, expected] = line.split('\t');
   return { file, section, cls, expected };

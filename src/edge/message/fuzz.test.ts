@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import {
   parseMessage, parseNameAddr, parseUri, parseVia, parseCSeq, splitHeaderValues, StreamFramer, type ParseResult,
 } from './index.js';
+import { RFC4475_DIR } from '../../../sip-tests/fixtures/shared.js';
 
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
@@ -20,7 +21,7 @@ function mulberry32(seed: number): () => number {
   };
 }
 
-const DIR = '/work/shared/conformance/rfc4475/';
+const DIR = RFC4475_DIR;
 const seeds: Buffer[] = readdirSync(DIR).filter((f) => f.endsWith('.dat')).map((f) => readFileSync(DIR + f));
 const INTERESTING = ['\r\n', '\r\n ', ':', ';', ',', '"', '\\', '<', '>', '@', '[', ']', '%', '=', ' ', '\t', '\0',
   'Content-Length: ', 'Via: ', 'SIP/2.0', '4294967296', '-1', '\r\n\r\n', 'l: 9999', 'ÿ', '大'];

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseMessage, StreamFramer, type ParseResult } from './index.js';
+import { CAPTURES_DIR } from '../../../sip-tests/fixtures/shared.js';
 
-const CAPTURES = '/work/shared/reference/drachtio-wire-captures/';
+const CAPTURES = CAPTURES_DIR;
 
 function sip(lines: string[], body = ''): Buffer {
   return Buffer.from(lines.join('\r\n') + '\r\n\r\n' + body);

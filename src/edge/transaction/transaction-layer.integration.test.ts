@@ -9,6 +9,7 @@ import { TransportLayer } from '../transport/index.js';
 import type { InboundMessage, SendTarget } from '../transport/index.js';
 import { SipMessage, parseMessage } from '../message/index.js';
 import { TransactionLayer, buildResponse, generateBranch, type ServerTransaction } from './index.js';
+import { RFC4475_DIR } from '../../../sip-tests/fixtures/shared.js';
 
 const T1 = 20;   // short timers keep the retransmission scenarios quick; the schedule itself is unit-tested
 
@@ -174,7 +175,7 @@ describe('transaction layer over real UDP/TCP on 127.0.0.1', () => {
     it('inv2543.dat (no branch, no From tag): one request, retransmission answered, 486 retransmitted until the ACK', async () => {
       const rawPort = raw.address().port;
       // rport so that responses come back to this socket rather than the Via's port 5060
-      const text = readFileSync('/work/shared/conformance/rfc4475/inv2543.dat', 'latin1')
+      const text = readFileSync(`${RFC4475_DIR}inv2543.dat`, 'latin1')
         .replace('Via: SIP/2.0/UDP iftgw.example.com', `Via: SIP/2.0/UDP 127.0.0.1:${rawPort};rport`);
       let uasStx: ServerTransaction | undefined;
       behaviour.set('inv2543.1717@ift.client.example.com', (req, stx) => {
@@ -205,7 +206,7 @@ describe('transaction layer over real UDP/TCP on 127.0.0.1', () => {
 
     it('badbranch.dat (branch=z9hG4bK) is handled by RFC 2543 matching', async () => {
       const rawPort = raw.address().port;
-      const text = readFileSync('/work/shared/conformance/rfc4475/badbranch.dat', 'latin1')
+      const text = readFileSync(`${RFC4475_DIR}badbranch.dat`, 'latin1')
         .replace('Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK', `Via: SIP/2.0/UDP 127.0.0.1:${rawPort};branch=z9hG4bK;rport`);
       let requestsSeen = 0;
       behaviour.set('badbranch.sadonfo23i420jv0as0derf3j3n', (req, stx) => {
