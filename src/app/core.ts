@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { createClient } from 'redis';
 import type { Logger } from 'pino';
-import { connectSrf, createSrf, type Srf, type SrfRequest, type SrfResponse, type RequestHandler } from './sip/srf.js';
+import { connectSrf, createSrf, onFlowClosed, type Srf, type SrfRequest, type SrfResponse, type RequestHandler } from './sip/srf.js';
 import { startRegistrarServices, type RegistrarServices } from './registrar/services.js';
 import type { SessionDirectory, SessionTerminator } from './registrar/kick.js';
 import { startAdminApi, type RunningAdminApi } from './admin/server.js';
@@ -108,6 +108,9 @@ export async function startCore(
     pingInterval: 10_000,
   });
   log.info({ drachtio: `${opts.drachtio.host}:${opts.drachtio.port}`, hostport }, 'core connected to SIP server');
+  onFlowClosed(srf, (protocol, address, port) => {
+    services.flows.flowClosed(protocol, address, port).catch((err: unknown) => log.warn({ err }, 'removing bindings of a closed flow failed'));
+  });
 
   const admin = await startAdminApi({
     ...services.adminApiOptions,

@@ -271,6 +271,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
         if (decided) return;
         decided = true;
         if (noResponseTimer) this.clearTimer(noResponseTimer);
+        this.removeListener('ended', onEnd);
         resolve(outcome);
       };
       const onEnd = (): void => decide({ aborted: true });
@@ -315,7 +316,6 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
                 return this.release(dialog);
               }
               for (const other of groupAttempts) if (other !== attempt) this.cancelAttempt(other);
-              this.removeListener('ended', onEnd);
               decide({ answered: dialog, target });
             },
             (err: unknown) => {
@@ -326,10 +326,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
               if (!isSipFailure(err)) this.logger?.warn({ err: errMessage(err), target: target.label }, 'B-leg INVITE failed locally');
               statuses.push(status);
               if (status >= 600) for (const other of groupAttempts) this.cancelAttempt(other); // §16.7 step 5
-              if (groupAttempts.every((a) => a.settled)) {
-                this.removeListener('ended', onEnd);
-                decide({ failed: bestFailure(statuses) });
-              }
+              if (groupAttempts.every((a) => a.settled)) decide({ failed: bestFailure(statuses) });
             },
           );
         this.track(running);

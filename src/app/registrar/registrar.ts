@@ -57,6 +57,8 @@ export interface RegistrarDeps extends Partial<ExpiresLimits> {
   abuse: AbuseGuard;
   log?: Logger;
   now?: () => number;
+  /** told about the user's bindings after every successful REGISTER (e.g. to track their connection flows) */
+  onRegistered?: (bindings: Binding[]) => void;
 }
 
 const HA1_FIELD: Record<DigestAlgorithm, keyof Omit<StoredCredentials, 'realm'>> = {
@@ -262,6 +264,7 @@ export function createRegistrar(deps: RegistrarDeps): (req: RegisterRequest, res
           return;
         }
         registerOutcomes.inc({ status: String(decided.status) });
+        if (decided.status === 200 && decided.bindings) deps.onRegistered?.(decided.bindings);
         if (decided.status >= 400 && decided.status !== 401) {
           deps.log?.info({ source: req.source_address, status: decided.status, outcome: decided.outcome, userId: decided.userId }, 'REGISTER refused');
         }

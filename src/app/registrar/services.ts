@@ -17,6 +17,7 @@ import { UserStore } from '../users/user-store.js';
 import { AbuseGuard, type AbuseGuardOptions } from './abuse.js';
 import { BindingStore } from './binding-store.js';
 import { RegistrationCensus } from './census.js';
+import { FlowBindings } from './flow-bindings.js';
 import { KickHandler, type SessionDirectory, type SessionTerminator } from './kick.js';
 import { Registrar, createRegistrar, type RegisterRequest, type RegisterResponse } from './registrar.js';
 
@@ -48,6 +49,8 @@ export interface RegistrarServices {
   abuse: AbuseGuard;
   kicks: KickHandler;
   registrar: Registrar;
+  /** bindings per connection flow: call flowClosed() when the SIP server reports a connection gone */
+  flows: FlowBindings;
   /** For srf.register(...). */
   registerHandler: (req: RegisterRequest, res: RegisterResponse) => void;
   /** Spread into startAdminApi({ ...adminApiOptions, token, host, port }). */
@@ -75,7 +78,9 @@ export async function startRegistrarServices(options: RegistrarServicesOptions):
   kicks.start();
   const census = new RegistrationCensus(bindings, options.censusIntervalMs ?? 15_000, log);
   census.start();
+  const flows = new FlowBindings(bindings, undefined, log);
   const deps = {
+    onRegistered: (registered: Parameters<FlowBindings['track']>[0]) => flows.track(registered),
     users: cache,
     bindings,
     auth,
@@ -95,6 +100,7 @@ export async function startRegistrarServices(options: RegistrarServicesOptions):
     abuse,
     kicks,
     registrar: new Registrar(deps),
+    flows,
     registerHandler: createRegistrar(deps),
     adminApiOptions: { store, bindings, redis, ...(options.sessions ? { sessions: options.sessions } : {}), ...(log ? { log } : {}) },
     async stop() {

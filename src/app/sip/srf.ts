@@ -227,7 +227,30 @@ export function parseSipUri(uri: string): ParsedUri | undefined {
 }
 
 interface SrfAgentInternals {
-  app?: { client?: { wp?: { send(socket: unknown, msg: string): string }; _getDefaultSocket?(): unknown } };
+  app?: {
+    client?: {
+      wp?: { send(socket: unknown, msg: string): string; on(event: 'msg', listener: (socket: unknown, msg: string) => void): void };
+      _getDefaultSocket?(): unknown;
+    };
+  };
+}
+
+/**
+ * Called when the SIP server reports that a connection (ws, wss, tcp, tls) closed: a dialcore edge
+ * extension of the drachtio protocol (`flow-closed|proto|ip|port`) that srf itself ignores. Call
+ * after connectSrf. Returns false when the server link isn't up.
+ */
+export function onFlowClosed(srf: Srf, listener: (protocol: string, address: string, port: number) => void): boolean {
+  const wp = (srf as unknown as SrfAgentInternals).app?.client?.wp;
+  if (!wp) return false;
+  wp.on('msg', (_socket, msg) => {
+    const eol = msg.indexOf('\r\n');
+    const tokens = (eol === -1 ? msg : msg.slice(0, eol)).split('|');
+    if (tokens[1] !== 'flow-closed') return;
+    const port = Number(tokens[4]);
+    if (tokens[2] && tokens[3] && Number.isInteger(port)) listener(tokens[2], tokens[3], port);
+  });
+  return true;
 }
 
 /**

@@ -8,7 +8,7 @@ import tls from 'node:tls';
 import { EventEmitter } from 'node:events';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { FrameDecoder, encodeFrame } from './framing.js';
+import { FrameDecoder } from './framing.js';
 import { apiResponse, CRLF } from './wire-format.js';
 
 export interface AppServerOptions {
@@ -48,7 +48,8 @@ export class AppConnection {
   constructor(readonly socket: net.Socket) {}
 
   send(payload: string): void {
-    if (!this.socket.destroyed) this.socket.write(encodeFrame(payload));
+    // `<bytes>#<payload>` written as one string: no intermediate Buffer copy (hot path)
+    if (!this.socket.destroyed) this.socket.write(`${Buffer.byteLength(payload, 'utf8')}#${payload}`, 'utf8');
   }
 
   /** @internal */
@@ -108,6 +109,11 @@ export class AppServer extends EventEmitter {
   findById(id: string): AppConnection | undefined {
     for (const app of this.apps) if (app.id === id) return app;
     return undefined;
+  }
+
+  /** Send to every authenticated app (server-side notices such as flow-closed). */
+  broadcast(payload: string): void {
+    for (const app of this.apps) if (app.authenticated) app.send(payload);
   }
 
   /** Round robin among authenticated apps that routed this (lower-case) method, optionally with a tag. */

@@ -98,6 +98,12 @@ export class SipController {
     opts.apps.on('sip', (cmd) => this.guard(() => this.onAppSip(cmd)));
     opts.apps.on('proxy', (app, msgId) => app.send(apiResponse(msgId, 'NOK', 'proxy is not supported by this server')));
     opts.apps.on('app-gone', (app) => this.guard(() => this.onAppGone(app)));
+    // dialcore extension: tell apps when a connection goes away, so bindings that came over it can be
+    // removed (RFC 7118 section 5); drachtio-srf ignores message types it doesn't know
+    opts.transport.on('flow-closed', (flow: Flow) => {
+      if (flow.protocol === 'udp') return;
+      opts.apps.broadcast(`${newMsgId()}|flow-closed|${flow.protocol}|${flow.remoteAddress}|${flow.remotePort}`);
+    });
     opts.apps.on('close-flow', (app, msgId, tokens) => this.guard(() => {
       const [, , protocol, address, port] = tokens;
       const closed = isProtocol(protocol) && opts.transport.closeFlowTo(protocol, address ?? '', Number(port));
