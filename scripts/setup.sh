@@ -85,4 +85,8 @@ if ! npx --no-install tsx --version >/dev/null 2>&1; then
   exit 1
 fi
 
+# The compiled build (dist/) is what `dialcore` runs: plain node, no TypeScript loader in memory.
+log "build (tsc -p tsconfig.build.json)"
+npx --no-install tsc -p tsconfig.build.json
+
 log "ready (node $(node -v), redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'), $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1))"
