@@ -159,7 +159,7 @@ export interface StepResult {
   /** failed or unfinished, % of planned */
   failurePct: number;
   retransmissions: number;
-  /** successful registrations / seconds from the first SIPp start to the last SIPp exit */
+  /** successful registrations / SIPp's elapsed time (whole seconds in its statistics; wall clock if absent) */
   achievedRate: number;
   wallS: number;
   /** CPU of the measured process(es), % of one core */
@@ -660,11 +660,14 @@ async function measureSystem(
   rates: number[],
   quick: boolean,
   afterPrime: () => Promise<void>,
+  /** after the ramp: may replace the process under test (returns the base for the remaining steps) */
+  afterRamp?: () => Promise<Omit<StepPlan, 'rate'>>,
 ): Promise<SystemResult> {
   const userCount = base.groups.reduce((sum, g) => sum + g.rows, 0);
   const rowsPerGroup = Math.max(...base.groups.map((g) => g.rows));
   const stormRounds = Math.max(1, Math.round(plan.stormPhones / userCount));
   const runStorm = async (): Promise<SystemResult['storm']> => {
+    // (reads `base` when called: afterRamp may have replaced it)
     // -r far above any capacity: SIPp starts a registration whenever one of its STORM_IN_FLIGHT slots frees
     const step = await runStep({
       ...base, rate: 30_000, durationS: plan.stormPhones / 2000, callsPerGroup: rowsPerGroup * stormRounds, maxInFlightPerGroup: STORM_IN_FLIGHT,
@@ -688,6 +691,7 @@ async function measureSystem(
   // quick: the ramp steps trace latency too, and the 2,500/s step is the latency measurement
   const rampOutcome = await ramp({ ...base, latency: quick }, rates, plan.rampBudgetMs, name, base.measuredPids, !quick);
   const halfMax = Math.max(250, Math.round(rampOutcome.maxCleanRate / 2 / 250) * 250);
+  if (afterRamp) base = await afterRamp();
   let latencyAtHalfMax: StepResult | undefined;
   if (!quick) {
     latencyAtHalfMax = await runStep({ ...base, rate: halfMax, durationS: plan.latencyS, latency: true });
@@ -735,7 +739,7 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
     load: `${SIPP_INSTANCES} SIPp 3.6.1 processes over UDP, each on its own port with its own slice of the users (CSV -inf), scenario sipp-scenarios/bench-register-digest-uac.xml; a registration = REGISTER -> 401 -> REGISTER(MD5 digest, qop=auth) -> 200`,
     maxRate: `highest offered rate (steps of ${plan.stepS} s) with < ${MAX_FAILURE_PCT}% failed or unfinished registrations and <= ${MAX_RETRANSMISSION_PCT}% SIPp retransmissions; one bisection step after the first unclean rate`,
     latency: 'SIPp -trace_rtt: response time 1 of every registration, from the first REGISTER sent to the 200 received (the whole two-step registration); SIPp timestamps come in 4 ms steps on this machine, so p50/p99 are +-4 ms',
-    storm: `${quick ? 'quick: 10,000 phones, each user once (this also primes the bindings)' : '10,000 users x 5 rounds'}; all offered at once (-r far above capacity) with at most ${STORM_IN_FLIGHT} registrations in progress per SIPp instance (${STORM_IN_FLIGHT * SIPP_INSTANCES} phones in flight); absorb time = SIPp elapsed time until the last 200`,
+    storm: `${quick ? 'quick: 10,000 phones, each user once (this also primes the bindings)' : '10,000 users x 5 rounds'}; all offered at once (-r far above capacity) with at most ${STORM_IN_FLIGHT} registrations in progress per SIPp instance (${STORM_IN_FLIGHT * SIPP_INSTANCES} phones in flight); absorb time = SIPp's elapsed time until the last 200 (whole seconds in its statistics)`,
     memory: 'Redis INFO used_memory deltas and MEMORY USAGE of sampled binding keys; stack process VmRSS (/proc/<pid>/status) after a full GC (--expose-gc), with the live server transactions and cached users at that moment, and peak VmRSS during load',
     stack: 'bench/registrar-stack.ts bundled with esbuild, on plain node: edge (UDP) + drachtio-srf app + startRegistrarServices (MD5 offered first, 127.0.0.1 exempt from abuse bans since every SIPp phone shares it)',
     transactionCap: `the "dialcore" figures run with the edge's live-server-transaction cap lifted to 2,000,000 (what-if, --max-server-transactions): as shipped the cap is ${SHIPPED_SERVER_TRANSACTION_CAP} and a completed UDP non-INVITE transaction stays ${TIMER_J_S} s (Timer J), so ~${Math.floor(SHIPPED_SERVER_TRANSACTION_CAP / (2 * TIMER_J_S))} registrations/s can be sustained before new requests get 503; "dialcoreAsShipped" shows it`,
@@ -773,11 +777,11 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
     console.log(HEADER);
     const base = { target, groups, durationS: plan.stepS, measuredPids: [stack.pid], redis };
     let at10k: Record<string, unknown> = {};
-    const stackProcess = stack;
+    let rampPeakRssMiB = 0;
     const dialcore = await measureSystem('dialcore', base, plan, plan.rates, quick, async () => {
       const counted = await countKeys(redis);
       const redisNow = await usedMemoryMiB(redis);
-      const mem = await stackProcess.memory();
+      const mem = await stack!.memory();
       at10k = {
         liveBindingKeys: counted.bindingKeys,
         nonceCountKeys: counted.nonceCountKeys,
@@ -789,8 +793,23 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
         stackServerTransactions: mem.serverTransactions,
       };
       console.log(`10k: ${counted.bindingKeys} binding keys, ${counted.nonceCountKeys} nonce-count keys, redis +${(redisNow - redisAfterUsers).toFixed(1)} MiB; stack VmRSS ${mem.vmRssMiB.toFixed(1)} MiB after GC (heap ${mem.heapUsedMiB.toFixed(1)}, ${mem.cachedUsers} cached users, ${mem.serverTransactions} live server transactions)`);
+    }, quick ? undefined : async () => {
+      // An overloaded ramp step leaves ~1 GB of completed transactions and a heap that keeps the process slow for
+      // 30+ s: latency and storm run on a fresh process (same Redis), warmed up with a short step.
+      const before = await stack!.memory();
+      rampPeakRssMiB = rssMiB(stack!.pid) ?? 0;
+      console.log(`after the ramp: VmRSS ${before.vmRssMiB.toFixed(1)} MiB after GC, ${before.serverTransactions} live server transactions; restarting the stack process`);
+      await stack!.stop();
+      stack = await startStackProcess(redisServer!.url, ['--max-server-transactions', '2000000']);
+      const fresh = { ...base, target: `${HOST}:${stack.sipPort}`, measuredPids: [stack.pid] };
+      await sleep(1000);
+      const warm = await runStep({ ...fresh, rate: 500, durationS: 2 });
+      console.log(stepLine('dialcore warm-up (new)', warm));
+      await quiesce(fresh.measuredPids);
+      return fresh;
     });
-    const peakRssUnderLoadMiB = Math.max(dialcore.prime?.peakRssMiB ?? 0, ...dialcore.ramp.map((s) => s.peakRssMiB), dialcore.storm.peakRssMiB, dialcore.latencyAtTargetRate.peakRssMiB);
+    const target2 = `${HOST}:${stack.sipPort}`;
+    const peakRssUnderLoadMiB = Math.max(rampPeakRssMiB, dialcore.prime?.peakRssMiB ?? 0, ...dialcore.ramp.map((s) => s.peakRssMiB), dialcore.storm.peakRssMiB, dialcore.latencyAtTargetRate.peakRssMiB);
 
     // 100k live bindings (full mode)
     let memory100k: Record<string, unknown> | undefined;
@@ -807,7 +826,7 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
       let registerStep: StepResult | undefined;
       if (registerRate > 0 && 90_000 / registerRate <= 40) {
         registerStep = await runStep({
-          target, groups: moreGroups, rate: registerRate, callsPerGroup: moreGroups[0]!.rows, durationS: 90_000 / registerRate,
+          target: target2, groups: moreGroups, rate: registerRate, callsPerGroup: moreGroups[0]!.rows, durationS: 90_000 / registerRate,
           measuredPids: [stack.pid], redis,
         });
         console.log(stepLine('dialcore +90k register', registerStep));
@@ -818,7 +837,13 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
         how = `the 90k beyond the SIPp-registered 10k written through BindingStore.apply (the registrar's Redis script, no SIP) in ${seconds.toFixed(1)} s, because SIPp at the measured clean rate (${dialcore.maxRate}/s) would exceed the time budget; these users are not in the stack's user cache`;
         console.log(`inserted 90000 bindings through BindingStore.apply in ${seconds.toFixed(1)} s`);
       }
-      const stackAt100k = await stack.memory();
+      // measured once Timer J has let the storm's completed transactions go (at most ~32 s), so what remains is state
+      let stackAt100k = await stack.memory();
+      const drainDeadline = Date.now() + 40_000;
+      while ((stackAt100k.serverTransactions ?? 0) > 0 && Date.now() < drainDeadline) {
+        await sleep(3000);
+        stackAt100k = await stack.memory();
+      }
       const redisAt100k = await usedMemoryMiB(redis);
       const keys100k = await countKeys(redis);
       memory100k = {
@@ -843,9 +868,13 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
 
     // as shipped: a fresh stack with the default transaction cap, a sustained step that outlasts the cap
     let dialcoreAsShipped: RegistrarBenchResult['dialcoreAsShipped'];
+    let freshStackAt100k: { vmRssMiB: number; heapUsedMiB: number } | undefined;
     if (!quick) {
       stack = await startStackProcess(redisServer.url, []);
       await sleep(1000);
+      const fresh = await stack.memory();
+      freshStackAt100k = { vmRssMiB: fresh.vmRssMiB, heapUsedMiB: fresh.heapUsedMiB };
+      console.log(`fresh stack process, 100k live bindings in Redis, nothing cached: VmRSS ${fresh.vmRssMiB.toFixed(1)} MiB after GC (heap ${fresh.heapUsedMiB.toFixed(1)} MiB)`);
       const rate = 1000;
       const seconds = 14;
       const step = await runStep({ target: `${HOST}:${stack.sipPort}`, groups, rate, durationS: seconds, measuredPids: [stack.pid], redis });
@@ -855,6 +884,18 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
       stack = undefined;
     }
 
+    // What 100k phones that all registered through SIP would add: the user cache keeps every user that
+    // registered (count-bounded at 200k, TTL checked on read only), measured per cached user at 10k.
+    let cacheProjection: Record<string, number> | undefined;
+    if (memory100k && memory100k.stackServerTransactions === 0 && typeof memory100k.stackCachedUsers === 'number' && memory100k.stackCachedUsers > 0) {
+      const perUserKiB = (((memory100k.stackHeapUsedMiB as number) - idle.heapUsedMiB) * 1024) / memory100k.stackCachedUsers;
+      cacheProjection = {
+        heapKiBPerCachedUser: perUserKiB,
+        projectedHeapAt100kCachedMiB: idle.heapUsedMiB + (perUserKiB * 100_000) / 1024,
+        projectedVmRssAt100kCachedMiB: (memory100k.stackVmRssMiB as number) + (perUserKiB * (100_000 - memory100k.stackCachedUsers)) / 1024,
+      };
+      console.log(`user cache: ${perUserKiB.toFixed(1)} KiB heap per cached user -> projected heap ${cacheProjection.projectedHeapAt100kCachedMiB!.toFixed(0)} MiB with 100k cached users`);
+    }
     const memory: Record<string, unknown> = {
       stackIdleVmRssMiB: idle.vmRssMiB,
       stackIdleHeapUsedMiB: idle.heapUsedMiB,
@@ -862,6 +903,8 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
       redisUsersDeltaMiBPer10k: redisAfterUsers - redisBase,
       at10k,
       ...(memory100k ? { at100k: memory100k } : {}),
+      ...(freshStackAt100k ? { freshStackWith100kBindings: freshStackAt100k } : {}),
+      ...(cacheProjection ? { userCacheProjection: cacheProjection } : {}),
       stackPeakRssUnderLoadMiB: peakRssUnderLoadMiB,
     };
     await Promise.all(clients.splice(0).map((c) => c.close().catch(() => undefined)));
@@ -917,6 +960,8 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
       row(`as shipped: ${dialcoreAsShipped.offeredRate}/s for ${dialcoreAsShipped.seconds} s`, `${fmt(dialcoreAsShipped.failurePct, 1)}% fail`, '', `cap at ${dialcoreAsShipped.capReachedAfterS} s`, mark(verdicts.asShippedSustained));
     }
     row('stack VmRSS idle/10k/100k MiB', `${fmt(idle.vmRssMiB)}/${fmt(at10k.stackVmRssMiB as number)}/${fmt(at100kRss)}`, '', `100k < ${TARGETS.rssAt100kMiB}`, mark(verdicts.rss100k));
+    if (freshStackAt100k) row('  fresh process, 100k in Redis MiB', fmt(freshStackAt100k.vmRssMiB), '', '', '');
+    if (cacheProjection) row('  projected, 100k users cached MiB', fmt(cacheProjection.projectedVmRssAt100kCachedMiB), '', '', '');
     row('stack VmRSS peak under load MiB', fmt(peakRssUnderLoadMiB), '', '', '');
     row('redis MiB per 10k users', fmt(redisAfterUsers - redisBase, 1), '', '', '');
     row('redis MiB per 10k bindings (+nc keys)', fmt(at10k.redisBindingsDeltaMiB as number, 1), '', '', '');

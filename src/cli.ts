@@ -5,6 +5,7 @@ import { loadConfig, helpText, redactConfig, ConfigError, type DialcoreConfig } 
 import { createLogger } from './app/observability/logger.js';
 import { Edge } from './edge/edge.js';
 import { startCore, type RunningCore } from './app/core.js';
+import { startCallFeature, validateCallConfig, CallConfigError } from './app/calls/feature.js';
 import type { Logger } from 'pino';
 
 const USAGE = `Usage: dialcore <command> [options]
@@ -42,6 +43,12 @@ function checkAppConfig(config: DialcoreConfig): void {
   if (!config.drachtio.secret) problems.push({ field: 'drachtio.secret', message: 'a secret is required (--secret or DIALCORE_SECRET)' });
   if (config.http.adminToken.length < 16) problems.push({ field: 'http.adminToken', message: 'an admin API token of at least 16 characters is required (--admin-token or DIALCORE_ADMIN_TOKEN)' });
   if (config.registrar.nonceSecret && config.registrar.nonceSecret.length < 16) problems.push({ field: 'registrar.nonceSecret', message: 'must be at least 16 characters (or empty for a random per-process secret)' });
+  try {
+    validateCallConfig(config);
+  } catch (err) {
+    if (err instanceof CallConfigError) problems.push(...err.problems);
+    else throw err;
+  }
   if (problems.length) throw new ConfigError(problems);
 }
 
@@ -53,7 +60,15 @@ async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.
     http: { ...config.http.listen, adminToken: config.http.adminToken },
     registrar: config.registrar,
     logger: logger.child({ component: 'core' }),
-  });
+  }, ({ srf, services }) => startCallFeature({ srf, services, logger: logger.child({ component: 'calls' }) }, {
+    rtpengines: config.rtpengine.engines.map((e) => `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`),
+    rtpenginePingIntervalMs: config.rtpengine.pingIntervalMs,
+    domain: config.calls.domain,
+    carriers: config.carriers,
+    dialPlans: config.dialPlans,
+    ringTimeoutSeconds: config.calls.ringTimeoutSeconds,
+    maxCallSeconds: config.calls.maxCallSeconds,
+  }));
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -30,6 +30,11 @@ export interface DialcoreConfig {
   http: { listen: HostPort; adminToken: string };
   rtpengine: { engines: HostPort[]; pingIntervalMs: number };
   registrar: { realm: string; minExpires: number; maxExpires: number; defaultExpires: number; nonceSecret: string; nonceLifetimeSeconds: number };
+  calls: { domain: string; ringTimeoutSeconds: number; maxCallSeconds: number };
+  /** config-file only: outbound gateways and inbound trunks (validated by src/app/carriers) */
+  carriers: unknown;
+  /** config-file only: { default: plan, named: { name: plan } } (validated by src/app/policies) */
+  dialPlans: unknown;
   log: { level: string };
 }
 
@@ -79,6 +84,9 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'registrar.defaultExpires', flag: '--default-expires', env: 'DIALCORE_DEFAULT_EXPIRES', kind: 'int', min: 1, max: 604_800, help: 'interval when the REGISTER names none' },
   { path: 'registrar.nonceSecret', flag: '--nonce-secret', env: 'DIALCORE_NONCE_SECRET', kind: 'secret', help: 'HMAC key signing digest nonces (same on every instance)' },
   { path: 'registrar.nonceLifetimeSeconds', flag: '--nonce-lifetime', env: 'DIALCORE_NONCE_LIFETIME', kind: 'int', min: 5, max: 3600, help: 'seconds before a nonce is stale' },
+  { path: 'calls.domain', flag: '--domain', env: 'DIALCORE_DOMAIN', kind: 'string', help: 'SIP domain in the From/To of calls delivered to devices' },
+  { path: 'calls.ringTimeoutSeconds', flag: '--ring-timeout', env: 'DIALCORE_RING_TIMEOUT', kind: 'int', min: 5, max: 600, help: 'seconds a call may ring before it is given up (480)' },
+  { path: 'calls.maxCallSeconds', flag: '--max-call-seconds', env: 'DIALCORE_MAX_CALL_SECONDS', kind: 'int', min: 60, max: 604_800, help: 'answered calls are ended after this (a vanished peer)' },
   { path: 'log.level', flag: '--log-level', env: 'DIALCORE_LOG_LEVEL', kind: 'level', help: 'trace, debug, info, warn, error, fatal or silent' },
 ];
 
@@ -304,6 +312,13 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       nonceSecret: (c.registrar?.nonceSecret as string | undefined) ?? '',
       nonceLifetimeSeconds: (c.registrar?.nonceLifetimeSeconds as number | undefined) ?? 300,
     },
+    calls: {
+      domain: (c.calls?.domain as string | undefined) ?? 'dialcore.invalid',
+      ringTimeoutSeconds: (c.calls?.ringTimeoutSeconds as number | undefined) ?? 60,
+      maxCallSeconds: (c.calls?.maxCallSeconds as number | undefined) ?? 14_400,
+    },
+    carriers: getPath(fileObj, 'carriers') ?? { outboundGateways: [], inboundTrunks: [] },
+    dialPlans: getPath(fileObj, 'dialPlans') ?? { default: {} },
     log: { level: (c.log?.level as string | undefined) ?? 'info' },
   };
   const semantic: Array<{ field: string; message: string }> = [];
@@ -323,6 +338,7 @@ export function redactConfig(config: DialcoreConfig): DialcoreConfig {
   if (copy.http.adminToken) copy.http.adminToken = '[redacted]';
   if (copy.registrar.nonceSecret) copy.registrar.nonceSecret = '[redacted]';
   copy.redis.url = copy.redis.url.replace(/\/\/[^@/]*@/, '//[redacted]@');
+  copy.carriers = JSON.parse(JSON.stringify(copy.carriers ?? null, (k, v: unknown) => (/password|secret/i.test(k) ? '[redacted]' : v)));
   return copy;
 }
 

@@ -41,6 +41,20 @@ export class FlowBindings {
     }
   }
 
+  /** The connection flows a user's devices registered over (for closing them on a kick). */
+  flowsOf(userId: string): Array<{ transport: string; address: string; port: number }> {
+    const out: Array<{ transport: string; address: string; port: number }> = [];
+    for (const [key, entries] of this.byFlow) {
+      for (const entry of entries) {
+        if (entry.split('\n')[0] !== userId) continue;
+        const [transport, address, port] = key.split('|');
+        out.push({ transport, address, port: Number(port) });
+        break;
+      }
+    }
+    return out;
+  }
+
   /** The connection is gone: remove the bindings that came over it. Returns how many were removed. */
   async flowClosed(transport: string, address: string, port: number): Promise<number> {
     const keys = [flowKey(transport, address, port)];

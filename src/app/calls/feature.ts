@@ -1,0 +1,112 @@
+/**
+ * The calls feature as the core runs it: rtpengine pool + media sessions, the B2BUA call
+ * registry, and the INVITE router with carriers, dial plans and the per-user rules; plus the
+ * kick-off hooks (end the user's calls, close their connections).
+ */
+import type { Logger } from 'pino';
+import { MediaSessionRegistry, RtpenginePool } from '../media/index.js';
+import { validateCarrierConfig } from '../carriers/index.js';
+import { validateDialPlanConfig, type DialPlanConfig } from '../policies/index.js';
+import { metricsRegistry } from '../observability/metrics.js';
+import type { RegistrarServices } from '../registrar/services.js';
+import { requestCloseFlow, type Srf } from '../sip/srf.js';
+import type { CallFeature } from '../core.js';
+import { CallRegistry } from './call-registry.js';
+import { GatewayChannels } from './carrier-routing.js';
+import { createCallRouter } from './call-router.js';
+
+export interface CallFeatureConfig {
+  /** rtpengine ng endpoints, "host:port" */
+  rtpengines: string[];
+  rtpenginePingIntervalMs: number;
+  /** host of the URIs devices see on delivered calls (From/To) */
+  domain: string;
+  /** raw `carriers` section of the config file (validated here) */
+  carriers: unknown;
+  /** raw `dialPlans` section: { default: plan, named?: { name: plan } } */
+  dialPlans: unknown;
+  ringTimeoutSeconds: number;
+  maxCallSeconds: number;
+}
+
+export class CallConfigError extends Error {
+  constructor(readonly problems: Array<{ field: string; message: string }>) {
+    super('invalid calls configuration:\n' + problems.map((p) => `  ${p.field}: ${p.message}`).join('\n'));
+  }
+}
+
+/** Validate the carriers and dial plan sections; throws CallConfigError naming every bad field. */
+export function validateCallConfig(config: Pick<CallFeatureConfig, 'carriers' | 'dialPlans'>): {
+  carriers: ReturnType<typeof validateCarrierConfig> & { ok: true };
+  plans: Record<string, DialPlanConfig>;
+  defaultPlan: DialPlanConfig;
+} {
+  const problems: Array<{ field: string; message: string }> = [];
+  const carriers = validateCarrierConfig(config.carriers ?? { outboundGateways: [], inboundTrunks: [] }, 'carriers');
+  if (!carriers.ok) problems.push(...carriers.errors);
+  const raw = (config.dialPlans ?? {}) as { default?: unknown; named?: Record<string, unknown> };
+  const def = validateDialPlanConfig(raw.default ?? {}, 'dialPlans.default');
+  if (!def.ok) problems.push(...def.errors);
+  const plans: Record<string, DialPlanConfig> = {};
+  if (raw.named !== undefined && (typeof raw.named !== 'object' || raw.named === null || Array.isArray(raw.named))) {
+    problems.push({ field: 'dialPlans.named', message: 'must be an object of name -> plan' });
+  } else {
+    for (const [name, plan] of Object.entries(raw.named ?? {})) {
+      const v = validateDialPlanConfig(plan, `dialPlans.named.${name}`);
+      if (v.ok) plans[name] = v.plan;
+      else problems.push(...v.errors);
+    }
+  }
+  if (problems.length || !carriers.ok || !def.ok) throw new CallConfigError(problems);
+  return { carriers, plans, defaultPlan: def.plan };
+}
+
+export async function startCallFeature(
+  deps: { srf: Srf; services: RegistrarServices; logger: Logger },
+  config: CallFeatureConfig,
+): Promise<CallFeature> {
+  const { srf, services, logger } = deps;
+  const validated = validateCallConfig(config);
+  const pool = new RtpenginePool({ engines: config.rtpengines, pingIntervalMs: config.rtpenginePingIntervalMs, registry: metricsRegistry, logger });
+  pool.start();
+  const media = new MediaSessionRegistry(pool, { registry: metricsRegistry });
+  const calls = new CallRegistry({
+    srf,
+    media,
+    timers: { ringTimeoutMs: config.ringTimeoutSeconds * 1000, maxDurationMs: config.maxCallSeconds * 1000 },
+    registry: metricsRegistry,
+    logger,
+  });
+  const invite = createCallRouter({
+    calls,
+    users: {
+      get: (id) => services.store.get(id),
+      getByLogin: (login) => services.cache.getByLogin(login),
+      getByInternalNumber: (n) => services.store.getByInternalNumber(n),
+    },
+    bindings: services.bindings,
+    auth: services.auth,
+    abuse: services.abuse,
+    carriers: validated.carriers.config,
+    channels: new GatewayChannels(),
+    redis: services.redis,
+    dialPlans: { plans: validated.plans, defaultPlan: validated.defaultPlan },
+    domain: config.domain,
+    logger,
+  });
+  return {
+    invite,
+    sessions: calls,
+    terminator: {
+      terminateUserSessions: (userId) => calls.terminateUserSessions(userId),
+      // close the WebSocket/TCP/TLS connections the user's devices registered over
+      async closeUserFlows(userId) {
+        for (const flow of services.flows.flowsOf(userId)) requestCloseFlow(srf, flow.transport, flow.address, flow.port);
+      },
+    },
+    async stop() {
+      await calls.hangupAll();
+      await pool.close();
+    },
+  };
+}
