@@ -126,6 +126,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
+    // a dependency that is already gone (Redis stopped with us) must not hold the exit
+    setTimeout(() => process.exit(0), 5000).unref();
     for (const stop of stoppers) await stop().catch(() => undefined);
     process.exit(0);
   };
