@@ -4,6 +4,7 @@ import type { SipMessage } from '../message/index.js';
 import { emitSafely, type TransactionServices } from './services.js';
 import { TimerSet } from './timers.js';
 import { isReliableProtocol, responseTarget } from './response-target.js';
+import type { CompletedRole, CompletedTransaction } from './completed-table.js';
 import type {
   InboundMessage, SendTarget, SentInfo, ServerTransaction, ServerTransactionEvents, ServerTransactionState,
 } from './types.js';
@@ -17,9 +18,12 @@ export abstract class ServerTransactionBase extends EventEmitter<ServerTransacti
   readonly method: string;
   readonly reliable: boolean;
   readonly responseTarget: SendTarget;
-  abstract state: ServerTransactionState;
   lastResponse: SipMessage | undefined;
   cancelTarget: ServerTransaction | undefined;
+  cancelMatched = false;
+  private stateValue: ServerTransactionState;
+  /** set once the layer keeps only a compact record of this transaction (see compact()) */
+  private completedEntry: CompletedTransaction | undefined;
 
   protected readonly timers = new TimerSet<string>();
   /** wire form of lastResponse, resent on request retransmissions */
@@ -30,11 +34,27 @@ export abstract class ServerTransactionBase extends EventEmitter<ServerTransacti
     readonly request: InboundMessage,
     /** key in the layer's server table (17.2.3) */
     readonly key: string,
+    initialState: ServerTransactionState,
   ) {
     super();
+    this.stateValue = initialState;
     this.method = request.message.method ?? '';
     this.reliable = isReliableProtocol(request.flow.protocol);
     this.responseTarget = responseTarget(request);
+  }
+
+  /** 'terminated' once the compact record the layer kept in its place has expired */
+  get state(): ServerTransactionState {
+    return this.completedEntry?.expired === true ? 'terminated' : this.stateValue;
+  }
+
+  protected set state(state: ServerTransactionState) {
+    this.stateValue = state;
+  }
+
+  /** true once the layer replaced this transaction by a compact record */
+  get compacted(): boolean {
+    return this.completedEntry !== undefined;
   }
 
   /** Called by the layer after registering the transaction and before emitting it to the TU. */
@@ -94,14 +114,49 @@ export abstract class ServerTransactionBase extends EventEmitter<ServerTransacti
     else this.timers.start('terminate', ms, () => this.terminate());
   }
 
-  terminate(): void {
-    if (this.state === 'terminated') return;
-    this.state = 'terminated';
+  /**
+   * The transaction only has to absorb retransmissions until `expiresAt` (or `lifetimeMs` from now): the layer
+   * replaces it by a compact record (key, last response bytes, target) and drops its reference to this object, so
+   * the parsed request and response, listeners and timers can be collected. This object stays usable by a TU that
+   * holds it; it emits 'terminated' when the record expires only if something listened for 'terminated' or 'ack'
+   * at this point (the layer keeps it alive for that).
+   */
+  protected compact(role: CompletedRole, lifetimeMs: number, expiresAt?: number): void {
+    if (this.stateValue === 'terminated' || this.completedEntry !== undefined) return;
     this.timers.clearAll();
+    this.onCompacted();
+    const observed = this.listenerCount('terminated') > 0 || this.listenerCount('ack') > 0;
+    this.completedEntry = this.services.compactServer(this, {
+      key: this.key,
+      role,
+      wire: role === 'resend' ? this.lastResponseWire : undefined,
+      target: role === 'resend' ? this.responseTarget : undefined,
+      sentToTag: this.key.startsWith('2543|') ? this.lastResponse?.toTag ?? this.request.message.toTag : undefined,
+      onExpired: observed ? () => this.finishCompacted() : undefined,
+      expiresAt,
+    }, lifetimeMs);
+  }
+
+  /** The compact record expired (or was evicted): end the way terminate() does. */
+  private finishCompacted(): void {
+    if (this.stateValue === 'terminated') return;
+    this.stateValue = 'terminated';
     this.onTerminated();
-    this.services.serverTerminated(this);
     emitSafely(this.services, () => this.emit('terminated'), 'terminated');
   }
+
+  terminate(): void {
+    if (this.state === 'terminated') return;
+    this.stateValue = 'terminated';
+    this.timers.clearAll();
+    this.onTerminated();
+    if (this.completedEntry !== undefined) this.services.forgetCompletedServer(this.completedEntry);
+    else this.services.serverTerminated(this);
+    emitSafely(this.services, () => this.emit('terminated'), 'terminated');
+  }
+
+  /** Release what the layer routes to this object (e.g. ACK-for-2xx keys) before it is compacted. */
+  protected onCompacted(): void {}
 
   protected onTerminated(): void {}
 }
