@@ -7,6 +7,8 @@ import { Edge } from './edge/edge.js';
 import { startCore, type RunningCore } from './app/core.js';
 import { startCallFeature, validateCallConfig, CallConfigError } from './app/calls/feature.js';
 import type { Logger } from 'pino';
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 const USAGE = `Usage: dialcore <command> [options]
 
@@ -57,7 +59,8 @@ async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.
   return startCore({
     drachtio: { ...drachtio, secret: config.drachtio.secret },
     redisUrl: config.redis.url,
-    http: { ...config.http.listen, adminToken: config.http.adminToken },
+    // extra app workers (DIALCORE_APP_WORKER=1) leave HTTP to the first process
+    http: process.env.DIALCORE_APP_WORKER === '1' ? null : { ...config.http.listen, adminToken: config.http.adminToken },
     registrar: config.registrar,
     logger: logger.child({ component: 'core' }),
   }, ({ srf, services }) => startCallFeature({ srf, services, logger: logger.child({ component: 'calls' }) }, {
@@ -69,6 +72,36 @@ async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.
     ringTimeoutSeconds: config.calls.ringTimeoutSeconds,
     maxCallSeconds: config.calls.maxCallSeconds,
   }));
+}
+
+/**
+ * An extra core app process (`dialcore app`) on the same edge: the edge shares requests among
+ * connected apps round robin, and all state is in Redis. Restarted if it dies.
+ */
+function startAppWorker(argv: string[], config: DialcoreConfig, logger: Logger, index: number): () => Promise<void> {
+  const args = argv.filter((a, i) => a !== 'start' && !(a.startsWith('--app-workers')) && argv[i - 1] !== '--app-workers');
+  const { host, port } = config.drachtio.listen;
+  let child: ChildProcess | undefined;
+  let stopping = false;
+  const spawn = () => {
+    child = fork(fileURLToPath(new URL('../bin/dialcore.js', import.meta.url)), ['app', ...args, '--drachtio', `${host.includes(':') ? `[${host}]` : host}:${port}`], {
+      env: { ...process.env, DIALCORE_APP_WORKER: '1' },
+      stdio: 'inherit',
+    });
+    child.on('exit', (code, signal) => {
+      if (stopping) return;
+      logger.warn({ worker: index, code, signal }, 'app worker exited; restarting');
+      setTimeout(spawn, 1000).unref();
+    });
+  };
+  spawn();
+  return async () => {
+    stopping = true;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => child?.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+  };
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -109,6 +142,7 @@ export async function main(argv: string[]): Promise<number> {
         stoppers.push(() => edge.stop());
         const core = await runApp(config, logger, config.drachtio.listen);
         stoppers.unshift(() => core.stop());
+        for (let i = 1; i < config.app.workers; i++) stoppers.unshift(startAppWorker(argv, config, logger, i));
         break;
       }
       default:

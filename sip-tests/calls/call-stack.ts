@@ -15,14 +15,16 @@
  */
 import { createRequire } from 'node:module';
 import { createClient } from 'redis';
-import { startStack, waitFor, type TestStack } from '../fixtures/stack.js';
+import { startStack, waitFor, type StackOptions, type TestStack } from '../fixtures/stack.js';
 import { freePort, runSipp, startRedis, startRtpengine, type RedisServer, type RtpengineServer } from '../harness/index.js';
 import { MediaSessionRegistry, RtpenginePool } from '../../src/app/media/index.js';
 import { startRegistrarServices, type RegistrarServices } from '../../src/app/registrar/services.js';
 import { validateCarrierConfig, type CarrierConfig, type OutboundGateway } from '../../src/app/carriers/index.js';
 import { validateDialPlanConfig } from '../../src/app/policies/index.js';
 import { CallRegistry, GatewayChannels, createCallRouter, type CallTimers } from '../../src/app/calls/index.js';
-import type { Srf } from '../../src/app/sip/srf.js';
+import { requestCloseFlow, type Srf } from '../../src/app/sip/srf.js';
+import type { SessionTerminator } from '../../src/app/registrar/kick.js';
+import type { DigestAlgorithm } from '../../src/app/auth/ha1.js';
 import type { Registry } from 'prom-client';
 
 export const CARRIER_IP = '127.0.0.2';
@@ -73,6 +75,17 @@ export interface CallStackOptions {
   /** Extra rtpengine arguments (e.g. a wider --port-min/--port-max for load). */
   rtpengineArgs?: readonly string[];
   registry?: Registry;
+  /** Edge listeners (default udp + tcp on one port; ws/wss get ports of their own). */
+  protocols?: StackOptions['protocols'];
+  /** Certificate for tls/wss listeners (see fixtures/stack.ts). */
+  tls?: StackOptions['tls'];
+  /** Digest algorithms offered, most preferred first. Default ['MD5'] (SIPp 3.6.1 answers MD5 only). */
+  algorithms?: DigestAlgorithm[];
+  /**
+   * A kick also closes the user's connection flows (WebSocket/TCP/TLS) through the edge, as the
+   * core's calls feature does (src/app/calls/feature.ts). Default false: the kick ends calls only.
+   */
+  closeUserFlowsOnKick?: boolean;
 }
 
 interface NgListClient {
@@ -84,7 +97,10 @@ interface NgListClient {
 export async function startCallStack(options: CallStackOptions = {}): Promise<CallStack> {
   const redis = await startRedis();
   const rtpengine = await startRtpengine({ mediaPorts: options.rtpenginePorts ?? 100, ...(options.rtpengineArgs ? { extraArgs: options.rtpengineArgs } : {}) });
-  const stack = await startStack();
+  const stack = await startStack({
+    ...(options.protocols ? { protocols: options.protocols } : {}),
+    ...(options.tls ? { tls: options.tls } : {}),
+  });
   const srf = await stack.connectApp();
   const client = createClient({ url: redis.url });
   client.on('error', () => undefined);
@@ -94,15 +110,27 @@ export async function startCallStack(options: CallStackOptions = {}): Promise<Ca
   pool.start();
   const media = new MediaSessionRegistry(pool, options.registry ? { registry: options.registry } : {});
   const calls = new CallRegistry({ srf, media, timers: { ringTimeoutMs: 15_000, noResponseFailoverMs: 3_000, ...options.timers }, ...(options.registry ? { registry: options.registry } : {}) });
+  // the services are created after the terminator that needs their flows: reached through this
+  let flowsOf: ((userId: string) => Array<{ transport: string; address: string; port: number }>) | undefined;
+  const terminator: SessionTerminator = options.closeUserFlowsOnKick
+    ? {
+        terminateUserSessions: (userId) => calls.terminateUserSessions(userId),
+        // as src/app/calls/feature.ts: close the connections the user's devices registered over
+        async closeUserFlows(userId) {
+          for (const flow of flowsOf?.(userId) ?? []) requestCloseFlow(srf, flow.transport, flow.address, flow.port);
+        },
+      }
+    : calls;
   const services = await startRegistrarServices({
     client,
     realm: DOMAIN,
     nonceSecret: 'calls-test-nonce-secret-0123456789',
-    algorithms: ['MD5'], // SIPp 3.6.1 answers MD5 challenges only
-    terminator: calls,
+    algorithms: options.algorithms ?? ['MD5'], // SIPp 3.6.1 answers MD5 challenges only
+    terminator,
     sessions: calls,
     abuse: { neverBan: ['127.0.0.1', CARRIER_IP] },
   });
+  flowsOf = (userId) => services.flows.flowsOf(userId);
   srf.register(services.registerHandler);
 
   const parsedCarriers = validateCarrierConfig({

@@ -34,7 +34,8 @@ export function answerOptions(_req: SrfRequest, res: SrfResponse): void {
 export interface CoreOptions {
   drachtio: { host: string; port: number; secret: string };
   redisUrl: string;
-  http: { host: string; port: number; adminToken: string };
+  /** null: no admin API in this process (an extra app worker of `dialcore start --app-workers`) */
+  http: { host: string; port: number; adminToken: string } | null;
   registrar: {
     realm: string;
     nonceSecret: string;
@@ -58,7 +59,7 @@ export interface RunningCore {
   srf: Srf;
   hostport: string;
   services: RegistrarServices;
-  admin: RunningAdminApi;
+  admin: RunningAdminApi | null;
   stop(): Promise<void>;
 }
 
@@ -112,13 +113,10 @@ export async function startCore(
     services.flows.flowClosed(protocol, address, port).catch((err: unknown) => log.warn({ err }, 'removing bindings of a closed flow failed'));
   });
 
-  const admin = await startAdminApi({
-    ...services.adminApiOptions,
-    token: opts.http.adminToken,
-    host: opts.http.host,
-    port: opts.http.port,
-  });
-  log.info({ http: `${admin.host}:${admin.port}` }, 'admin API, /metrics and /healthz listening');
+  const admin = opts.http
+    ? await startAdminApi({ ...services.adminApiOptions, token: opts.http.adminToken, host: opts.http.host, port: opts.http.port })
+    : null;
+  if (admin) log.info({ http: `${admin.host}:${admin.port}` }, 'admin API, /metrics and /healthz listening');
 
   return {
     srf,
@@ -126,7 +124,7 @@ export async function startCore(
     services,
     admin,
     async stop() {
-      await admin.close().catch(() => undefined);
+      await admin?.close().catch(() => undefined);
       srf.disconnect();
       await feature?.stop().catch(() => undefined);
       await services.stop().catch(() => undefined);

@@ -35,6 +35,7 @@ export interface DialcoreConfig {
   carriers: unknown;
   /** config-file only: { default: plan, named: { name: plan } } (validated by src/app/policies) */
   dialPlans: unknown;
+  app: { workers: number };
   log: { level: string };
 }
 
@@ -87,6 +88,7 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'calls.domain', flag: '--domain', env: 'DIALCORE_DOMAIN', kind: 'string', help: 'SIP domain in the From/To of calls delivered to devices' },
   { path: 'calls.ringTimeoutSeconds', flag: '--ring-timeout', env: 'DIALCORE_RING_TIMEOUT', kind: 'int', min: 5, max: 600, help: 'seconds a call may ring before it is given up (480)' },
   { path: 'calls.maxCallSeconds', flag: '--max-call-seconds', env: 'DIALCORE_MAX_CALL_SECONDS', kind: 'int', min: 60, max: 604_800, help: 'answered calls are ended after this (a vanished peer)' },
+  { path: 'app.workers', flag: '--app-workers', env: 'DIALCORE_APP_WORKERS', kind: 'int', min: 1, max: 32, help: 'start: core app processes connected to the edge (requests are shared round robin); the first also serves HTTP' },
   { path: 'log.level', flag: '--log-level', env: 'DIALCORE_LOG_LEVEL', kind: 'level', help: 'trace, debug, info, warn, error, fatal or silent' },
 ];
 
@@ -319,6 +321,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     },
     carriers: getPath(fileObj, 'carriers') ?? { outboundGateways: [], inboundTrunks: [] },
     dialPlans: getPath(fileObj, 'dialPlans') ?? { default: {} },
+    app: { workers: (c.app?.workers as number | undefined) ?? 1 },
     log: { level: (c.log?.level as string | undefined) ?? 'info' },
   };
   const semantic: Array<{ field: string; message: string }> = [];

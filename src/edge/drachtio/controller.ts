@@ -66,6 +66,8 @@ interface PendingServerRequest {
   canceled: boolean;
   dialog?: Dialog;
   timer: NodeJS.Timeout;
+  /** our 'terminated' listener on stx, removed once we are done so the finished transaction can be dropped */
+  onTerminated: () => void;
 }
 
 /** A request an app asked us to send, waiting for responses. */
@@ -208,13 +210,14 @@ export class SipController {
     const method = inb.message.method ?? '';
     const timer = setTimeout(() => this.onAppResponseTimeout(txnId), this.opts.appResponseTimeoutMs ?? 64_000);
     timer.unref();
+    const onTerminated = (): void => this.forgetServerRequest(txnId);
     const pending: PendingServerRequest = {
-      txnId, stx, inbound: inb, app, finalSent: false, canceled: false, dialog, timer,
+      txnId, stx, inbound: inb, app, finalSent: false, canceled: false, dialog, timer, onTerminated,
       toTag: dialog ? undefined : generateTag(),
     };
     this.serverRequests.set(txnId, pending);
     this.serverRequestByTxn.set(stx, pending);
-    stx.on('terminated', () => this.forgetServerRequest(txnId));
+    stx.on('terminated', onTerminated);
     const meta = this.metaOf(inb);
     const local = inb.flow;
     meta.receivedOn = dialog ? undefined : { address: local.localAddress, port: local.localPort };
@@ -226,6 +229,7 @@ export class SipController {
     const p = this.serverRequests.get(txnId);
     if (!p) return;
     clearTimeout(p.timer);
+    p.stx.off('terminated', p.onTerminated);
     this.serverRequests.delete(txnId);
   }
 
@@ -240,8 +244,8 @@ export class SipController {
     const invite = stx.cancelTarget;
     const pending = invite ? this.serverRequestByTxn.get(invite) : undefined;
     if (!invite || !pending) {
-      // 9.2: no matching transaction
-      if (invite) this.respondStateless(stx, 200, 'OK');
+      // 9.2: a matching transaction that already has its final response: 200 and no effect; none at all: 481
+      if (stx.cancelMatched) this.respondStateless(stx, 200, 'OK');
       else this.respondStateless(stx, 481, 'Call/Transaction Does Not Exist');
       return;
     }
@@ -407,16 +411,19 @@ export class SipController {
 
     let dialog = pending.dialog;
     if (createsDialog && status >= 200 && !dialog) dialog = this.createUasDialog(pending, res, local);
-    let sent: SentInfo;
+    let sending: Promise<SentInfo>;
     if (method === 'INVITE' && status >= 200 && status < 300 && dialog) {
       const inviteSeq = req.cseq?.seq ?? 0;
       const d = dialog;
       d.awaitingAckSeq = inviteSeq;
       pending.stx.once('ack-timeout', () => this.guard(() => this.onAckTimeout(d, inviteSeq)));
-      sent = await pending.stx.respond2xxRetransmit(res);
+      sending = pending.stx.respond2xxRetransmit(res);
     } else {
-      sent = await pending.stx.respond(res);
+      sending = pending.stx.respond(res);
     }
+    // the bytes just sent, for the echo (read before awaiting: a later response replaces them)
+    const wire = pending.stx.lastResponse === res ? pending.stx.lastResponseWire : undefined;
+    const sent = await sending;
     if (status >= 200) {
       pending.finalSent = true;
       this.forgetServerRequest(pending.txnId);
@@ -424,7 +431,7 @@ export class SipController {
     }
     const meta: WireMeta = { source: 'application', bytes: sent.bytes, protocol: sent.flow.protocol, address: sent.flow.remoteAddress, port: sent.flow.remotePort };
     const dialogId = method === 'INVITE' && status >= 200 && status < 300 ? (dialog?.id ?? '') : (pending.dialog?.id ?? '');
-    cmd.app.send(sentResponseEcho(cmd.msgId, meta, pending.txnId, dialogId, res.toString()));
+    cmd.app.send(sentResponseEcho(cmd.msgId, meta, pending.txnId, dialogId, (wire ?? res.serialise()).toString('utf8')));
   }
 
   private createUasDialog(pending: PendingServerRequest, res: SipMessage, local: LocalAddress): Dialog {
@@ -607,15 +614,19 @@ export class SipController {
     const pending: PendingClientRequest = { txnId, ctx, request: req, target, app: cmd.app, dialogId };
     this.clientRequests.set(txnId, pending);
     // Echo at once, before any response can exist: srf registers the transaction from the echo
-    const wire = req.serialise();
+    const wire = ctx.wire;
     const meta: WireMeta = { source: 'application', bytes: wire.length, protocol: target.protocol, address: target.address, port: target.port };
     cmd.app.send(sentRequestEcho(cmd.msgId, meta, txnId, wire.toString('utf8')));
     ctx.on('response', (inb: InboundMessage) => this.guard(() => this.onClientResponse(pending, inb)));
     ctx.on('timeout', () => this.guard(() => this.synthesizeResponse(pending, 408, 'Request Timeout')));
     ctx.on('transport-error', () => this.guard(() => this.synthesizeResponse(pending, 503, 'Service Unavailable')));
-    ctx.on('terminated', () => {
-      if (this.clientRequests.get(txnId) === pending) this.clientRequests.delete(txnId);
-    });
+    ctx.on('terminated', () => this.releaseClientRequest(pending));
+  }
+
+  /** Done with a client transaction: forget it and stop listening, so its finished transaction can be dropped. */
+  private releaseClientRequest(pending: PendingClientRequest): void {
+    if (this.clientRequests.get(pending.txnId) === pending) this.clientRequests.delete(pending.txnId);
+    pending.ctx.removeAllListeners('response').removeAllListeners('timeout').removeAllListeners('transport-error').removeAllListeners('terminated');
   }
 
   private synthesizeResponse(pending: PendingClientRequest, status: number, reason: string): void {
@@ -669,6 +680,8 @@ export class SipController {
       }
     }
     pending.app.send(sipEvent(this.metaOf(inb), pending.txnId, dialogId, res.toString()));
+    // a non-INVITE final ends what the app can do with the request (17.1.2.2: retransmissions are absorbed)
+    if (method !== 'INVITE' && status >= 200) this.releaseClientRequest(pending);
   }
 
   /** 12.1.2: the UAC's dialog from a 1xx with a tag (early) or a 2xx (confirmed). */

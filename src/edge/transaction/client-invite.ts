@@ -1,19 +1,23 @@
 import type { SipMessage } from '../message/index.js';
 import { ClientTransactionBase } from './client-transaction.js';
 import { buildCancel, buildNon2xxAck } from './client-requests.js';
-import type { ClientTransaction, ClientTransactionState, InboundMessage } from './types.js';
+import type { TransactionServices } from './services.js';
+import type { ClientTransaction, InboundMessage, SendTarget } from './types.js';
 
 /**
  * RFC 3261 17.1.1 (figure 5) as updated by RFC 6026 (figure 3):
  * Calling -> Proceeding -> Completed (300-699, ACK sent by us, timer D) | Accepted (2xx, timer M) -> Terminated.
  */
 export class ClientInviteTransaction extends ClientTransactionBase {
-  state: ClientTransactionState = 'calling';
   /** current timer A interval */
   private retransmitInterval = 0;
   private ackWire: Buffer | undefined;
   private pendingCancel: { msg: SipMessage; resolve: (ctx: ClientTransaction | undefined) => void } | undefined;
   private cancelResult: Promise<ClientTransaction | undefined> | undefined;
+
+  constructor(services: TransactionServices, request: SipMessage, target: SendTarget, branch: string, key: string) {
+    super(services, request, target, branch, key, 'calling');
+  }
 
   protected startTimers(): void {
     const { T1 } = this.services.timers;
@@ -53,8 +57,10 @@ export class ClientInviteTransaction extends ClientTransactionBase {
           this.enterFinal('completed');
           this.sendAck(res);
           this.passUp(inbound);
-          // timer D: >= 32 s over unreliable transports, 0 over reliable ones (17.1.1.2)
-          this.terminateAfter(this.reliable ? 0 : this.services.timerD);
+          // timer D: >= 32 s over unreliable transports, 0 over reliable ones (17.1.1.2); meanwhile a
+          // retransmitted final gets the same ACK again
+          if (this.reliable) this.terminate();
+          else this.compact('ack', this.services.timerD, this.ackWire, this.sameFlowTarget());
         }
         return;
       case 'accepted':

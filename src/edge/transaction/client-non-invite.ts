@@ -1,9 +1,14 @@
 import { ClientTransactionBase } from './client-transaction.js';
-import type { ClientTransactionState, InboundMessage } from './types.js';
+import type { SipMessage } from '../message/index.js';
+import type { TransactionServices } from './services.js';
+import type { InboundMessage, SendTarget } from './types.js';
 
 /** RFC 3261 17.1.2, figure 6: Trying -> Proceeding -> Completed -> Terminated. */
 export class ClientNonInviteTransaction extends ClientTransactionBase {
-  state: ClientTransactionState = 'trying';
+  constructor(services: TransactionServices, request: SipMessage, target: SendTarget, branch: string, key: string) {
+    super(services, request, target, branch, key, 'trying');
+  }
+
   /** current timer E interval */
   private retransmitInterval = 0;
 
@@ -39,8 +44,9 @@ export class ClientNonInviteTransaction extends ClientTransactionBase {
       this.timers.stop('E');
       this.timers.stop('F');
       this.passUp(inbound);
-      // timer K = T4 over unreliable transports, 0 over reliable ones (17.1.2.2)
-      this.terminateAfter(this.reliable ? 0 : this.services.timers.T4);
+      // timer K = T4 over unreliable transports (retransmitted finals absorbed meanwhile), 0 over reliable ones (17.1.2.2)
+      if (this.reliable) this.terminate();
+      else this.compact('absorb', this.services.timers.T4);
     }
   }
 }

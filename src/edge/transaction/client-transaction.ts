@@ -4,6 +4,7 @@ import type { SipMessage } from '../message/index.js';
 import { emitSafely, type TransactionServices } from './services.js';
 import { TimerSet } from './timers.js';
 import { isReliableProtocol } from './response-target.js';
+import type { CompletedRole, CompletedTransaction } from './completed-table.js';
 import type {
   ClientTransaction, ClientTransactionEvents, ClientTransactionState, InboundMessage, SendTarget, SentInfo,
 } from './types.js';
@@ -14,11 +15,14 @@ export abstract class ClientTransactionBase extends EventEmitter<ClientTransacti
   readonly method: string;
   readonly reliable: boolean;
   readonly sent: Promise<SentInfo>;
-  abstract state: ClientTransactionState;
   lastResponse: SipMessage | undefined;
 
   protected readonly timers = new TimerSet<string>();
-  protected readonly wire: Buffer;
+  /** the request as sent (and retransmitted) */
+  readonly wire: Buffer;
+  private stateValue: ClientTransactionState;
+  /** set once the layer keeps only a compact record of this transaction (see compact()) */
+  private completedEntry: CompletedTransaction | undefined;
   /** flow of the first transmission: ACK and CANCEL must use the same connection (17.1.1.3, 9.1) */
   protected sentInfo: SentInfo | undefined;
   private settleSent!: { resolve: (info: SentInfo) => void; reject: (err: Error) => void };
@@ -30,13 +34,24 @@ export abstract class ClientTransactionBase extends EventEmitter<ClientTransacti
     readonly branch: string,
     /** key in the layer's client table (17.1.3) */
     readonly key: string,
+    initialState: ClientTransactionState,
   ) {
     super();
+    this.stateValue = initialState;
     this.method = request.method ?? '';
     this.reliable = isReliableProtocol(target.protocol);
     this.wire = request.serialise();
     this.sent = new Promise<SentInfo>((resolve, reject) => { this.settleSent = { resolve, reject }; });
     this.sent.catch(() => undefined);   // the rejection is also reported as 'transport-error'
+  }
+
+  /** 'terminated' once the compact record the layer kept in its place has expired */
+  get state(): ClientTransactionState {
+    return this.completedEntry?.expired === true ? 'terminated' : this.stateValue;
+  }
+
+  set state(state: ClientTransactionState) {
+    this.stateValue = state;
   }
 
   /** Send the request for the first time and start the state machine's timers. */
@@ -108,12 +123,35 @@ export abstract class ClientTransactionBase extends EventEmitter<ClientTransacti
     else this.timers.start('terminate', ms, () => this.terminate());
   }
 
+  /**
+   * Completed (17.1.1.2 / 17.1.2.2): from now on only retransmitted finals arrive. The layer replaces this object by a
+   * compact record (key, and for INVITE the ACK bytes and target) until `lifetimeMs` (timer D / K) has passed. As
+   * for server transactions, 'terminated' is still emitted then if something listened for it at this point.
+   */
+  protected compact(role: CompletedRole, lifetimeMs: number, ackWire?: Buffer, ackTarget?: SendTarget): void {
+    if (this.stateValue === 'terminated' || this.completedEntry !== undefined) return;
+    this.timers.clearAll();
+    const observed = this.listenerCount('terminated') > 0;
+    this.completedEntry = this.services.compactClient(this, {
+      key: this.key, role, wire: ackWire, target: ackTarget,
+      onExpired: observed ? () => this.finishCompacted() : undefined,
+    }, lifetimeMs);
+  }
+
+  private finishCompacted(): void {
+    if (this.stateValue === 'terminated') return;
+    this.stateValue = 'terminated';
+    this.onTerminated();
+    emitSafely(this.services, () => this.emit('terminated'), 'terminated');
+  }
+
   terminate(): void {
     if (this.state === 'terminated') return;
-    this.state = 'terminated';
+    this.stateValue = 'terminated';
     this.timers.clearAll();
     this.onTerminated();
-    this.services.clientTerminated(this);
+    if (this.completedEntry !== undefined) this.services.forgetCompletedClient(this.completedEntry);
+    else this.services.clientTerminated(this);
     emitSafely(this.services, () => this.emit('terminated'), 'terminated');
   }
 

@@ -3,7 +3,8 @@ import { ServerTransactionBase, type AckDisposition } from './server-transaction
 import { buildResponse } from './response-builder.js';
 import { ackFor2xxKey } from './matching.js';
 import { emitSafely } from './services.js';
-import type { InboundMessage, SentInfo, ServerTransactionState } from './types.js';
+import type { TransactionServices } from './services.js';
+import type { InboundMessage, SentInfo } from './types.js';
 
 /**
  * RFC 3261 17.2.1 (figure 7) as updated by RFC 6026 (figure 5):
@@ -11,12 +12,17 @@ import type { InboundMessage, SentInfo, ServerTransactionState } from './types.j
  *            -> Accepted (2xx, timer L; INVITE retransmissions absorbed, ACKs passed up) -> Terminated.
  */
 export class ServerInviteTransaction extends ServerTransactionBase {
-  state: ServerTransactionState = 'proceeding';
+  /** Date.now() at which RFC 6026 timer L fires (Accepted only) */
+  private acceptedUntil = 0;
   /** current timer G / 2xx retransmission interval */
   private retransmitInterval = 0;
   /** respond2xxRetransmit() is waiting for the ACK of this wire form */
   private awaitingAckFor2xx: Buffer | undefined;
   private readonly ackKeys: string[] = [];
+
+  constructor(services: TransactionServices, request: InboundMessage, key: string) {
+    super(services, request, key, 'proceeding');
+  }
 
   start(): void {
     const delay = this.services.trying100DelayMs;
@@ -45,7 +51,9 @@ export class ServerInviteTransaction extends ServerTransactionBase {
       this.state = 'confirmed';
       this.timers.stop('G');
       this.timers.stop('H');
-      this.terminateAfter(this.reliable ? 0 : this.services.timers.T4);
+      // Confirmed only absorbs retransmitted ACKs (and INVITEs) until timer I
+      if (this.reliable) this.terminate();
+      else this.compact('confirmed', this.services.timers.T4);
       return 'absorbed';
     }
     if (this.state === 'accepted') {
@@ -60,6 +68,11 @@ export class ServerInviteTransaction extends ServerTransactionBase {
     this.timers.stop('2xx');
     this.awaitingAckFor2xx = undefined;
     emitSafely(this.services, () => this.emit('ack', ack), 'ack');
+    // RFC 6026 Accepted: from now on INVITE retransmissions are absorbed and ACKs passed up until timer L
+    if (this.state === 'accepted') {
+      const lifetime = 64 * this.services.timers.T1;
+      this.compact('accepted', lifetime, this.acceptedUntil);
+    }
   }
 
   respond(msg: SipMessage): Promise<SentInfo> {
@@ -77,6 +90,7 @@ export class ServerInviteTransaction extends ServerTransactionBase {
     const { T1 } = this.services.timers;
     if (status < 300) {
       this.state = 'accepted';
+      this.acceptedUntil = Date.now() + 64 * T1;
       this.timers.start('L', 64 * T1, () => this.onTimerL());
       return this.send2xx(msg);
     }
@@ -97,7 +111,7 @@ export class ServerInviteTransaction extends ServerTransactionBase {
     const status = msg.status ?? 0;
     if (status < 200 || status >= 300) return Promise.reject(new Error('respond2xxRetransmit() needs a 2xx response'));
     const sent = this.respond(msg);
-    if (this.state === 'accepted' && this.lastResponseWire !== undefined) {
+    if (this.state === 'accepted' && !this.compacted && this.lastResponseWire !== undefined) {
       // 13.3.1.4: retransmit the 2xx at T1, 2*T1 ... capped at T2, until the ACK arrives (unreliable only).
       this.awaitingAckFor2xx = this.lastResponseWire;
       if (!this.reliable) {
@@ -110,7 +124,8 @@ export class ServerInviteTransaction extends ServerTransactionBase {
 
   private send2xx(msg: SipMessage): Promise<SentInfo> {
     const key = ackFor2xxKey(this.request.message.callId, this.request.message.cseq?.seq, this.request.message.fromTag, msg.toTag);
-    if (key !== undefined && !this.ackKeys.includes(key)) {
+    // once compacted, ACKs reach the TU through the layer's 'ack' event only
+    if (key !== undefined && !this.compacted && !this.ackKeys.includes(key)) {
       this.ackKeys.push(key);
       this.services.expectAckFor2xx(key, this);
     }
@@ -143,6 +158,14 @@ export class ServerInviteTransaction extends ServerTransactionBase {
   }
 
   protected override onTerminated(): void {
+    this.forgetAckKeys();
+  }
+
+  protected override onCompacted(): void {
+    this.forgetAckKeys();
+  }
+
+  private forgetAckKeys(): void {
     for (const key of this.ackKeys) this.services.forgetAckFor2xx(key, this);
     this.ackKeys.length = 0;
   }

@@ -1,10 +1,13 @@
 import type { SipMessage } from '../message/index.js';
 import { ServerTransactionBase } from './server-transaction.js';
-import type { InboundMessage, SentInfo, ServerTransactionState } from './types.js';
+import type { TransactionServices } from './services.js';
+import type { InboundMessage, SentInfo } from './types.js';
 
 /** RFC 3261 17.2.2, figure 8: Trying -> Proceeding -> Completed -> Terminated. */
 export class ServerNonInviteTransaction extends ServerTransactionBase {
-  state: ServerTransactionState = 'trying';
+  constructor(services: TransactionServices, request: InboundMessage, key: string) {
+    super(services, request, key, 'trying');
+  }
 
   start(): void {
     // Not in the RFC: the client gives up after 64*T1 (timer F), so a request the TU never answers is dropped then
@@ -31,8 +34,9 @@ export class ServerNonInviteTransaction extends ServerTransactionBase {
     this.state = 'completed';
     this.timers.stop('abandon');
     const sent = this.sendResponse(msg);
-    // timer J = 64*T1 over unreliable transports, 0 over reliable ones
-    this.terminateAfter(this.reliable ? 0 : 64 * this.services.timers.T1);
+    // timer J = 64*T1 over unreliable transports (retransmitted requests get this final again), 0 over reliable ones
+    if (this.reliable) this.terminate();
+    else this.compact('resend', 64 * this.services.timers.T1);
     return sent;
   }
 }

@@ -27,7 +27,7 @@ export abstract class ServerTransactionBase extends EventEmitter<ServerTransacti
 
   protected readonly timers = new TimerSet<string>();
   /** wire form of lastResponse, resent on request retransmissions */
-  protected lastResponseWire: Buffer | undefined;
+  lastResponseWire: Buffer | undefined;
 
   constructor(
     protected readonly services: TransactionServices,
@@ -48,7 +48,7 @@ export abstract class ServerTransactionBase extends EventEmitter<ServerTransacti
     return this.completedEntry?.expired === true ? 'terminated' : this.stateValue;
   }
 
-  protected set state(state: ServerTransactionState) {
+  set state(state: ServerTransactionState) {
     this.stateValue = state;
   }
 

@@ -5,6 +5,7 @@ import { ClientInviteTransaction } from './client-invite.js';
 import { ClientNonInviteTransaction } from './client-non-invite.js';
 import type { ClientTransactionBase } from './client-transaction.js';
 import { ackFor2xxKey, clientTransactionKey, isRfc3261Branch, serverTransactionKey } from './matching.js';
+import { CompletedTransactionTable, type CompletedTransaction } from './completed-table.js';
 import { buildResponse } from './response-builder.js';
 import { responseTarget } from './response-target.js';
 import { ServerInviteTransaction } from './server-invite.js';
@@ -44,6 +45,9 @@ export class TransactionLayer extends EventEmitter<TransactionLayerEvents> {
   private readonly clients = new Map<string, ClientTransactionBase>();
   /** ACK for 2xx (new branch) -> the INVITE server transaction that sent the 2xx */
   private readonly acksFor2xx = new Map<string, ServerInviteTransaction>();
+  /** finished transactions reduced to what absorbing retransmissions needs (17.2.1/17.2.2 Completed etc.) */
+  private readonly completedServers: CompletedTransactionTable;
+  private readonly completedClients: CompletedTransactionTable;
   private readonly maxServerTransactions: number;
   private readonly maxClientTransactions: number;
   private readonly answerMalformed: boolean;
@@ -64,6 +68,9 @@ export class TransactionLayer extends EventEmitter<TransactionLayerEvents> {
     this.maxClientTransactions = options.maxClientTransactions ?? DEFAULT_MAX_TRANSACTIONS;
     this.answerMalformed = options.answerMalformed ?? true;
     this.logger = options.logger;
+    const onError = (err: unknown): void => this.logger?.error({ err }, 'transaction layer: TU listener for terminated threw');
+    this.completedServers = new CompletedTransactionTable({ maxEntries: options.maxCompletedTransactions, onError });
+    this.completedClients = new CompletedTransactionTable({ maxEntries: options.maxCompletedTransactions, onError });
     this.services = {
       timers: this.timers,
       timerD: options.timerD ?? DEFAULT_TIMER_D_MS,
@@ -84,14 +91,29 @@ export class TransactionLayer extends EventEmitter<TransactionLayerEvents> {
         if (this.acksFor2xx.get(key) === stx) this.acksFor2xx.delete(key);
       },
       sendCancel: (cancel, target) => this.startClientTransaction(cancel, target, true),
+      compactServer: (stx, entry, lifetimeMs) => {
+        if (this.servers.get(stx.key) === stx) this.servers.delete(stx.key);
+        return this.completedServers.add(entry, lifetimeMs);
+      },
+      compactClient: (ctx, entry, lifetimeMs) => {
+        if (this.clients.get(ctx.key) === ctx) this.clients.delete(ctx.key);
+        return this.completedClients.add(entry, lifetimeMs);
+      },
+      forgetCompletedServer: (entry) => this.completedServers.forget(entry),
+      forgetCompletedClient: (entry) => this.completedClients.forget(entry),
     };
     transport.on('message', this.onMessage);
     transport.on('malformed', this.onMalformed);
   }
 
-  /** live transactions (for metrics and leak checks) */
-  get serverTransactionCount(): number { return this.servers.size; }
-  get clientTransactionCount(): number { return this.clients.size; }
+  /** live transactions, active and completed (for metrics and leak checks) */
+  get serverTransactionCount(): number { return this.servers.size + this.completedServers.size; }
+  get clientTransactionCount(): number { return this.clients.size + this.completedClients.size; }
+  /** transactions still waiting for a final response (what maxServerTransactions / maxClientTransactions bound) */
+  get activeServerTransactionCount(): number { return this.servers.size; }
+  get activeClientTransactionCount(): number { return this.clients.size; }
+  /** finished transactions kept as compact records until their last timer */
+  get completedTransactionCount(): number { return this.completedServers.size + this.completedClients.size; }
   /** INVITE server transactions waiting for (or having seen) the ACK of their 2xx */
   get pendingAckCount(): number { return this.acksFor2xx.size; }
 
@@ -119,6 +141,8 @@ export class TransactionLayer extends EventEmitter<TransactionLayerEvents> {
     for (const stx of [...this.servers.values()]) stx.removeAllListeners().terminate();
     for (const ctx of [...this.clients.values()]) ctx.removeAllListeners().terminate();
     this.acksFor2xx.clear();
+    this.completedServers.clear();
+    this.completedClients.clear();
   }
 
   private startClientTransaction(msg: SipMessage, target: SendTarget, isCancel: boolean): ClientTransactionBase {
@@ -130,7 +154,9 @@ export class TransactionLayer extends EventEmitter<TransactionLayerEvents> {
     if (branch === undefined || key === undefined || !isRfc3261Branch(branch)) {
       throw new TypeError('sendRequest() needs a top Via with an RFC 3261 branch (generateBranch())');
     }
-    if (this.clients.has(key)) throw new TypeError(`a ${method} client transaction with branch ${branch} already exists`);
+    if (this.clients.has(key) || this.completedClients.get(key) !== undefined) {
+      throw new TypeError(`a ${method} client transaction with branch ${branch} already exists`);
+    }
     const request = msg.clone();
     const ctx = method === 'INVITE'
       ? new ClientInviteTransaction(this.services, request, target, branch, key)
@@ -159,9 +185,41 @@ export class TransactionLayer extends EventEmitter<TransactionLayerEvents> {
   private receiveResponse(inbound: InboundMessage): void {
     const res = inbound.message;
     const key = clientTransactionKey(res.topViaBranch, res.cseq?.method);
-    const ctx = key === undefined ? undefined : this.clients.get(key);
-    if (ctx !== undefined) ctx.handleResponse(inbound);
+    if (key === undefined) {
+      this.emit('stray-response', inbound);
+      return;
+    }
+    const ctx = this.clients.get(key);
+    if (ctx !== undefined) {
+      ctx.handleResponse(inbound);
+      return;
+    }
+    const completed = this.completedClients.get(key);
+    if (completed !== undefined) this.completedClientResponse(completed, inbound);
     else this.emit('stray-response', inbound);
+  }
+
+  /**
+   * A response for a compacted client transaction: 17.1.2.2 (Completed absorbs retransmitted finals) and
+   * 17.1.1.2 (a retransmitted 300-699 final to an INVITE gets the same ACK again).
+   */
+  private completedClientResponse(completed: CompletedTransaction, inbound: InboundMessage): void {
+    if (completed.role !== 'ack' || completed.wire === undefined || completed.target === undefined) return;
+    const status = inbound.message.status ?? 0;
+    if (status < 300 || status > 699) return;
+    this.transport.send(completed.wire, completed.target).catch((err: unknown) => {
+      this.logger?.debug({ err }, 'could not resend the ACK for a non-2xx final');
+    });
+  }
+
+  /** A request retransmission for a compacted server transaction (17.2.1 / 17.2.2, RFC 6026 8.5). */
+  private completedServerRetransmission(completed: CompletedTransaction): void {
+    if (completed.role !== 'resend' || completed.wire === undefined || completed.target === undefined) return;
+    this.transport.send(completed.wire, completed.target).catch((err: unknown) => {
+      // 17.2.4: a transport failure ends the transaction
+      this.logger?.debug({ err }, 'could not resend the final response');
+      this.completedServers.expire(completed);
+    });
   }
 
   /** 17.2.3 */
@@ -182,6 +240,11 @@ export class TransactionLayer extends EventEmitter<TransactionLayerEvents> {
       existing.handleRetransmission(inbound);
       return;
     }
+    const completed = this.completedServers.get(key);
+    if (completed !== undefined) {
+      this.completedServerRetransmission(completed);
+      return;
+    }
     if (this.servers.size >= this.maxServerTransactions) {
       this.logger?.warn({ method: req.method }, 'too many server transactions: 503');
       this.respondStatelessly(inbound, 503, 'Service Unavailable');
@@ -195,6 +258,7 @@ export class TransactionLayer extends EventEmitter<TransactionLayerEvents> {
       const inviteKey = serverTransactionKey(req, 'INVITE');
       const invite = inviteKey === undefined ? undefined : this.servers.get(inviteKey);
       if (invite !== undefined && invite.state !== 'terminated') stx.cancelTarget = invite;
+      stx.cancelMatched = stx.cancelTarget !== undefined || (inviteKey !== undefined && this.completedServers.get(inviteKey) !== undefined);
     }
     this.servers.set(key, stx);
     stx.start();
@@ -205,8 +269,13 @@ export class TransactionLayer extends EventEmitter<TransactionLayerEvents> {
     const ack = inbound.message;
     const key = serverTransactionKey(ack);
     const stx = key === undefined ? undefined : this.servers.get(key);
+    const completed = key === undefined || stx !== undefined ? undefined : this.completedServers.get(key);
     if (stx instanceof ServerInviteTransaction && this.ackMatchesRfc2543(ack, stx)) {
       if (stx.handleAck(inbound) === 'absorbed') return;
+    } else if (completed !== undefined && (completed.role === 'confirmed' || completed.role === 'accepted')
+      && (isRfc3261Branch(ack.topViaBranch) || ack.toTag === completed.sentToTag)) {
+      // 17.2.1: Confirmed absorbs the ACK; RFC 6026 8.6: in Accepted it goes to the TU
+      if (completed.role === 'confirmed') return;
     } else {
       // ACK for a 2xx: a new transaction by branch, matched to the INVITE through the dialog (13.3.1.4)
       const dialogKey = ackFor2xxKey(ack.callId, ack.cseq?.seq, ack.fromTag, ack.toTag);

@@ -15,10 +15,19 @@ export interface TransactionTimers {
 
 export interface TransactionLayerOptions extends Partial<TransactionTimers> {
   logger?: Logger;
-  /** live server transactions; a new request beyond this is answered 503 statelessly and not emitted (default 20000) */
+  /**
+   * server transactions still waiting for the TU's final response (Trying / Proceeding, and INVITE Completed
+   * waiting for its ACK); a new request beyond this is answered 503 statelessly and not emitted (default 20000)
+   */
   maxServerTransactions?: number;
-  /** live client transactions; sendRequest beyond this emits 'transport-error' asynchronously (default 20000) */
+  /** client transactions waiting for a final response; sendRequest beyond this emits 'transport-error' asynchronously (default 20000) */
   maxClientTransactions?: number;
+  /**
+   * finished transactions kept, per side (server / client), only to absorb retransmissions until their last timer
+   * (J, I, L, K, D) fires: a compact record each (key, last response or ACK bytes, target). Beyond this the one
+   * expiring first is dropped early. Default 500000.
+   */
+  maxCompletedTransactions?: number;
   /** timer D over unreliable transports (RFC 3261 17.1.1.2: at least 32 s), default 32000 */
   timerD?: number;
   /**
@@ -70,8 +79,15 @@ export interface ServerTransaction extends EventEmitter<ServerTransactionEvents>
   readonly state: ServerTransactionState;
   /** last response passed to the transport, provisional or final */
   readonly lastResponse: SipMessage | undefined;
+  /** wire form of lastResponse, exactly as sent (and resent) */
+  readonly lastResponseWire: Buffer | undefined;
   /** CANCEL only: the INVITE server transaction it cancels (RFC 3261 9.2 / 17.2.3), undefined => answer 481 */
   readonly cancelTarget: ServerTransaction | undefined;
+  /**
+   * CANCEL only: a matching INVITE server transaction exists (RFC 3261 9.2: answer the CANCEL 200), either
+   * cancelTarget or one that has already sent its final and is only absorbing retransmissions.
+   */
+  readonly cancelMatched: boolean;
   /** true over TCP/TLS/WS/WSS: no retransmissions, zero-length wait timers */
   readonly reliable: boolean;
   /** where responses go (RFC 3261 18.2.2 + RFC 3581 rport) */
@@ -106,6 +122,8 @@ export interface ClientTransaction extends EventEmitter<ClientTransactionEvents>
   readonly method: string;
   /** the request as sent (a private copy of what was passed to sendRequest) */
   readonly request: SipMessage;
+  /** wire form of the request, exactly as sent (and retransmitted) */
+  readonly wire: Buffer;
   readonly target: SendTarget;
   readonly state: ClientTransactionState;
   readonly reliable: boolean;
