@@ -4,7 +4,7 @@
  * Each section (bench/<name>.ts, exporting a BenchSection) prints a table and its results are written to
  * .run/bench-<name>.json. --quick keeps every section under ~30 s (CI). The exit code is 1 when a section
  * crashed, or with --strict when a target was missed.
- * Later issues add their sections (registrar, b2bua) to SECTIONS.
+ * Sections: edge (issue 2), registrar (issue 3, with Kamailio side by side), b2bua (issue 4).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +13,8 @@ import type { BenchSection } from './section.js';
 
 const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   edge: async () => (await import('./edge.js')).edgeSection,
+  registrar: async () => (await import('./registrar.js')).registrarSection,
+  b2bua: async () => (await import('./b2bua.js')).b2buaSection,
 };
 
 const RESULTS_DIR = fileURLToPath(new URL('../.run/', import.meta.url));
