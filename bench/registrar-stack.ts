@@ -4,9 +4,15 @@
  * on a node-redis client — the REGISTER path of `dialcore start` (RFC 3261 §10.3, digest per RFC 7616).
  *
  * Run: node --import tsx bench/registrar-stack.ts --redis redis://127.0.0.1:<port> [--realm dialcore.test]
- *        [--max-server-transactions N]
+ *        [--max-server-transactions N] [--app-workers N]
  *      (bench/registrar.ts runs an esbuild bundle of this file on plain node, like the edge bench.)
- * Prints one JSON line on stdout once ready: {"pid":..,"sipPort":..,"adminPort":..}
+ * Prints one JSON line on stdout once ready: {"pid":..,"sipPort":..,"adminPort":..,"workerPids":[..]}
+ *
+ * --app-workers N: besides the app in this process, N more node processes run the same srf app + registrar
+ * (this script with --worker) and connect to this edge's drachtio port; the edge hands REGISTERs to its apps
+ * round robin, so the app side (srf parsing, digest, Redis) spreads over N + 1 processes. They share the nonce
+ * secret (a 401 from one app is answered to another) and Redis; their user caches follow dc:events like any
+ * core instance's. Workers stop when this process does (their stdin closes).
  * Then reads commands from stdin, one JSON object a line, and answers each with one JSON line on stdout:
  *   {"cmd":"memory"}  -> {"rssMiB":..,"heapUsedMiB":..,"cachedUsers":..,"serverTransactions":..}
  *                        (after a full GC when node runs with --expose-gc)
@@ -22,8 +28,10 @@
  * banned by the abuse guard (one NAT'd office would get the same treatment via `neverBan`); MD5 is offered
  * first because SIPp 3.6.1 answers only the first challenge and knows only MD5 (SHA-256 is offered too).
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { createClient } from 'redis';
 import { Edge } from '../src/edge/edge.js';
 import { connectSrf, createSrf } from '../src/app/sip/srf.js';
@@ -34,6 +42,8 @@ export interface RegistrarStackReady {
   pid: number;
   sipPort: number;
   adminPort: number;
+  /** pids of the --app-workers processes (CPU and RSS are measured over the stack pid and these) */
+  workerPids: number[];
 }
 
 export interface RegistrarStackMemory {
@@ -68,9 +78,76 @@ function overrideServerTransactionCap(edge: Edge, cap: number): void {
   layer.maxServerTransactions = cap;
 }
 
+/** The srf app + registrar, connected to the edge at adminPort: what this process and every worker run. */
+async function startApp(redisUrl: string, realm: string, adminPort: number, nonceSecret: string) {
+  const client = createClient({ url: redisUrl });
+  client.on('error', () => undefined);
+  await client.connect();
+  const services = await startRegistrarServices({
+    client,
+    realm,
+    nonceSecret,
+    algorithms: ['MD5', 'SHA-256'],
+    abuse: { neverBan: [HOST] },
+  });
+  const srf = createSrf();
+  await connectSrf(srf, { host: HOST, port: adminPort, secret: SECRET });
+  srf.register(services.registerHandler);
+  return {
+    services,
+    async stop() {
+      srf.disconnect();
+      await services.stop();
+      await client.close().catch(() => undefined);
+    },
+  };
+}
+
+/** --worker: one more app process; stops when its parent closes stdin (or on SIGTERM). */
+async function worker(): Promise<void> {
+  const secret = process.env.BENCH_NONCE_SECRET;
+  if (!secret) throw new Error('worker: BENCH_NONCE_SECRET missing');
+  const app = await startApp(argument('redis'), argument('realm', DEFAULT_REALM), Number(argument('admin-port')), secret);
+  let stopping = false;
+  const stop = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    await app.stop();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => void stop());
+  process.stdin.on('end', () => void stop());
+  process.stdin.resume();
+  process.stdout.write('ready\n');
+}
+
+/** Starts a worker process and waits for its ready line. */
+function startWorker(redisUrl: string, realm: string, adminPort: number, nonceSecret: string): Promise<ChildProcess> {
+  const script = fileURLToPath(import.meta.url);
+  const child = spawn(process.execPath, [...process.execArgv, script, '--worker', '--redis', redisUrl, '--realm', realm, '--admin-port', String(adminPort)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, BENCH_NONCE_SECRET: nonceSecret },
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('app worker not ready within 20 s')), 20_000);
+    createInterface({ input: child.stdout! }).once('line', () => {
+      clearTimeout(timer);
+      resolve(child);
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`app worker exited (${code}) during start-up`));
+    });
+  });
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--worker')) return worker();
   const redisUrl = argument('redis');
   const realm = argument('realm', DEFAULT_REALM);
+  const appWorkers = process.argv.includes('--app-workers') ? Number(argument('app-workers')) : 0;
+  if (!Number.isInteger(appWorkers) || appWorkers < 0) throw new Error('--app-workers: a non-negative integer');
 
   const sipPort = await freePort();
   const edge = new Edge({
@@ -85,29 +162,23 @@ async function main(): Promise<void> {
     overrideServerTransactionCap(edge, maxServerTransactions);
   }
 
-  const client = createClient({ url: redisUrl });
-  client.on('error', () => undefined);
-  await client.connect();
-  const services = await startRegistrarServices({
-    client,
-    realm,
-    nonceSecret: randomBytes(24).toString('hex'),
-    algorithms: ['MD5', 'SHA-256'],
-    abuse: { neverBan: [HOST] },
-  });
-
-  const srf = createSrf();
-  await connectSrf(srf, { host: HOST, port: addresses.admin.port, secret: SECRET });
-  srf.register(services.registerHandler);
+  const nonceSecret = randomBytes(24).toString('hex');
+  const app = await startApp(redisUrl, realm, addresses.admin.port, nonceSecret);
+  const services = app.services;
+  const workers = await Promise.all(Array.from({ length: appWorkers }, () => startWorker(redisUrl, realm, addresses.admin.port, nonceSecret)));
 
   let stopping = false;
   const stop = async (): Promise<void> => {
     if (stopping) return;
     stopping = true;
-    srf.disconnect();
-    await services.stop();
+    await Promise.all(workers.map((child) => new Promise<void>((done) => {
+      if (child.exitCode !== null || child.signalCode !== null) return done();
+      child.once('exit', () => done());
+      child.stdin?.end();
+      setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+    })));
+    await app.stop();
     await edge.stop();
-    await client.close().catch(() => undefined);
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop());
@@ -137,7 +208,7 @@ async function main(): Promise<void> {
   });
   commands.on('close', () => void stop());
 
-  const ready: RegistrarStackReady = { pid: process.pid, sipPort, adminPort: addresses.admin.port };
+  const ready: RegistrarStackReady = { pid: process.pid, sipPort, adminPort: addresses.admin.port, workerPids: workers.map((w) => w.pid ?? 0) };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
 }
 

@@ -4,7 +4,11 @@
  * its bindings in a real Redis, and Kamailio 5.6 (bench/kamailio/kamailio.cfg, in-memory usrloc) under the same
  * SIPp load in the same run.
  *
- *   npx tsx bench/registrar.ts [--quick]      (or through bench/run.ts as section `registrar`)
+ *   npx tsx bench/registrar.ts [--quick] [--app-workers N]      (or through bench/run.ts as section `registrar`)
+ *
+ * --app-workers N (or BENCH_APP_WORKERS=N): the stack process runs N more app processes (same srf app +
+ * registrar, connected to its edge; the edge hands REGISTERs to its apps round robin); CPU and peak RSS are
+ * then summed over the stack process and its workers.
  *
  * What it does, in order (everything on 127.0.0.1, every process it starts is stopped):
  *  1. redis-server (sip-tests/harness startRedis) and the stack process (bench/registrar-stack.ts, bundled with
@@ -80,6 +84,15 @@ export const TARGETS = {
 
 const HOST = '127.0.0.1';
 const SIPP_INSTANCES = 3;
+
+/** --app-workers N / BENCH_APP_WORKERS: extra app processes beside the stack's own app (0: edge + 1 app). */
+function appWorkersOption(): number {
+  const index = process.argv.indexOf('--app-workers');
+  const raw = index === -1 ? process.env.BENCH_APP_WORKERS : process.argv[index + 1];
+  const n = raw === undefined ? 0 : Number(raw);
+  if (!Number.isInteger(n) || n < 0 || n > 16) throw new Error('--app-workers: an integer 0..16');
+  return n;
+}
 const STORM_IN_FLIGHT = 100;
 const SCENARIO = fileURLToPath(new URL('../sipp-scenarios/bench-register-digest-uac.xml', import.meta.url));
 const KAMAILIO_CFG = fileURLToPath(new URL('./kamailio/kamailio.cfg', import.meta.url));
@@ -391,8 +404,8 @@ function stepLine(label: string, r: StepResult): string {
 // the dialcore stack process
 
 interface StackProcess extends RegistrarStackReady {
-  /** VmRSS after a full GC, plus heap and cache size */
-  memory(): Promise<RegistrarStackMemory & { vmRssMiB: number }>;
+  /** VmRSS after a full GC, plus heap and cache size; workersVmRssMiB: the app workers' VmRSS summed (no GC) */
+  memory(): Promise<RegistrarStackMemory & { vmRssMiB: number; workersVmRssMiB: number }>;
   stop(): Promise<void>;
 }
 
@@ -408,6 +421,8 @@ async function bundleStack(): Promise<string> {
 async function startStackProcess(redisUrl: string, extraArgs: string[]): Promise<StackProcess> {
   const profileDir = process.env.BENCH_CPU_PROF;
   const script = await bundleStack();
+  const workers = appWorkersOption();
+  if (workers > 0) extraArgs = [...extraArgs, '--app-workers', String(workers)];
   const child: ChildProcess = spawn(
     process.execPath,
     ['--expose-gc', ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', resolve(profileDir)] : []), script, '--redis', redisUrl, '--realm', BENCH_REALM, ...extraArgs],
@@ -441,7 +456,8 @@ async function startStackProcess(redisUrl: string, extraArgs: string[]): Promise
       const reply = nextLine(10_000, 'memory reply');
       child.stdin!.write(`${JSON.stringify({ cmd: 'memory' })}\n`);
       const memory = JSON.parse(await reply) as RegistrarStackMemory;
-      return { ...memory, vmRssMiB: rssMiB(ready.pid) ?? Number.NaN };
+      const workersVmRssMiB = (ready.workerPids ?? []).reduce((sum, pid) => sum + (rssMiB(pid) ?? 0), 0);
+      return { ...memory, vmRssMiB: rssMiB(ready.pid) ?? Number.NaN, workersVmRssMiB };
     },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
@@ -744,7 +760,11 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
     stack: 'bench/registrar-stack.ts bundled with esbuild, on plain node: edge (UDP) + drachtio-srf app + startRegistrarServices (MD5 offered first, 127.0.0.1 exempt from abuse bans since every SIPp phone shares it)',
     transactionCap: `the "dialcore" figures run with the edge's live-server-transaction cap lifted to 2,000,000 (what-if, --max-server-transactions): as shipped the cap is ${SHIPPED_SERVER_TRANSACTION_CAP} and a completed UDP non-INVITE transaction stays ${TIMER_J_S} s (Timer J), so ~${Math.floor(SHIPPED_SERVER_TRANSACTION_CAP / (2 * TIMER_J_S))} registrations/s can be sustained before new requests get 503; "dialcoreAsShipped" shows it`,
   };
-  console.log(`registrar bench${quick ? ' (quick)' : ''}: ${userCount} users, ${SIPP_INSTANCES} SIPp instances, work dir ${workDir}`);
+  const appWorkers = appWorkersOption();
+  method.appWorkers = appWorkers === 0
+    ? 'one app in the stack process (edge + srf app + registrar)'
+    : `${appWorkers + 1} apps: one in the stack process and ${appWorkers} worker process(es) on the same edge (round robin); CPU and peak RSS summed over all of them`;
+  console.log(`registrar bench${quick ? ' (quick)' : ''}: ${userCount} users, ${SIPP_INSTANCES} SIPp instances, ${appWorkers} extra app worker(s), work dir ${workDir}`);
 
   let redisServer: RedisServer | undefined;
   let stack: StackProcess | undefined;
@@ -775,7 +795,7 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
     console.log(`created ${userCount} users through UserStore.create in ${created.seconds.toFixed(2)} s (${(userCount / created.seconds).toFixed(0)}/s); redis +${(redisAfterUsers - redisBase).toFixed(1)} MiB`);
 
     console.log(HEADER);
-    const base = { target, groups, durationS: plan.stepS, measuredPids: [stack.pid], redis };
+    const base = { target, groups, durationS: plan.stepS, measuredPids: [stack.pid, ...stack.workerPids], redis };
     let at10k: Record<string, unknown> = {};
     let rampPeakRssMiB = 0;
     const dialcore = await measureSystem('dialcore', base, plan, plan.rates, quick, async () => {
@@ -788,6 +808,7 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
         redisBindingsDeltaMiB: redisNow - redisAfterUsers,
         meanBindingKeyBytes: await meanBindingKeyBytes(redis, created.ids),
         stackVmRssMiB: mem.vmRssMiB,
+        workersVmRssMiB: mem.workersVmRssMiB,
         stackHeapUsedMiB: mem.heapUsedMiB,
         stackCachedUsers: mem.cachedUsers,
         stackServerTransactions: mem.serverTransactions,
@@ -801,7 +822,7 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
       console.log(`after the ramp: VmRSS ${before.vmRssMiB.toFixed(1)} MiB after GC, ${before.serverTransactions} live server transactions; restarting the stack process`);
       await stack!.stop();
       stack = await startStackProcess(redisServer!.url, ['--max-server-transactions', '2000000']);
-      const fresh = { ...base, target: `${HOST}:${stack.sipPort}`, measuredPids: [stack.pid] };
+      const fresh = { ...base, target: `${HOST}:${stack.sipPort}`, measuredPids: [stack.pid, ...stack.workerPids] };
       await sleep(1000);
       const warm = await runStep({ ...fresh, rate: 500, durationS: 2 });
       console.log(stepLine('dialcore warm-up (new)', warm));
@@ -827,11 +848,11 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
       if (registerRate > 0 && 90_000 / registerRate <= 40) {
         registerStep = await runStep({
           target: target2, groups: moreGroups, rate: registerRate, callsPerGroup: moreGroups[0]!.rows, durationS: 90_000 / registerRate,
-          measuredPids: [stack.pid], redis,
+          measuredPids: [stack.pid, ...stack.workerPids], redis,
         });
         console.log(stepLine('dialcore +90k register', registerStep));
         how = `SIPp at ${registerRate}/s (${registerStep.successful} of ${registerStep.planned} registered)`;
-        await quiesce([stack.pid]);
+        await quiesce([stack.pid, ...stack.workerPids]);
       } else {
         const seconds = await insertBindings(bindingStore, more.ids, morePhones, moreGroups);
         how = `the 90k beyond the SIPp-registered 10k written through BindingStore.apply (the registrar's Redis script, no SIP) in ${seconds.toFixed(1)} s, because SIPp at the measured clean rate (${dialcore.maxRate}/s) would exceed the time budget; these users are not in the stack's user cache`;
@@ -856,12 +877,13 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
         redisBindingsDeltaMiBPer90k: redisAt100k - redisAfterMoreUsers,
         meanBindingKeyBytes: await meanBindingKeyBytes(redis, more.ids),
         stackVmRssMiB: stackAt100k.vmRssMiB,
+        workersVmRssMiB: stackAt100k.workersVmRssMiB,
         stackHeapUsedMiB: stackAt100k.heapUsedMiB,
         stackCachedUsers: stackAt100k.cachedUsers,
         stackServerTransactions: stackAt100k.serverTransactions,
         ...(registerStep ? { stackPeakRssMiB: registerStep.peakRssMiB, register: registerStep } : {}),
       };
-      console.log(`100k: ${keys100k.bindingKeys} binding keys, ${keys100k.nonceCountKeys} nonce-count keys; redis ${redisAt100k.toFixed(1)} MiB; stack VmRSS ${stackAt100k.vmRssMiB.toFixed(1)} MiB after GC (heap ${stackAt100k.heapUsedMiB.toFixed(1)} MiB, ${stackAt100k.cachedUsers} cached users, ${stackAt100k.serverTransactions} live server transactions)`);
+      console.log(`100k: ${keys100k.bindingKeys} binding keys, ${keys100k.nonceCountKeys} nonce-count keys; redis ${redisAt100k.toFixed(1)} MiB; stack VmRSS ${stackAt100k.vmRssMiB.toFixed(1)} MiB after GC (+ workers ${stackAt100k.workersVmRssMiB.toFixed(1)} MiB) (heap ${stackAt100k.heapUsedMiB.toFixed(1)} MiB, ${stackAt100k.cachedUsers} cached users, ${stackAt100k.serverTransactions} live server transactions)`);
     }
     await stack.stop();
     stack = undefined;
@@ -877,7 +899,7 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
       console.log(`fresh stack process, 100k live bindings in Redis, nothing cached: VmRSS ${fresh.vmRssMiB.toFixed(1)} MiB after GC (heap ${fresh.heapUsedMiB.toFixed(1)} MiB)`);
       const rate = 1000;
       const seconds = 14;
-      const step = await runStep({ target: `${HOST}:${stack.sipPort}`, groups, rate, durationS: seconds, measuredPids: [stack.pid], redis });
+      const step = await runStep({ target: `${HOST}:${stack.sipPort}`, groups, rate, durationS: seconds, measuredPids: [stack.pid, ...stack.workerPids], redis });
       console.log(stepLine(`as shipped ${rate}/s ${seconds}s`, step));
       dialcoreAsShipped = { ...step, seconds, capReachedAfterS: SHIPPED_SERVER_TRANSACTION_CAP / (2 * rate) };
       await stack.stop();
@@ -930,7 +952,8 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
     // verdicts and summary
     const storm = dialcore.storm;
     const stormScaledTarget = TARGETS.stormSeconds * (storm.phones / TARGETS.stormPhones);
-    const at100kRss = memory100k ? (memory100k.stackVmRssMiB as number) : undefined;
+    // the stack process plus its app workers, if any
+    const at100kRss = memory100k ? (memory100k.stackVmRssMiB as number) + (memory100k.workersVmRssMiB as number) : undefined;
     const latency = dialcore.latencyAtTargetRate;
     const verdicts: Record<string, boolean> = {
       rate: dialcore.maxRate >= TARGETS.registrationsPerSecond,

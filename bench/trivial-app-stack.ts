@@ -53,6 +53,16 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stop());
   process.on('SIGINT', () => void stop());
 
+  // BENCH_STACK_MEM=<ms>: memory and edge table sizes on stderr every <ms> (diagnosis only)
+  const memEvery = Number(process.env.BENCH_STACK_MEM ?? 0);
+  if (memEvery > 0) {
+    setInterval(() => {
+      const m = process.memoryUsage();
+      const mib = (n: number) => (n / 1048576).toFixed(0);
+      process.stderr.write(`mem rss=${mib(m.rss)} heapUsed=${mib(m.heapUsed)} heapTotal=${mib(m.heapTotal)} external=${mib(m.external)} arrayBuffers=${mib(m.arrayBuffers)} ${JSON.stringify(edge.stats())}\n`);
+    }, memEvery).unref();
+  }
+
   const ready: StackReady = { pid: process.pid, sipPort, adminPort: addresses.admin.port };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
 }

@@ -104,6 +104,16 @@ describe('NonceFactory', () => {
     expect(a.check(a.issue(100_000), 10_000).status).toBe('invalid');
     expect(a.check('short', 10_000).status).toBe('invalid');
   });
+  it('gives every nonce its own 96 random bits, across refills of its random pool', () => {
+    const a = new NonceFactory(secret, 'dialcore', 1000);
+    const randomParts = new Set<string>();
+    for (let i = 0; i < 2000; i++) {
+      const nonce = a.issue(10_000); // same time: only the random part tells them apart
+      expect(a.check(nonce, 10_000).status).toBe('valid');
+      randomParts.add(Buffer.from(nonce, 'base64url').subarray(8, 20).toString('hex'));
+    }
+    expect(randomParts.size).toBe(2000);
+  });
 });
 
 describe('DigestAuthenticator round trip', () => {

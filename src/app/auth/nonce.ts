@@ -8,10 +8,13 @@
  *
  * An expired but authentic nonce is "stale" (answer 401 with stale=true, RFC 7616 §3.3).
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
 
 const TIME_BYTES = 8;
+/** 96 bits of CSPRNG output per nonce. */
 const RANDOM_BYTES = 12;
+/** Random bytes fetched from the CSPRNG at once (one call per ~340 nonces instead of one per nonce). */
+const RANDOM_POOL_BYTES = RANDOM_BYTES * 341;
 const MAC_BYTES = 16;
 const NONCE_BYTES = TIME_BYTES + RANDOM_BYTES + MAC_BYTES;
 /** Tolerated clock difference between core instances. */
@@ -24,6 +27,9 @@ export type NonceCheck =
 
 export class NonceFactory {
   private readonly secret: Buffer;
+  /** CSPRNG output, refilled in one call when used up; each byte goes into exactly one nonce. */
+  private readonly randomPool = Buffer.allocUnsafeSlow(RANDOM_POOL_BYTES);
+  private randomOffset = RANDOM_POOL_BYTES;
 
   constructor(
     secret: string | Buffer,
@@ -35,10 +41,17 @@ export class NonceFactory {
   }
 
   issue(now = Date.now()): string {
-    const body = Buffer.alloc(TIME_BYTES + RANDOM_BYTES);
-    body.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(now))), 0);
-    randomBytes(RANDOM_BYTES).copy(body, TIME_BYTES);
-    return Buffer.concat([body, this.mac(body)]).toString('base64url');
+    const raw = Buffer.allocUnsafe(NONCE_BYTES);
+    raw.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(now))), 0);
+    if (this.randomOffset + RANDOM_BYTES > RANDOM_POOL_BYTES) {
+      randomFillSync(this.randomPool);
+      this.randomOffset = 0;
+    }
+    this.randomPool.copy(raw, TIME_BYTES, this.randomOffset, this.randomOffset + RANDOM_BYTES);
+    this.randomOffset += RANDOM_BYTES;
+    const body = raw.subarray(0, TIME_BYTES + RANDOM_BYTES);
+    this.mac(body).copy(raw, TIME_BYTES + RANDOM_BYTES);
+    return raw.toString('base64url');
   }
 
   check(nonce: string, now = Date.now()): NonceCheck {

@@ -1,7 +1,7 @@
 /**
- * Keeps the dialcore_registrations gauge (by transport and connection method) current by
- * counting bindings in Redis every `intervalMs` (a SCAN: cluster-wide truth without per-request
- * bookkeeping).
+ * Keeps the dialcore_registrations gauge (by transport and connection method) current: every
+ * `intervalMs` it reads the census buckets the BindingStore maintains in Redis (see
+ * binding-store.ts): cluster-wide truth at a cost independent of the number of bindings.
  */
 import { registrationsGauge } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
@@ -14,6 +14,8 @@ export class RegistrationCensus {
     private readonly bindings: BindingStore,
     private readonly intervalMs = 15_000,
     private readonly log?: Logger,
+    /** the longest a binding can live (the registrar's max expires), ms */
+    private readonly horizonMs = 3_600_000,
   ) {}
 
   start(): void {
@@ -28,9 +30,9 @@ export class RegistrationCensus {
     this.timer = null;
   }
 
-  async refresh(): Promise<void> {
+  async refresh(now = Date.now()): Promise<void> {
     try {
-      const counts = await this.bindings.census();
+      const counts = await this.bindings.census(now, this.horizonMs);
       registrationsGauge.reset();
       for (const [label, count] of counts) {
         const [transport = 'unknown', method = 'unknown'] = label.split('|');

@@ -4,7 +4,7 @@
  * the bindings that came over it are removed. Each core instance remembers the flows of the
  * REGISTERs it handled; the flow-closed notice goes to every instance connected to that edge.
  */
-import type { Binding, BindingStore } from './binding-store.js';
+import type { BindingStore, RegisteredContact } from './binding-store.js';
 import type { Logger } from '../observability/logger.js';
 
 const CONNECTION_TRANSPORTS = new Set(['ws', 'wss', 'tcp', 'tls']);
@@ -24,7 +24,7 @@ export class FlowBindings {
   }
 
   /** Remember the connection flows of a user's current bindings (after a successful REGISTER). */
-  track(bindings: readonly Binding[]): void {
+  track(bindings: ReadonlyArray<Pick<RegisteredContact, 'id' | 'userId' | 'flow'>>): void {
     for (const b of bindings) {
       if (!CONNECTION_TRANSPORTS.has(b.flow.transport.toLowerCase())) continue;
       const key = flowKey(b.flow.transport, b.flow.address, b.flow.port);

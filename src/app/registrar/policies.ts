@@ -3,7 +3,10 @@
  * (../shared/product/what-the-core-enforces.md), as pure functions.
  */
 import { compileAllowList, type AllowList } from '../users/ip-allow-list.js';
-import type { ConnectionMethod, UserRecord } from '../users/types.js';
+import type { ConnectionMethod, Registrant } from '../users/types.js';
+
+/** The part of a user the REGISTER rules read (a Registrant or a full UserRecord). */
+export type RegisterRulesSubject = Pick<Registrant, 'active' | 'connectionMethod' | 'allowedAddresses'>;
 
 export type PolicyVerdict = { allowed: true } | { allowed: false; status: 403; reason: string; rule: string };
 
@@ -19,10 +22,10 @@ export function transportAllowed(method: ConnectionMethod, transport: string): b
   return TRANSPORTS_BY_METHOD[method].includes(transport.toLowerCase());
 }
 
-const allowListCache = new WeakMap<UserRecord, AllowList>();
+const allowListCache = new WeakMap<RegisterRulesSubject, AllowList>();
 
 /** The user's compiled allow-list (compiled once per cached record). */
-export function allowListOf(user: UserRecord): AllowList {
+export function allowListOf(user: RegisterRulesSubject): AllowList {
   let list = allowListCache.get(user);
   if (!list) {
     list = compileAllowList(user.allowedAddresses);
@@ -32,7 +35,7 @@ export function allowListOf(user: UserRecord): AllowList {
 }
 
 /** Active, registering connection method over the right transport, from an allowed address. */
-export function checkRegisterPolicy(user: UserRecord, request: { transport: string; sourceAddress: string }): PolicyVerdict {
+export function checkRegisterPolicy(user: RegisterRulesSubject, request: { transport: string; sourceAddress: string }): PolicyVerdict {
   if (!user.active) return { allowed: false, status: 403, reason: 'User Inactive', rule: 'inactive' };
   if (!transportAllowed(user.connectionMethod, request.transport)) {
     return { allowed: false, status: 403, reason: 'Connection Method Not Allowed', rule: 'connection-method' };

@@ -8,17 +8,17 @@
  * a reason phrase); expiry limits (423); then one Redis script applies the bindings (nc replay,
  * user ban, max sessions, session timeout) and the 200 lists every current contact.
  *
- * Cost on the hot path: a cached user lookup, HMAC + two hashes, one EVALSHA.
+ * Cost on the hot path: a cached user lookup, HMAC + two hashes, one EVALSHA; each header read
+ * once (from srf's already-parsed header record when there is one).
  */
 import { parseDigestCredentials, type DigestAuthenticator, type DigestCredentials } from '../auth/digest.js';
 import type { DigestAlgorithm } from '../auth/ha1.js';
 import { authFailures, registerOutcomes } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
-import type { UserCache } from '../users/user-cache.js';
-import type { DigestCredentials as StoredCredentials, UserRecord } from '../users/types.js';
+import type { DigestCredentials as StoredCredentials, Registrant } from '../users/types.js';
 import { LOGIN_PATTERN } from '../users/validation.js';
 import { isScannerUserAgent, type AbuseGuard } from './abuse.js';
-import { bindingIdFor, type Binding, type BindingChange, type BindingStore } from './binding-store.js';
+import { bindingIdFor, type BindingChange, type BindingStore, type RegisteredContact } from './binding-store.js';
 import { aorUser, formatParamValue, instanceId, parseContacts, parseCSeq, parseDeltaSeconds } from './headers.js';
 import { checkRegisterPolicy, grantExpires, type ExpiresLimits } from './policies.js';
 
@@ -30,7 +30,26 @@ export interface RegisterRequest {
   readonly source_port: string | number;
   readonly protocol: string;
   readonly receivedOn?: string;
+  /** srf's parsed headers: lower-case names, compact forms expanded; read instead of get() when present. */
+  readonly headers?: Readonly<Record<string, string | undefined>>;
   get(name: string): string | undefined;
+}
+
+/** One header of the request by lower-case name (srf's get() searches every header name per call). */
+function header(req: RegisterRequest, name: string): string | undefined {
+  const headers = req.headers;
+  if (headers !== undefined && headers !== null && typeof headers === 'object') {
+    const value = headers[name];
+    return typeof value === 'string' ? value : undefined;
+  }
+  return req.get(name);
+}
+
+/** Where the registrar gets users from (UserCache). */
+export interface RegistrantSource {
+  getRegistrant(login: string, now?: number): Promise<Registrant | null>;
+  /** Re-read from Redis, bypassing any cached copy. */
+  refreshRegistrant(login: string, now?: number): Promise<Registrant | null>;
 }
 
 /** What the registrar needs of a response (drachtio-srf's SrfResponse satisfies it). */
@@ -47,18 +66,18 @@ export interface RegisterReply {
   /** For logs and metrics: which rule decided. */
   outcome: string;
   userId?: string;
-  bindings?: Binding[];
+  bindings?: RegisteredContact[];
 }
 
 export interface RegistrarDeps extends Partial<ExpiresLimits> {
-  users: UserCache;
+  users: RegistrantSource;
   bindings: BindingStore;
   auth: DigestAuthenticator;
   abuse: AbuseGuard;
   log?: Logger;
   now?: () => number;
   /** told about the user's bindings after every successful REGISTER (e.g. to track their connection flows) */
-  onRegistered?: (bindings: Binding[]) => void;
+  onRegistered?: (bindings: RegisteredContact[]) => void;
 }
 
 const HA1_FIELD: Record<DigestAlgorithm, keyof Omit<StoredCredentials, 'realm'>> = {
@@ -98,21 +117,22 @@ export class Registrar {
   async handle(req: RegisterRequest, retried = false): Promise<RegisterReply | null> {
     const now = this.now();
     const source = req.source_address;
-    if (isScannerUserAgent(req.get('user-agent')) || this.deps.abuse.isSourceBanned(source, now)) return null;
+    const userAgent = header(req, 'user-agent');
+    if (isScannerUserAgent(userAgent) || this.deps.abuse.isSourceBanned(source, now)) return null;
 
-    const toUser = aorUser(req.get('to'));
-    const callId = req.get('call-id');
-    const cseq = parseCSeq(req.get('cseq'));
+    const toUser = aorUser(header(req, 'to'));
+    const callId = header(req, 'call-id');
+    const cseq = parseCSeq(header(req, 'cseq'));
     if (!toUser || !callId || callId.length > 256 || !cseq || cseq.method !== 'REGISTER') return reply(400, 'Bad Request', 'malformed');
-    const contacts = parseContacts(req.get('contact'));
+    const contacts = parseContacts(header(req, 'contact'));
     if (!contacts) return reply(400, 'Invalid Contact', 'malformed-contact');
-    const expiresText = req.get('expires');
+    const expiresText = header(req, 'expires');
     const expiresHeader = parseDeltaSeconds(expiresText);
     if (expiresText !== undefined && expiresHeader === null) return reply(400, 'Invalid Expires', 'malformed-expires');
     // RFC 3261 §10.3 step 6: `*` only with Expires: 0.
     if (contacts.wildcard && expiresHeader !== 0) return reply(400, 'Invalid Wildcard Contact', 'malformed-wildcard');
 
-    const authorization = req.get('authorization');
+    const authorization = header(req, 'authorization');
     if (!authorization) return this.challenge('no-credentials');
     const parsed = parseDigestCredentials(authorization, this.deps.auth.realm);
     if (!parsed.ok) {
@@ -122,7 +142,7 @@ export class Registrar {
     const credentials = parsed.credentials;
 
     const user = LOGIN_PATTERN.test(credentials.username)
-      ? await (retried ? this.deps.users.refresh(credentials.username, now) : this.deps.users.getByLogin(credentials.username, now))
+      ? await (retried ? this.deps.users.refreshRegistrant(credentials.username, now) : this.deps.users.getRegistrant(credentials.username, now))
       : null;
     const verdict = this.deps.auth.verify(credentials, { method: 'REGISTER', uri: req.uri }, this.ha1For(user, credentials), now);
     switch (verdict.outcome) {
@@ -185,7 +205,7 @@ export class Registrar {
               transport,
               receivedOn: req.receivedOn ?? null,
             },
-            userAgent: req.get('user-agent')?.slice(0, 256) ?? null,
+            userAgent: userAgent?.slice(0, 256) ?? null,
             connectionMethod: user.connectionMethod,
           },
         });
@@ -233,7 +253,7 @@ export class Registrar {
   }
 
   /** The stored HA1 for the credentials' algorithm, or null (unknown user, wrong login case, other realm). */
-  private ha1For(user: UserRecord | null, credentials: DigestCredentials): string | null {
+  private ha1For(user: Registrant | null, credentials: DigestCredentials): string | null {
     if (!user?.credentials || user.login !== credentials.username) return null;
     if (user.credentials.realm !== this.deps.auth.realm) return null;
     return user.credentials[HA1_FIELD[credentials.algorithm]] || null;
@@ -241,7 +261,7 @@ export class Registrar {
 }
 
 /** One Contact value of the 200, with its remaining lifetime (RFC 3261 §10.3 step 8). */
-function formatContact(binding: Binding, now: number): string {
+function formatContact(binding: RegisteredContact, now: number): string {
   const remaining = Math.max(0, Math.round((binding.expiresAt - now) / 1000));
   let text = `<${binding.contact}>`;
   for (const [name, value] of Object.entries(binding.params)) {

@@ -76,7 +76,7 @@ export async function startRegistrarServices(options: RegistrarServicesOptions):
   await abuse.start();
   const kicks = new KickHandler({ events, bindings, ...(options.terminator ? { terminator: options.terminator } : {}), ...(log ? { log } : {}) });
   kicks.start();
-  const census = new RegistrationCensus(bindings, options.censusIntervalMs ?? 15_000, log);
+  const census = new RegistrationCensus(bindings, options.censusIntervalMs ?? 15_000, log, (options.maxExpires ?? 3600) * 1000);
   census.start();
   const flows = new FlowBindings(bindings, undefined, log);
   const deps = {
@@ -105,6 +105,7 @@ export async function startRegistrarServices(options: RegistrarServicesOptions):
     adminApiOptions: { store, bindings, redis, ...(options.sessions ? { sessions: options.sessions } : {}), ...(log ? { log } : {}) },
     async stop() {
       census.stop();
+      await bindings.flushCensus().catch(() => undefined);
       kicks.stop();
       abuse.stop();
       cache.close();

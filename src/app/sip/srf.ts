@@ -226,10 +226,18 @@ export function parseSipUri(uri: string): ParsedUri | undefined {
   }
 }
 
+type WireMsgListener = (socket: unknown, msg: string) => void;
+
 interface SrfAgentInternals {
   app?: {
     client?: {
-      wp?: { send(socket: unknown, msg: string): string; on(event: 'msg', listener: (socket: unknown, msg: string) => void): void };
+      wp?: {
+        send(socket: unknown, msg: string): string;
+        on(event: 'msg', listener: WireMsgListener): void;
+        listeners(event: 'msg'): WireMsgListener[];
+        removeAllListeners(event: 'msg'): void;
+      };
+      route?(verb: string): void;
       _getDefaultSocket?(): unknown;
     };
   };
@@ -237,19 +245,29 @@ interface SrfAgentInternals {
 
 /**
  * Called when the SIP server reports that a connection (ws, wss, tcp, tls) closed: a dialcore edge
- * extension of the drachtio protocol (`flow-closed|proto|ip|port`) that srf itself ignores. Call
- * after connectSrf. Returns false when the server link isn't up.
+ * extension of the drachtio protocol. The app opts in with `route|flow-closed` (kept across
+ * reconnects by srf's route list); the edge then sends `flow-closed|proto|ip|port`. srf itself
+ * throws on message types it doesn't know, so those frames are taken out before srf sees them.
+ * The C++ drachtio-server never sends them. Call after connectSrf; false when the link isn't up.
  */
 export function onFlowClosed(srf: Srf, listener: (protocol: string, address: string, port: number) => void): boolean {
-  const wp = (srf as unknown as SrfAgentInternals).app?.client?.wp;
-  if (!wp) return false;
-  wp.on('msg', (_socket, msg) => {
+  const client = (srf as unknown as SrfAgentInternals).app?.client;
+  const wp = client?.wp;
+  if (!wp || !client?.route) return false;
+  const isNotice = (msg: string): boolean => msg.startsWith('flow-closed|', msg.indexOf('|') + 1);
+  const srfListeners = wp.listeners('msg');
+  wp.removeAllListeners('msg');
+  wp.on('msg', (socket, msg) => {
+    if (!isNotice(msg)) {
+      for (const l of srfListeners) l(socket, msg);
+      return;
+    }
     const eol = msg.indexOf('\r\n');
     const tokens = (eol === -1 ? msg : msg.slice(0, eol)).split('|');
-    if (tokens[1] !== 'flow-closed') return;
     const port = Number(tokens[4]);
     if (tokens[2] && tokens[3] && Number.isInteger(port)) listener(tokens[2], tokens[3], port);
   });
+  client.route('flow-closed');
   return true;
 }
 

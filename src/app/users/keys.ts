@@ -23,6 +23,11 @@ export const keys = {
   sourceFailures: (ip: string) => `${KEY_PREFIX}:ipfails:${ip}`,
   /** ZSET ip -> ban end (ms since epoch). */
   sourceBans: () => `${KEY_PREFIX}:bans:ip`,
+  /**
+   * HASH "transport|connectionMethod" -> live bindings expiring in that minute (minute = ms since
+   * epoch / 60,000): the registration census, kept with HINCRBY outside any user's slot.
+   */
+  censusBucket: (minute: number) => `${KEY_PREFIX}:census:${minute}`,
 };
 
 /** The pub/sub channel for change, kick and ban events. */

@@ -3,15 +3,28 @@
  * commands issued in the same tick onto one socket write, so `Promise.all` of several sends is
  * one round trip), Lua scripts by SHA with EVAL fallback, and pub/sub on a duplicated
  * connection. Each command's latency lands in dialcore_redis_command_duration_seconds.
+ *
+ * Commands are sent with node-redis's per-command timeout off (`{ timeout: 0 }`): node-redis 6
+ * otherwise arms a timer-backed AbortSignal (AbortSignal.timeout, 5 s default) for every
+ * command, a measurable cost on the REGISTER hot path. A lost connection still fails the
+ * pending commands (node-redis rejects its queue when the socket goes); a Redis that hangs
+ * with the socket open is bounded by the client's `commandsQueueMaxLength`, set where the
+ * client is created.
  */
 import { createHash } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { redisCommandDuration } from '../observability/metrics.js';
+
+/** Per-command options for node-redis: no timer-backed AbortSignal per command (see above). */
+const COMMAND_OPTIONS = Object.freeze({ timeout: 0 });
 
 /** The part of a node-redis v5+/v6 client we use (a `createClient()` result satisfies it). */
 export interface NodeRedisClient {
-  sendCommand(args: string[]): Promise<unknown>;
+  sendCommand(args: string[], options?: { timeout?: number }): Promise<unknown>;
   duplicate(): NodeRedisSubscriber;
 }
+
+type DurationObserver = { observe(seconds: number): void };
 
 export interface NodeRedisSubscriber {
   connect(): Promise<unknown>;
@@ -22,16 +35,41 @@ export interface NodeRedisSubscriber {
 }
 
 export class Redis {
+  /** Histogram children by command label (prom-client hashes the labels on every observe otherwise). */
+  private readonly durations = new Map<string, DurationObserver>();
+
   constructor(readonly client: NodeRedisClient) {}
 
   /** Sends one command; the reply as node-redis returns it (strings, numbers, arrays, null). */
-  async send(args: string[], label?: string): Promise<unknown> {
-    const stop = redisCommandDuration.startTimer({ command: label ?? (args[0] ?? '?').toUpperCase() });
+  send(args: string[], label?: string): Promise<unknown> {
+    const observer = this.durationOf(label ?? args[0] ?? '?');
+    const started = performance.now();
+    let sent: Promise<unknown>;
     try {
-      return await this.client.sendCommand(args);
-    } finally {
-      stop();
+      sent = this.client.sendCommand(args, COMMAND_OPTIONS);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
+    return sent.then(
+      (reply) => {
+        observer.observe((performance.now() - started) / 1000);
+        return reply;
+      },
+      (err: unknown) => {
+        observer.observe((performance.now() - started) / 1000);
+        throw err;
+      },
+    );
+  }
+
+  private durationOf(label: string): DurationObserver {
+    let observer = this.durations.get(label);
+    if (!observer) {
+      // labels come from our own code (command names, script names): a small, fixed set
+      observer = redisCommandDuration.labels({ command: label.toUpperCase() });
+      this.durations.set(label, observer);
+    }
+    return observer;
   }
 
   /** Runs a Lua script by SHA; loads it with EVAL when the server does not know it yet. */

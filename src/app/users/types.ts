@@ -89,6 +89,27 @@ export interface UserRecord extends UserSettings {
   version: number;
 }
 
+/**
+ * What the registrar needs of a user, and all the REGISTER path keeps of one in memory
+ * (UserCache): identity, the rules it enforces and the digest HA1s.
+ */
+export interface Registrant {
+  id: string;
+  login: string;
+  version: number;
+  active: boolean;
+  connectionMethod: ConnectionMethod;
+  allowedAddresses: string[];
+  maxSessions: number;
+  sessionTimeoutSeconds: number;
+  credentials: DigestCredentials | null;
+}
+
+/** The fields of a UserRecord that make a Registrant (read with one HMGET). */
+export const REGISTRANT_FIELDS = [
+  'id', 'login', 'version', 'active', 'connectionMethod', 'allowedAddresses', 'maxSessions', 'sessionTimeoutSeconds', 'credentials',
+] as const satisfies ReadonlyArray<keyof Registrant>;
+
 export interface PublicUser extends UserSettings {
   id: string;
   hasPassword: boolean;

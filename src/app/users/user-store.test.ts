@@ -226,18 +226,45 @@ describe('UserCache across two instances', () => {
     const storeB = new UserStore({ redis: await redis.connect(), realm: REALM, events: busB });
     const cacheB = new UserCache(storeB, busB);
 
-    expect(await cacheB.getByLogin('8000')).toBeNull(); // negative entry
+    expect(await cacheB.getRegistrant('8000')).toBeNull(); // negative entry
     const user = await storeA.create(phone('8000'));
     await waitFor(() => cacheB.size === 0);
-    expect((await cacheB.getByLogin('8000'))?.id).toBe(user.id);
+    expect((await cacheB.getRegistrant('8000'))?.id).toBe(user.id);
     expect(cacheB.size).toBe(1);
 
     await storeA.setActive(user.id, false);
     await waitFor(() => cacheB.size === 0, 1000);
-    expect((await cacheB.getByLogin('8000'))?.active).toBe(false);
-    expect((await cacheB.getByLogin('8000'))?.version).toBe(2);
+    expect((await cacheB.getRegistrant('8000'))?.active).toBe(false);
+    expect((await cacheB.getRegistrant('8000'))?.version).toBe(2);
+    // full records (call-side settings) are read from Redis, not cached
+    expect((await cacheB.getByLogin('8000'))?.transferCidType).toBe('campaign');
+    expect(cacheB.size).toBe(1);
     cacheB.close();
     await Promise.all([busA.stop(), busB.stop()]);
+  });
+
+  it('keeps only the compact registrant, at most maxEntries (least recently used out), for ttlMs', async () => {
+    const store = new UserStore({ redis: await redis.connect(), realm: REALM });
+    for (const login of ['8101', '8102', '8103']) await store.create(phone(login));
+    const cache = new UserCache(store, undefined, { maxEntries: 2, ttlMs: 1000 });
+    const t0 = Date.now();
+    const first = await cache.getRegistrant('8101', t0);
+    expect(Object.keys(first ?? {}).sort()).toEqual(
+      ['active', 'allowedAddresses', 'connectionMethod', 'credentials', 'id', 'login', 'maxSessions', 'sessionTimeoutSeconds', 'version'],
+    );
+    await cache.getRegistrant('8102', t0);
+    expect(await cache.getRegistrant('8101', t0)).toBe(first); // a hit, now the most recently used
+    await cache.getRegistrant('8103', t0); // evicts 8102, the least recently used
+    expect(cache.size).toBe(2);
+    expect(await cache.getRegistrant('8101', t0)).toBe(first);
+    const reloaded = await cache.getRegistrant('8102', t0);
+    expect(reloaded).not.toBeNull();
+    expect(await cache.getRegistrant('8102', t0)).toBe(reloaded);
+    // past the TTL the entry is read again
+    const later = await cache.getRegistrant('8102', t0 + 1001);
+    expect(later).not.toBe(reloaded);
+    expect(later?.id).toBe(reloaded?.id);
+    cache.close();
   });
 });
 

@@ -17,10 +17,12 @@ import { LuaScript, hashReply, stringReply, type Redis } from './redis.js';
 import { generatePassword, hashPin } from './secrets.js';
 import {
   DEFAULT_SESSION_TIMEOUT_SECONDS,
+  REGISTRANT_FIELDS,
   toPublicUser,
   type DigestCredentials,
   type FieldError,
   type PublicUser,
+  type Registrant,
   type UserRecord,
   type UserSettings,
 } from './types.js';
@@ -185,6 +187,19 @@ export class UserStore {
     const user = await this.get(id);
     // The index is claimed before the record is written and released after it moves on.
     return user && user.login.toLowerCase() === login.toLowerCase() ? user : null;
+  }
+
+  /**
+   * The registrar's view of a user by login: only the fields of a Registrant, read with HMGET
+   * (no decoding of the call-side settings on the REGISTER path).
+   */
+  async getRegistrant(login: string): Promise<Registrant | null> {
+    if (login.length === 0 || login.length > 64) return null;
+    const id = stringReply(await this.redis.send(['GET', keys.loginIndex(login)]));
+    if (!id || !isUserId(id)) return null;
+    const reply = await this.redis.send(['HMGET', keys.user(id), ...REGISTRANT_FIELDS]);
+    const registrant = Array.isArray(reply) ? decodeRegistrant(reply) : null;
+    return registrant && registrant.login.toLowerCase() === login.toLowerCase() ? registrant : null;
   }
 
   async getByDialInId(dialInId: string): Promise<UserRecord | null> {
@@ -397,6 +412,29 @@ function encodeRecord(user: UserRecord): string[] {
   const out: string[] = [];
   for (const field of RECORD_FIELDS) out.push(field, JSON.stringify(user[field]));
   return out;
+}
+
+/** HMGET of REGISTRANT_FIELDS (in that order) -> Registrant; null when absent or malformed. */
+function decodeRegistrant(values: unknown[]): Registrant | null {
+  const raw = values.map(stringReply);
+  const [id, login, version, active, connectionMethod, allowedAddresses, maxSessions, sessionTimeoutSeconds, credentials] = raw;
+  if (!id || !login || !version || !connectionMethod) return null;
+  try {
+    const registrant: Registrant = {
+      id: JSON.parse(id) as string,
+      login: JSON.parse(login) as string,
+      version: Number(version),
+      active: active ? (JSON.parse(active) as boolean) : DEFAULT_SETTINGS.active,
+      connectionMethod: JSON.parse(connectionMethod) as Registrant['connectionMethod'],
+      allowedAddresses: allowedAddresses ? (JSON.parse(allowedAddresses) as string[]) : [],
+      maxSessions: maxSessions ? (JSON.parse(maxSessions) as number) : DEFAULT_SETTINGS.maxSessions,
+      sessionTimeoutSeconds: sessionTimeoutSeconds ? (JSON.parse(sessionTimeoutSeconds) as number) : DEFAULT_SETTINGS.sessionTimeoutSeconds,
+      credentials: credentials ? (JSON.parse(credentials) as Registrant['credentials']) : null,
+    };
+    return typeof registrant.id === 'string' && typeof registrant.login === 'string' && Number.isFinite(registrant.version) ? registrant : null;
+  } catch {
+    return null;
+  }
 }
 
 function decodeRecord(hash: Record<string, string>): UserRecord | null {

@@ -47,9 +47,23 @@ export class AppConnection {
 
   constructor(readonly socket: net.Socket) {}
 
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
+
   send(payload: string): void {
+    if (this.socket.destroyed) return;
+    // frames written in one turn of the event loop (e.g. a burst of datagrams read in one poll) go out in a single
+    // writev once it ends, instead of a syscall each
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      setImmediate(this.uncork);
+    }
     // `<bytes>#<payload>` written as one string: no intermediate Buffer copy (hot path)
-    if (!this.socket.destroyed) this.socket.write(`${Buffer.byteLength(payload, 'utf8')}#${payload}`, 'utf8');
+    this.socket.write(`${Buffer.byteLength(payload, 'utf8')}#${payload}`, 'utf8');
   }
 
   /** @internal */
@@ -111,9 +125,12 @@ export class AppServer extends EventEmitter {
     return undefined;
   }
 
-  /** Send to every authenticated app (server-side notices such as flow-closed). */
-  broadcast(payload: string): void {
-    for (const app of this.apps) if (app.authenticated) app.send(payload);
+  /**
+   * Send a server notice (e.g. flow-closed) to the apps that asked for it with `route|<notice>`:
+   * drachtio-srf throws on message types it doesn't know, so unmodified apps never get one.
+   */
+  notify(notice: string, payload: string): void {
+    for (const app of this.apps) if (app.authenticated && app.routes.has(notice)) app.send(payload);
   }
 
   /** Round robin among authenticated apps that routed this (lower-case) method, optionally with a tag. */

@@ -100,11 +100,11 @@ export class SipController {
     opts.apps.on('sip', (cmd) => this.guard(() => this.onAppSip(cmd)));
     opts.apps.on('proxy', (app, msgId) => app.send(apiResponse(msgId, 'NOK', 'proxy is not supported by this server')));
     opts.apps.on('app-gone', (app) => this.guard(() => this.onAppGone(app)));
-    // dialcore extension: tell apps when a connection goes away, so bindings that came over it can be
-    // removed (RFC 7118 section 5); drachtio-srf ignores message types it doesn't know
+    // dialcore extension: tell apps that asked (`route|flow-closed`) when a connection goes away, so
+    // bindings that came over it can be removed (RFC 7118 section 5)
     opts.transport.on('flow-closed', (flow: Flow) => {
       if (flow.protocol === 'udp') return;
-      opts.apps.broadcast(`${newMsgId()}|flow-closed|${flow.protocol}|${flow.remoteAddress}|${flow.remotePort}`);
+      opts.apps.notify('flow-closed', `${newMsgId()}|flow-closed|${flow.protocol}|${flow.remoteAddress}|${flow.remotePort}`);
     });
     opts.apps.on('close-flow', (app, msgId, tokens) => this.guard(() => {
       const [, , protocol, address, port] = tokens;
@@ -411,6 +411,12 @@ export class SipController {
 
     let dialog = pending.dialog;
     if (createsDialog && status >= 200 && !dialog) dialog = this.createUasDialog(pending, res, local);
+    if (status >= 200) {
+      // done with this request once its final goes out: let go of the transaction before it is sent, so the
+      // transaction layer can reduce it to a compact record (17.2.2 Completed / RFC 6026 Accepted)
+      pending.finalSent = true;
+      this.forgetServerRequest(pending.txnId);
+    }
     let sending: Promise<SentInfo>;
     if (method === 'INVITE' && status >= 200 && status < 300 && dialog) {
       const inviteSeq = req.cseq?.seq ?? 0;
@@ -424,11 +430,7 @@ export class SipController {
     // the bytes just sent, for the echo (read before awaiting: a later response replaces them)
     const wire = pending.stx.lastResponse === res ? pending.stx.lastResponseWire : undefined;
     const sent = await sending;
-    if (status >= 200) {
-      pending.finalSent = true;
-      this.forgetServerRequest(pending.txnId);
-      if (method === 'BYE' && pending.dialog) this.dialogs.remove(pending.dialog);
-    }
+    if (status >= 200 && method === 'BYE' && pending.dialog) this.dialogs.remove(pending.dialog);
     const meta: WireMeta = { source: 'application', bytes: sent.bytes, protocol: sent.flow.protocol, address: sent.flow.remoteAddress, port: sent.flow.remotePort };
     const dialogId = method === 'INVITE' && status >= 200 && status < 300 ? (dialog?.id ?? '') : (pending.dialog?.id ?? '');
     cmd.app.send(sentResponseEcho(cmd.msgId, meta, pending.txnId, dialogId, (wire ?? res.serialise()).toString('utf8')));

@@ -1,19 +1,10 @@
 /**
  * Small builders the controller uses to complete messages the way drachtio-server does:
- * tags, Call-IDs, branches, our Via / Contact for a transport, `localhost` substitution.
+ * Call-IDs, initial CSeqs, our Via / Contact for a transport, `localhost` substitution.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { randomUint32 } from '../transaction/ids.js';
 import type { TransportProtocol } from '../transport/index.js';
-
-/** RFC 3261 19.3: tags need at least 32 bits of randomness; 13 base64url chars carry 78. */
-export function generateTag(): string {
-  return randomBytes(10).toString('base64url').slice(0, 13);
-}
-
-/** RFC 3261 8.1.1.7: the magic cookie plus a unique part. */
-export function generateBranch(): string {
-  return 'z9hG4bK' + randomBytes(12).toString('base64url').replace(/[-_]/g, 'x');
-}
 
 export function generateCallId(): string {
   return randomUUID();
@@ -21,7 +12,7 @@ export function generateCallId(): string {
 
 /** A random initial CSeq below 2^31 (RFC 3261 8.1.1.5). */
 export function generateCSeq(): number {
-  return 1 + (randomBytes(4).readUInt32BE(0) & 0x7ffffff);
+  return 1 + (randomUint32() & 0x7ffffff);
 }
 
 const DEFAULT_PORT: Record<TransportProtocol, number> = { udp: 5060, tcp: 5060, tls: 5061, ws: 80, wss: 443 };

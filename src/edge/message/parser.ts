@@ -35,7 +35,8 @@ export interface ParseOptions {
  *        to build that response. Malformed responses carry neither and are dropped.
  */
 export type ParseResult =
-  | { ok: true; message: SipMessage }
+  /** raw: the message's bytes as received, when the parser has them in one piece (stream framing) */
+  | { ok: true; message: SipMessage; raw?: Buffer }
   | { ok: false; error: string; status?: number; message?: SipMessage };
 
 const CR = 13, LF = 10, SP = 32, HT = 9;
@@ -542,8 +543,11 @@ export class StreamFramer {
       const { head, bodyStart, bodyLength } = this.pending;
       const messageEnd = this.start + bodyStart + bodyLength;
       if (messageEnd > this.end) return;                                            // clerr: wait for more
-      const body = Buffer.from(buf.subarray(this.start + bodyStart, messageEnd));   // own copy, buf is reused
-      out.push(finish(head, body, this.options));
+      // own copy of the whole message (buf is reused): the body is a view into it, and it is the message's raw bytes
+      const raw = Buffer.from(buf.subarray(this.start, messageEnd));
+      const result = finish(head, raw.subarray(bodyStart), this.options);
+      if (result.ok) result.raw = raw;
+      out.push(result);
       this.pending = undefined;
       this.start = messageEnd;
       this.scanned = 0;

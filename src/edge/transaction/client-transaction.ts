@@ -133,7 +133,7 @@ export abstract class ClientTransactionBase extends EventEmitter<ClientTransacti
     this.timers.clearAll();
     const observed = this.listenerCount('terminated') > 0;
     this.completedEntry = this.services.compactClient(this, {
-      key: this.key, role, wire: ackWire, target: ackTarget,
+      key: this.key, role, wire: ackWire?.toString('latin1'), target: ackTarget,
       onExpired: observed ? () => this.finishCompacted() : undefined,
     }, lifetimeMs);
   }

@@ -19,8 +19,11 @@ export type CompletedRole = 'resend' | 'confirmed' | 'accepted' | 'absorb' | 'ac
 export interface CompletedTransaction {
   readonly key: string;
   readonly role: CompletedRole;
-  /** 'resend': the last response as sent; 'ack': the ACK as sent */
-  readonly wire?: Buffer;
+  /**
+   * 'resend': the last response as sent; 'ack': the ACK as sent. Kept as a latin1 string (byte-exact): a small
+   * heap string costs less than a Buffer, which would also pin the 8 KiB pool slab it was cut from.
+   */
+  readonly wire?: string;
   readonly target?: SendTarget;
   /** INVITE server, RFC 2543 requests only: the To tag of the final sent, which the ACK must carry (17.2.3) */
   readonly sentToTag?: string;
@@ -84,7 +87,11 @@ export class CompletedTransactionTable {
    */
   add(entry: Omit<CompletedTransaction, 'expiresAt' | 'expired'> & { expiresAt?: number }, lifetimeMs: number): CompletedTransaction {
     const now = Date.now();
-    const stored: CompletedTransaction = { ...entry, expiresAt: entry.expiresAt ?? now + lifetimeMs, expired: false };
+    // one literal with every field, so every entry shares one hidden class
+    const stored: CompletedTransaction = {
+      key: entry.key, role: entry.role, wire: entry.wire, target: entry.target, sentToTag: entry.sentToTag,
+      onExpired: entry.onExpired, expiresAt: entry.expiresAt ?? now + lifetimeMs, expired: false,
+    };
     this.remove(stored.key);
     while (this.entryCount >= this.maxEntries) this.evictOne();
     let lane = this.lanes.get(lifetimeMs);

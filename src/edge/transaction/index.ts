@@ -33,7 +33,17 @@
  *                                                            // (e.g. retransmitted 2xx after termination)
  *   txl.sendStateless(msg: SipMessage, target: SendTarget): Promise<SentInfo>  // e.g. ACK for 2xx, stateless 400
  *
- * Limits: a maximum count of live server and client transactions; over it, new requests get 503 (stateless).
+ * Limits: a maximum count of active server and client transactions (still waiting for a final response, or an
+ * INVITE's non-2xx waiting for its ACK); over it, new requests get 503 (stateless).
+ *
+ * Finished transactions (server non-INVITE Completed, INVITE Confirmed, INVITE Accepted once the ACK for its 2xx
+ * arrived; client non-INVITE and INVITE Completed, UDP only) are kept as compact records in a table with one sweep
+ * timer (completed-table.ts): key, the last response (or ACK) bytes and target, until timer J / I / L / K / D.
+ * Retransmissions get exactly the same bytes; RFC behaviour is unchanged. The layer drops its reference to the
+ * transaction object then: it still emits 'terminated' at the end if a 'terminated' (or 'ack') listener was
+ * attached when it finished, and its `state` reads 'terminated' once the record expired either way. A TU that is
+ * done with a transaction should remove its listeners before sending the final so it can be collected. The table
+ * is bounded (maxCompletedTransactions, default 500k per side; the record expiring first goes first).
  *
  * ADDITIONS (implementation notes, see types.ts for the full typed surface):
  *   - The 100 Trying is sent immediately on INVITE receipt by default (option trying100DelayMs for 17.2.1's 200 ms).
@@ -48,7 +58,10 @@
  *   - Over maxClientTransactions, sendRequest() returns a transaction that emits 'transport-error' (TU: 503).
  *   - Transport 'malformed' requests are answered statelessly with their status (option answerMalformed).
  *   - A branch of exactly "z9hG4bK" (RFC 4475 badbranch.dat) falls back to RFC 2543 matching (no 400).
- *   - txl.stop(), txl.serverTransactionCount / clientTransactionCount / pendingAckCount.
+ *   - txl.stop(), txl.serverTransactionCount / clientTransactionCount (active + completed) / pendingAckCount,
+ *     activeServerTransactionCount / activeClientTransactionCount / completedTransactionCount.
+ *   - stx.cancelMatched (CANCEL: a matching INVITE transaction exists, possibly one already compacted: 9.2 -> 200),
+ *     stx.lastResponseWire and ctx.wire: the exact bytes sent (e.g. for drachtio's "Msg sent" echo).
  */
 export { TransactionLayer } from './transaction-layer.js';
 export type { ServerTransaction, ClientTransaction, TransactionTimers, TransactionLayerOptions } from './types.js';
@@ -60,4 +73,5 @@ export { buildResponse, reasonPhrase, type BuildResponseOptions } from './respon
 export { responseTarget, isReliableProtocol } from './response-target.js';
 export { generateBranch, generateTag, BRANCH_MAGIC_COOKIE } from './ids.js';
 export { DEFAULT_TIMERS, DEFAULT_TIMER_D_MS } from './timers.js';
+export { DEFAULT_MAX_COMPLETED_TRANSACTIONS } from './completed-table.js';
 export { isRfc3261Branch } from './matching.js';

@@ -129,7 +129,7 @@ export abstract class ServerTransactionBase extends EventEmitter<ServerTransacti
     this.completedEntry = this.services.compactServer(this, {
       key: this.key,
       role,
-      wire: role === 'resend' ? this.lastResponseWire : undefined,
+      wire: role === 'resend' ? this.lastResponseWire?.toString('latin1') : undefined,
       target: role === 'resend' ? this.responseTarget : undefined,
       sentToTag: this.key.startsWith('2543|') ? this.lastResponse?.toTag ?? this.request.message.toTag : undefined,
       onExpired: observed ? () => this.finishCompacted() : undefined,

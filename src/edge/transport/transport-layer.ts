@@ -275,7 +275,7 @@ export class TransportLayer extends EventEmitter<TransportEvents> {
   }
 
   private async bindUdp(spec: ListenSpec, family: 4 | 6): Promise<BoundListener> {
-    const socket = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
+    const socket = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', lookup: ipLiteralLookup });
     const listener: Extract<BoundListener, { kind: 'udp' }> = { kind: 'udp', spec: { ...spec }, family, socket };
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
@@ -561,6 +561,17 @@ export class TransportLayer extends EventEmitter<TransportEvents> {
     }
     return undefined;
   }
+}
+
+/**
+ * dgram resolves every send's address through dns.lookup, even an IP literal (a deferred callback per datagram).
+ * We only ever send to IP literals (names are resolved by RFC 3263 before the transport), so answer at once;
+ * anything else is an error.
+ */
+function ipLiteralLookup(address: string, family: unknown, callback: (err: Error | null, address: string, family: number) => void): void {
+  const actual = ipFamily(address);
+  if (actual === 0) callback(new Error(`"${address}" is not an IP address`), address, 0);
+  else callback(null, address, actual);
 }
 
 function peerKey(protocol: TransportProtocol, address: string, port: number): string {

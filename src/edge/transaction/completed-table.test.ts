@@ -1,0 +1,199 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { CompletedTransactionTable } from './completed-table.js';
+import { TransactionLayer } from './transaction-layer.js';
+import { buildResponse } from './response-builder.js';
+import { generateBranch } from './ids.js';
+import { FakeTransport, flowFor, makeRequest, makeResponse } from './test-support.js';
+import type { ServerTransaction } from './index.js';
+import type { InboundMessage, SendTarget } from '../transport/index.js';
+
+const udp: SendTarget = { protocol: 'udp', address: '127.0.0.2', port: 5070 };
+
+describe('CompletedTransactionTable', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: 0 });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('expires entries on time with one timer, per lifetime lane, calling onExpired once', () => {
+    const table = new CompletedTransactionTable();
+    const expired: string[] = [];
+    table.add({ key: 'j', role: 'resend', onExpired: () => expired.push('j') }, 32_000);
+    table.add({ key: 'k', role: 'absorb', onExpired: () => expired.push('k') }, 5_000);
+    table.add({ key: 'quiet', role: 'absorb' }, 5_000);
+    expect(table.size).toBe(3);
+    expect(vi.getTimerCount()).toBe(1);
+    vi.advanceTimersByTime(4_999);
+    expect(expired).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(expired).toEqual(['k']);
+    expect(table.get('quiet')).toBeUndefined();
+    expect(table.get('j')?.role).toBe('resend');
+    vi.advanceTimersByTime(27_000);
+    expect(expired).toEqual(['k', 'j']);
+    expect(table.size).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('batches expiries under load at the sweep resolution, never early', () => {
+    const table = new CompletedTransactionTable({ sweepResolutionMs: 250 });
+    const expiredAt = new Map<string, number>();
+    for (let i = 0; i < 100; i++) {
+      table.add({ key: `t${i}`, role: 'resend', onExpired: () => expiredAt.set(`t${i}`, Date.now()) }, 1_000);
+      vi.advanceTimersByTime(10);
+    }
+    vi.advanceTimersByTime(2_000);
+    expect(expiredAt.size).toBe(100);
+    for (let i = 0; i < 100; i++) {
+      const at = expiredAt.get(`t${i}`) ?? 0;
+      expect(at).toBeGreaterThanOrEqual(i * 10 + 1_000);
+      expect(at).toBeLessThanOrEqual(i * 10 + 1_000 + 250);
+    }
+    expect(new Set(expiredAt.values()).size).toBeLessThan(10);
+  });
+
+  it('is bounded: beyond maxEntries the entry expiring first is evicted (and told)', () => {
+    const table = new CompletedTransactionTable({ maxEntries: 3 });
+    const evicted: string[] = [];
+    table.add({ key: 'a', role: 'resend', onExpired: () => evicted.push('a') }, 32_000);
+    table.add({ key: 'b', role: 'absorb', onExpired: () => evicted.push('b') }, 5_000);
+    table.add({ key: 'c', role: 'resend', onExpired: () => evicted.push('c') }, 32_000);
+    table.add({ key: 'd', role: 'resend', onExpired: () => evicted.push('d') }, 32_000);
+    expect(evicted).toEqual(['b']);
+    table.add({ key: 'e', role: 'resend' }, 32_000);
+    expect(evicted).toEqual(['b', 'a']);
+    expect(table.size).toBe(3);
+    expect([...'cde'].every((k) => table.get(k) !== undefined)).toBe(true);
+  });
+
+  it('forget() drops an entry without onExpired; a throwing onExpired is reported and the sweep goes on', () => {
+    const errors: unknown[] = [];
+    const table = new CompletedTransactionTable({ onError: (err) => errors.push(err) });
+    const calls: string[] = [];
+    const first = table.add({ key: 'x', role: 'resend', onExpired: () => { throw new Error('boom'); } }, 1_000);
+    table.add({ key: 'y', role: 'resend', onExpired: () => calls.push('y') }, 1_000);
+    const z = table.add({ key: 'z', role: 'resend', onExpired: () => calls.push('z') }, 1_000);
+    table.forget(z);
+    vi.advanceTimersByTime(1_000);
+    expect(first.expired).toBe(true);
+    expect(errors).toHaveLength(1);
+    expect(calls).toEqual(['y']);
+    expect(table.size).toBe(0);
+  });
+});
+
+describe('transaction layer: finished transactions kept compact', () => {
+  let transport: FakeTransport;
+  let txl: TransactionLayer;
+  let requests: Array<{ req: InboundMessage; stx: ServerTransaction }>;
+
+  beforeEach(() => {
+    vi.useFakeTimers({ now: 0 });
+    transport = new FakeTransport();
+    txl = new TransactionLayer(transport, { maxServerTransactions: 1 });
+    requests = [];
+    txl.on('request', (req, stx) => requests.push({ req, stx }));
+  });
+  afterEach(() => {
+    txl.stop();
+    vi.useRealTimers();
+  });
+
+  it('non-INVITE Completed: the layer lets go of the transaction and resends the exact final bytes until timer J', async () => {
+    const options = makeRequest({ method: 'OPTIONS', branch: 'z9hG4bK-compact-1' });
+    transport.deliver(options.clone());
+    const { stx } = requests[0];
+    await stx.respond(buildResponse(options, 200, undefined, { toTag: 'ok' }));
+    expect(txl.activeServerTransactionCount).toBe(0);
+    expect(txl.completedTransactionCount).toBe(1);
+    expect(txl.serverTransactionCount).toBe(1);
+    // the active cap (1) no longer counts it: a new request is served, not answered 503
+    transport.deliver(makeRequest({ method: 'OPTIONS', branch: 'z9hG4bK-compact-2' }));
+    expect(requests).toHaveLength(2);
+    transport.clear();
+    transport.deliver(options.clone());
+    transport.deliver(options.clone());
+    expect(transport.sent).toHaveLength(2);
+    expect(transport.sent[0].text).toBe(stx.lastResponseWire?.toString('utf8'));
+    expect(transport.sent[1].text).toBe(transport.sent[0].text);
+    expect(transport.sent[0].target).toEqual(stx.responseTarget);
+    expect(requests).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(32_000);
+    expect(txl.completedTransactionCount).toBe(0);
+    // after J the same branch is a new request again (the unanswered second OPTIONS was abandoned at 64*T1 too)
+    transport.deliver(options.clone());
+    expect(requests).toHaveLength(3);
+  });
+
+  it('drops the transaction object when nobody listens for its end, still reporting terminated through state', async () => {
+    const options = makeRequest({ method: 'OPTIONS', branch: 'z9hG4bK-compact-3' });
+    transport.deliver(options.clone());
+    const { stx } = requests[0];
+    await stx.respond(buildResponse(options, 200, undefined, { toTag: 'ok' }));
+    expect(stx.state).toBe('completed');
+    await vi.advanceTimersByTimeAsync(32_000);
+    expect(stx.state).toBe('terminated');
+  });
+
+  it('INVITE: after the ACK for the 2xx (RFC 6026 Accepted) INVITE retransmissions are absorbed and ACKs passed up until timer L', async () => {
+    const acks: InboundMessage[] = [];
+    txl.on('ack', (ack) => acks.push(ack));
+    const invite = makeRequest({ method: 'INVITE', branch: 'z9hG4bK-compact-inv' });
+    transport.deliver(invite.clone());
+    const { stx } = requests[0];
+    await stx.respond2xxRetransmit(buildResponse(invite, 200, undefined, { toTag: 'uas' }));
+    await vi.advanceTimersByTimeAsync(1_000);
+    transport.deliver(makeRequest({ method: 'ACK', branch: 'z9hG4bK-ack-2xx', toTag: 'uas' }));
+    expect(txl.completedTransactionCount).toBe(1);
+    expect(txl.pendingAckCount).toBe(0);
+    transport.clear();
+    transport.deliver(invite.clone());
+    expect(transport.sent).toHaveLength(0);
+    expect(requests).toHaveLength(1);
+    transport.deliver(makeRequest({ method: 'ACK', branch: 'z9hG4bK-compact-inv', toTag: 'uas' }));
+    expect(acks).toHaveLength(2);
+    // a CANCEL now matches a transaction that has its final: 9.2 says 200, not 481
+    transport.deliver(makeRequest({ method: 'CANCEL', branch: 'z9hG4bK-compact-inv' }));
+    expect(requests[1].stx.cancelMatched).toBe(true);
+    expect(requests[1].stx.cancelTarget).toBeUndefined();
+    // timer L runs from the 2xx (t = 0), not from the compaction
+    await vi.advanceTimersByTimeAsync(30_999);
+    expect(txl.completedTransactionCount).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(txl.completedTransactionCount).toBe(0);
+  });
+
+  it('INVITE non-2xx: Confirmed absorbs INVITE and ACK retransmissions until timer I; client INVITE resends the same ACK', async () => {
+    const acks: InboundMessage[] = [];
+    txl.on('ack', (ack) => acks.push(ack));
+    const invite = makeRequest({ method: 'INVITE', branch: 'z9hG4bK-compact-486' });
+    transport.deliver(invite.clone());
+    await requests[0].stx.respond(buildResponse(invite, 486, undefined, { toTag: 'busy' }));
+    const ack = makeRequest({ method: 'ACK', branch: 'z9hG4bK-compact-486', toTag: 'busy' });
+    transport.deliver(ack.clone());
+    expect(txl.completedTransactionCount).toBe(1);
+    transport.clear();
+    transport.deliver(invite.clone());
+    transport.deliver(ack.clone());
+    expect(transport.sent).toHaveLength(0);
+    expect(acks).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(txl.completedTransactionCount).toBe(0);
+
+    // client side: a retransmitted 486 after compaction gets the identical ACK
+    const ctx = txl.sendRequest(makeRequest({ method: 'INVITE', branch: generateBranch() }), udp);
+    const busy = makeResponse(ctx.request, 486);
+    transport.deliver(busy.clone());
+    const firstAck = transport.sentWhere((m) => m.method === 'ACK');
+    expect(firstAck).toHaveLength(1);
+    expect(txl.activeClientTransactionCount).toBe(0);
+    transport.deliver(busy.clone());
+    const acksSent = transport.sentWhere((m) => m.method === 'ACK');
+    expect(acksSent).toHaveLength(2);
+    expect(acksSent[1].text).toBe(acksSent[0].text);
+    await vi.advanceTimersByTimeAsync(32_000);
+    expect(txl.clientTransactionCount).toBe(0);
+  });
+});
