@@ -4,12 +4,11 @@
  * authenticating, are disconnected; a malformed `sip` command from an authenticated app gets a NOK. Throughout, the
  * real app keeps serving SIP traffic.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { startStack, type TestStack } from '../fixtures/stack.js';
-import { connectSrf, createSrf, type Srf } from '../../src/app/sip/srf.js';
-import { servingStatuses } from './raw-sip.js';
+import { connectSrf, createSrf } from '../../src/app/sip/srf.js';
+import { useEdgeUnderAttack } from './raw-sip.js';
 
 /** A raw drachtio protocol client: frames out, frames in. */
 class AdminClient {
@@ -81,23 +80,12 @@ function frame(payload: string): Buffer {
 }
 
 describe('drachtio admin port with misbehaving clients', () => {
-  let stack: TestStack;
-  let app: Srf;
+  // after each test the real app is still connected and serving
+  const edge = useEdgeUnderAttack({}, { alsoCheckAfterEach: (stack) => expect(stack.edge.stats().apps).toBe(1) });
   let adminPort: number;
 
-  beforeAll(async () => {
-    stack = await startStack();
-    adminPort = stack.addresses.admin.port;
-    app = await stack.connectApp();
-    app.options((_req, res) => res.send(200));
-  });
-  afterAll(async () => {
-    await stack?.stop();
-  });
-  afterEach(async () => {
-    // the real app is still connected and serving
-    expect(await servingStatuses(stack.sipPort)).toEqual({ udp: 200, tcp: 200 });
-    expect(stack.edge.stats().apps).toBe(1);
+  beforeAll(() => {
+    adminPort = edge.stack.addresses.admin.port;
   });
 
   it('answers a wrong secret with NO|incorrect secret and disconnects the client', async () => {
@@ -156,7 +144,7 @@ describe('drachtio admin port with misbehaving clients', () => {
   it('disconnects an authenticated client that then breaks the framing', async () => {
     const client = await AdminClient.connect(adminPort);
     try {
-      const id = client.command(`authenticate|${stack.secret}|`);
+      const id = client.command(`authenticate|${edge.stack.secret}|`);
       expect(await client.reply(id)).toMatch(new RegExp(`^response\\|${id}\\|OK\\|`));
       client.raw('not-a-length#garbage');
       expect(await client.closedWithin(2000)).toBe(true);
@@ -168,7 +156,7 @@ describe('drachtio admin port with misbehaving clients', () => {
   it('answers a sip command that is not SIP with NOK and keeps the client', async () => {
     const client = await AdminClient.connect(adminPort);
     try {
-      const auth = client.command(`authenticate|${stack.secret}|`);
+      const auth = client.command(`authenticate|${edge.stack.secret}|`);
       expect(await client.reply(auth)).toMatch(/\|OK\|/);
       const id = client.command('sip|||\r\n\u0000\u0001 this is not a SIP message \r\n\r\n');
       expect(await client.reply(id)).toMatch(new RegExp(`^response\\|${id}\\|NOK`));

@@ -3,11 +3,10 @@
  * byte). The edge holds them within bounded memory and keeps serving UDP and new TCP clients; with its default
  * per-source-IP cap it refuses the excess from one address without starving other addresses.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { startStack, type TestStack } from '../fixtures/stack.js';
-import type { Srf } from '../../src/app/sip/srf.js';
-import { servingStatuses, statusOf, tcpOptions, udpOptions } from './raw-sip.js';
+import { servingStatuses, statusOf, tcpOptions, udpOptions, useEdgeUnderAttack } from './raw-sip.js';
 
 const HALF_OPEN = 3000;
 const RSS_GROWTH_BOUND_MIB = 150;
@@ -41,32 +40,19 @@ function closeAll(sockets: net.Socket[]): void {
 const settle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe(`edge holding ${HALF_OPEN} idle TCP connections`, () => {
-  let stack: TestStack;
-  let app: Srf;
-
-  beforeAll(async () => {
-    // room for all of them from one address, and no stall timeout during the test: the edge must hold them
-    stack = await startStack({ limits: { maxConnectionsPerIp: HALF_OPEN + 100, incompleteMessageTimeoutMs: 120_000 } });
-    app = await stack.connectApp();
-    app.options((_req, res) => res.send(200));
-  });
-  afterAll(async () => {
-    await stack?.stop();
-  });
-  afterEach(async () => {
-    expect(await servingStatuses(stack.sipPort)).toEqual({ udp: 200, tcp: 200 });
-  });
+  // room for all of them from one address, and no stall timeout during the test: the edge must hold them
+  const edge = useEdgeUnderAttack({ limits: { maxConnectionsPerIp: HALF_OPEN + 100, incompleteMessageTimeoutMs: 120_000 } });
 
   it('keeps serving UDP and new TCP clients with bounded memory', async () => {
     await settle(200);
     const rssBefore = process.memoryUsage().rss;
-    const { sockets, refused } = await openIdle(stack.sipPort, HALF_OPEN);
+    const { sockets, refused } = await openIdle(edge.stack.sipPort, HALF_OPEN);
     try {
       expect(refused).toBe(0);
       await settle(500);
       // the edge has not dropped them (they were accepted and are being held)
       expect(sockets.filter((s) => s.destroyed || s.readableEnded)).toHaveLength(0);
-      const [udp, tcp] = await Promise.all([udpOptions(stack.sipPort), tcpOptions(stack.sipPort)]);
+      const [udp, tcp] = await Promise.all([udpOptions(edge.stack.sipPort), tcpOptions(edge.stack.sipPort)]);
       expect(udp && statusOf(udp)).toBe(200);
       expect(tcp && statusOf(tcp)).toBe(200);
       const growthMiB = (process.memoryUsage().rss - rssBefore) / (1024 * 1024);

@@ -5,6 +5,9 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
+import { startStack, type StackOptions, type TestStack } from '../fixtures/stack.js';
+import type { Srf } from '../../src/app/sip/srf.js';
 
 const HOST = '127.0.0.1';
 
@@ -270,4 +273,40 @@ export function withRport(message: Buffer): Buffer {
   const comma = value.indexOf(',');
   const insertAt = comma === -1 ? fieldEnd : valueStart + comma;
   return Buffer.concat([message.subarray(0, insertAt), Buffer.from(';rport'), message.subarray(insertAt)]);
+}
+
+/** The stack a bad-input suite attacks; set in beforeAll. */
+export interface EdgeUnderAttack {
+  stack: TestStack;
+}
+
+/** What a bad-input suite adds to the defaults of useEdgeUnderAttack(). */
+export interface AttackSuiteExtras {
+  /** routes the app registers besides answering OPTIONS 200 */
+  addRoutes?: (app: Srf) => void;
+  /** runs after each test, once the edge was seen still serving */
+  alsoCheckAfterEach?: (stack: TestStack) => void;
+}
+
+/**
+ * Registers vitest hooks in the calling describe block: before all, a stack started with `options` and an app on it
+ * answering OPTIONS 200; after each test the edge must still answer OPTIONS over UDP and TCP; after all, the stack
+ * stops.
+ */
+export function useEdgeUnderAttack(options: StackOptions = {}, extras: AttackSuiteExtras = {}): EdgeUnderAttack {
+  const edge = {} as EdgeUnderAttack;
+  beforeAll(async () => {
+    edge.stack = await startStack(options);
+    const app = await edge.stack.connectApp();
+    app.options((_req, res) => res.send(200));
+    extras.addRoutes?.(app);
+  });
+  afterAll(async () => {
+    await edge.stack?.stop();
+  });
+  afterEach(async () => {
+    expect(await servingStatuses(edge.stack.sipPort)).toEqual({ udp: 200, tcp: 200 });
+    extras.alsoCheckAfterEach?.(edge.stack);
+  });
+  return edge;
 }

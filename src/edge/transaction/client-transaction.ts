@@ -1,57 +1,40 @@
-import { EventEmitter } from 'node:events';
-import { randomUUID } from 'node:crypto';
 import type { SipMessage } from '../message/index.js';
 import { emitSafely, type TransactionServices } from './services.js';
-import { TimerSet } from './timers.js';
 import { isReliableProtocol } from './response-target.js';
+import { TransactionBase } from './transaction-base.js';
 import type { CompletedRole, CompletedTransaction } from './completed-table.js';
 import type {
   ClientTransaction, ClientTransactionEvents, ClientTransactionState, InboundMessage, SendTarget, SentInfo,
 } from './types.js';
 
 /** Common machinery of the INVITE (17.1.1) and non-INVITE (17.1.2) client transactions. */
-export abstract class ClientTransactionBase extends EventEmitter<ClientTransactionEvents> implements ClientTransaction {
-  readonly id = randomUUID();
+export abstract class ClientTransactionBase
+  extends TransactionBase<ClientTransactionEvents, ClientTransactionState> implements ClientTransaction {
   readonly method: string;
   readonly reliable: boolean;
   readonly sent: Promise<SentInfo>;
   lastResponse: SipMessage | undefined;
-
-  protected readonly timers = new TimerSet<string>();
   /** the request as sent (and retransmitted) */
   readonly wire: Buffer;
-  private stateValue: ClientTransactionState;
-  /** set once the layer keeps only a compact record of this transaction (see compact()) */
-  private completedEntry: CompletedTransaction | undefined;
   /** flow of the first transmission: ACK and CANCEL must use the same connection (17.1.1.3, 9.1) */
   protected sentInfo: SentInfo | undefined;
   private settleSent!: { resolve: (info: SentInfo) => void; reject: (err: Error) => void };
 
   constructor(
-    protected readonly services: TransactionServices,
+    services: TransactionServices,
     readonly request: SipMessage,
     readonly target: SendTarget,
     readonly branch: string,
     /** key in the layer's client table (17.1.3) */
-    readonly key: string,
+    key: string,
     initialState: ClientTransactionState,
   ) {
-    super();
-    this.stateValue = initialState;
+    super(services, key, initialState);
     this.method = request.method ?? '';
     this.reliable = isReliableProtocol(target.protocol);
     this.wire = request.serialise();
     this.sent = new Promise<SentInfo>((resolve, reject) => { this.settleSent = { resolve, reject }; });
     this.sent.catch(() => undefined);   // the rejection is also reported as 'transport-error'
-  }
-
-  /** 'terminated' once the compact record the layer kept in its place has expired */
-  get state(): ClientTransactionState {
-    return this.completedEntry?.expired === true ? 'terminated' : this.stateValue;
-  }
-
-  set state(state: ClientTransactionState) {
-    this.stateValue = state;
   }
 
   /** Send the request for the first time and start the state machine's timers. */
@@ -116,44 +99,23 @@ export abstract class ClientTransactionBase extends EventEmitter<ClientTransacti
     emitSafely(this.services, () => this.emit('response', inbound), 'response');
   }
 
-  /** Wait `ms` in the current state then terminate; 0 (reliable transports) terminates now. */
-  protected terminateAfter(ms: number): void {
-    if (this.state === 'terminated') return;
-    if (ms <= 0) this.terminate();
-    else this.timers.start('terminate', ms, () => this.terminate());
-  }
-
   /**
    * Completed (17.1.1.2 / 17.1.2.2): from now on only retransmitted finals arrive. The layer replaces this object by a
    * compact record (key, and for INVITE the ACK bytes and target) until `lifetimeMs` (timer D / K) has passed. As
    * for server transactions, 'terminated' is still emitted then if something listened for it at this point.
    */
   protected compact(role: CompletedRole, lifetimeMs: number, ackWire?: Buffer, ackTarget?: SendTarget): void {
-    if (this.stateValue === 'terminated' || this.completedEntry !== undefined) return;
+    if (!this.canCompact()) return;
     this.timers.clearAll();
-    const observed = this.listenerCount('terminated') > 0;
+    const observed = this.observed('terminated');
     this.completedEntry = this.services.compactClient(this, {
       key: this.key, role, wire: ackWire?.toString('latin1'), target: ackTarget,
       onExpired: observed ? () => this.finishCompacted() : undefined,
     }, lifetimeMs);
   }
 
-  private finishCompacted(): void {
-    if (this.stateValue === 'terminated') return;
-    this.stateValue = 'terminated';
-    this.onTerminated();
-    emitSafely(this.services, () => this.emit('terminated'), 'terminated');
-  }
-
-  terminate(): void {
-    if (this.state === 'terminated') return;
-    this.stateValue = 'terminated';
-    this.timers.clearAll();
-    this.onTerminated();
-    if (this.completedEntry !== undefined) this.services.forgetCompletedClient(this.completedEntry);
+  protected leaveLayer(completedEntry: CompletedTransaction | undefined): void {
+    if (completedEntry !== undefined) this.services.forgetCompletedClient(completedEntry);
     else this.services.clientTerminated(this);
-    emitSafely(this.services, () => this.emit('terminated'), 'terminated');
   }
-
-  protected onTerminated(): void {}
 }

@@ -1,11 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { CompletedTransactionTable } from './completed-table.js';
-import { TransactionLayer } from './transaction-layer.js';
 import { buildResponse } from './response-builder.js';
 import { generateBranch } from './ids.js';
-import { FakeTransport, flowFor, makeRequest, makeResponse } from './test-support.js';
-import type { ServerTransaction } from './index.js';
-import type { InboundMessage, SendTarget } from '../transport/index.js';
+import { useLayerOnFakeClock, makeRequest, makeResponse } from './test-support.js';
+import type { SendTarget } from '../transport/index.js';
 
 const udp: SendTarget = { protocol: 'udp', address: '127.0.0.2', port: 5070 };
 
@@ -85,52 +83,38 @@ describe('CompletedTransactionTable', () => {
 });
 
 describe('transaction layer: finished transactions kept compact', () => {
-  let transport: FakeTransport;
-  let txl: TransactionLayer;
-  let requests: Array<{ req: InboundMessage; stx: ServerTransaction }>;
-
-  beforeEach(() => {
-    vi.useFakeTimers({ now: 0 });
-    transport = new FakeTransport();
-    txl = new TransactionLayer(transport, { maxServerTransactions: 1 });
-    requests = [];
-    txl.on('request', (req, stx) => requests.push({ req, stx }));
-  });
-  afterEach(() => {
-    txl.stop();
-    vi.useRealTimers();
-  });
+  const layer = useLayerOnFakeClock({ maxServerTransactions: 1 });
 
   it('non-INVITE Completed: the layer lets go of the transaction and resends the exact final bytes until timer J', async () => {
     const options = makeRequest({ method: 'OPTIONS', branch: 'z9hG4bK-compact-1' });
-    transport.deliver(options.clone());
-    const { stx } = requests[0];
+    layer.transport.deliver(options.clone());
+    const { stx } = layer.requests[0];
     await stx.respond(buildResponse(options, 200, undefined, { toTag: 'ok' }));
-    expect(txl.activeServerTransactionCount).toBe(0);
-    expect(txl.completedTransactionCount).toBe(1);
-    expect(txl.serverTransactionCount).toBe(1);
+    expect(layer.txl.activeServerTransactionCount).toBe(0);
+    expect(layer.txl.completedTransactionCount).toBe(1);
+    expect(layer.txl.serverTransactionCount).toBe(1);
     // the active cap (1) no longer counts it: a new request is served, not answered 503
-    transport.deliver(makeRequest({ method: 'OPTIONS', branch: 'z9hG4bK-compact-2' }));
-    expect(requests).toHaveLength(2);
-    transport.clear();
-    transport.deliver(options.clone());
-    transport.deliver(options.clone());
-    expect(transport.sent).toHaveLength(2);
-    expect(transport.sent[0].text).toBe(stx.lastResponseWire?.toString('utf8'));
-    expect(transport.sent[1].text).toBe(transport.sent[0].text);
-    expect(transport.sent[0].target).toEqual(stx.responseTarget);
-    expect(requests).toHaveLength(2);
+    layer.transport.deliver(makeRequest({ method: 'OPTIONS', branch: 'z9hG4bK-compact-2' }));
+    expect(layer.requests).toHaveLength(2);
+    layer.transport.clear();
+    layer.transport.deliver(options.clone());
+    layer.transport.deliver(options.clone());
+    expect(layer.transport.sent).toHaveLength(2);
+    expect(layer.transport.sent[0].text).toBe(stx.lastResponseWire?.toString('utf8'));
+    expect(layer.transport.sent[1].text).toBe(layer.transport.sent[0].text);
+    expect(layer.transport.sent[0].target).toEqual(stx.responseTarget);
+    expect(layer.requests).toHaveLength(2);
     await vi.advanceTimersByTimeAsync(32_000);
-    expect(txl.completedTransactionCount).toBe(0);
+    expect(layer.txl.completedTransactionCount).toBe(0);
     // after J the same branch is a new request again (the unanswered second OPTIONS was abandoned at 64*T1 too)
-    transport.deliver(options.clone());
-    expect(requests).toHaveLength(3);
+    layer.transport.deliver(options.clone());
+    expect(layer.requests).toHaveLength(3);
   });
 
   it('drops the transaction object when nobody listens for its end, still reporting terminated through state', async () => {
     const options = makeRequest({ method: 'OPTIONS', branch: 'z9hG4bK-compact-3' });
-    transport.deliver(options.clone());
-    const { stx } = requests[0];
+    layer.transport.deliver(options.clone());
+    const { stx } = layer.requests[0];
     await stx.respond(buildResponse(options, 200, undefined, { toTag: 'ok' }));
     expect(stx.state).toBe('completed');
     await vi.advanceTimersByTimeAsync(32_000);
@@ -138,62 +122,58 @@ describe('transaction layer: finished transactions kept compact', () => {
   });
 
   it('INVITE: after the ACK for the 2xx (RFC 6026 Accepted) INVITE retransmissions are absorbed and ACKs passed up until timer L', async () => {
-    const acks: InboundMessage[] = [];
-    txl.on('ack', (ack) => acks.push(ack));
     const invite = makeRequest({ method: 'INVITE', branch: 'z9hG4bK-compact-inv' });
-    transport.deliver(invite.clone());
-    const { stx } = requests[0];
+    layer.transport.deliver(invite.clone());
+    const { stx } = layer.requests[0];
     await stx.respond2xxRetransmit(buildResponse(invite, 200, undefined, { toTag: 'uas' }));
     await vi.advanceTimersByTimeAsync(1_000);
-    transport.deliver(makeRequest({ method: 'ACK', branch: 'z9hG4bK-ack-2xx', toTag: 'uas' }));
-    expect(txl.completedTransactionCount).toBe(1);
-    expect(txl.pendingAckCount).toBe(0);
-    transport.clear();
-    transport.deliver(invite.clone());
-    expect(transport.sent).toHaveLength(0);
-    expect(requests).toHaveLength(1);
-    transport.deliver(makeRequest({ method: 'ACK', branch: 'z9hG4bK-compact-inv', toTag: 'uas' }));
-    expect(acks).toHaveLength(2);
+    layer.transport.deliver(makeRequest({ method: 'ACK', branch: 'z9hG4bK-ack-2xx', toTag: 'uas' }));
+    expect(layer.txl.completedTransactionCount).toBe(1);
+    expect(layer.txl.pendingAckCount).toBe(0);
+    layer.transport.clear();
+    layer.transport.deliver(invite.clone());
+    expect(layer.transport.sent).toHaveLength(0);
+    expect(layer.requests).toHaveLength(1);
+    layer.transport.deliver(makeRequest({ method: 'ACK', branch: 'z9hG4bK-compact-inv', toTag: 'uas' }));
+    expect(layer.acks).toHaveLength(2);
     // a CANCEL now matches a transaction that has its final: 9.2 says 200, not 481
-    transport.deliver(makeRequest({ method: 'CANCEL', branch: 'z9hG4bK-compact-inv' }));
-    expect(requests[1].stx.cancelMatched).toBe(true);
-    expect(requests[1].stx.cancelTarget).toBeUndefined();
+    layer.transport.deliver(makeRequest({ method: 'CANCEL', branch: 'z9hG4bK-compact-inv' }));
+    expect(layer.requests[1].stx.cancelMatched).toBe(true);
+    expect(layer.requests[1].stx.cancelTarget).toBeUndefined();
     // timer L runs from the 2xx (t = 0), not from the compaction
     await vi.advanceTimersByTimeAsync(30_999);
-    expect(txl.completedTransactionCount).toBe(1);
+    expect(layer.txl.completedTransactionCount).toBe(1);
     await vi.advanceTimersByTimeAsync(1);
-    expect(txl.completedTransactionCount).toBe(0);
+    expect(layer.txl.completedTransactionCount).toBe(0);
   });
 
   it('INVITE non-2xx: Confirmed absorbs INVITE and ACK retransmissions until timer I; client INVITE resends the same ACK', async () => {
-    const acks: InboundMessage[] = [];
-    txl.on('ack', (ack) => acks.push(ack));
     const invite = makeRequest({ method: 'INVITE', branch: 'z9hG4bK-compact-486' });
-    transport.deliver(invite.clone());
-    await requests[0].stx.respond(buildResponse(invite, 486, undefined, { toTag: 'busy' }));
+    layer.transport.deliver(invite.clone());
+    await layer.requests[0].stx.respond(buildResponse(invite, 486, undefined, { toTag: 'busy' }));
     const ack = makeRequest({ method: 'ACK', branch: 'z9hG4bK-compact-486', toTag: 'busy' });
-    transport.deliver(ack.clone());
-    expect(txl.completedTransactionCount).toBe(1);
-    transport.clear();
-    transport.deliver(invite.clone());
-    transport.deliver(ack.clone());
-    expect(transport.sent).toHaveLength(0);
-    expect(acks).toHaveLength(0);
+    layer.transport.deliver(ack.clone());
+    expect(layer.txl.completedTransactionCount).toBe(1);
+    layer.transport.clear();
+    layer.transport.deliver(invite.clone());
+    layer.transport.deliver(ack.clone());
+    expect(layer.transport.sent).toHaveLength(0);
+    expect(layer.acks).toHaveLength(0);
     await vi.advanceTimersByTimeAsync(5_000);
-    expect(txl.completedTransactionCount).toBe(0);
+    expect(layer.txl.completedTransactionCount).toBe(0);
 
     // client side: a retransmitted 486 after compaction gets the identical ACK
-    const ctx = txl.sendRequest(makeRequest({ method: 'INVITE', branch: generateBranch() }), udp);
+    const ctx = layer.txl.sendRequest(makeRequest({ method: 'INVITE', branch: generateBranch() }), udp);
     const busy = makeResponse(ctx.request, 486);
-    transport.deliver(busy.clone());
-    const firstAck = transport.sentWhere((m) => m.method === 'ACK');
+    layer.transport.deliver(busy.clone());
+    const firstAck = layer.transport.sentWhere((m) => m.method === 'ACK');
     expect(firstAck).toHaveLength(1);
-    expect(txl.activeClientTransactionCount).toBe(0);
-    transport.deliver(busy.clone());
-    const acksSent = transport.sentWhere((m) => m.method === 'ACK');
+    expect(layer.txl.activeClientTransactionCount).toBe(0);
+    layer.transport.deliver(busy.clone());
+    const acksSent = layer.transport.sentWhere((m) => m.method === 'ACK');
     expect(acksSent).toHaveLength(2);
     expect(acksSent[1].text).toBe(acksSent[0].text);
     await vi.advanceTimersByTimeAsync(32_000);
-    expect(txl.clientTransactionCount).toBe(0);
+    expect(layer.txl.clientTransactionCount).toBe(0);
   });
 });

@@ -1,9 +1,7 @@
-import { EventEmitter } from 'node:events';
-import { randomUUID } from 'node:crypto';
 import type { SipMessage } from '../message/index.js';
-import { emitSafely, type TransactionServices } from './services.js';
-import { TimerSet } from './timers.js';
+import type { TransactionServices } from './services.js';
 import { isReliableProtocol, responseTarget } from './response-target.js';
+import { TransactionBase } from './transaction-base.js';
 import type { CompletedRole, CompletedTransaction } from './completed-table.js';
 import type {
   InboundMessage, SendTarget, SentInfo, ServerTransaction, ServerTransactionEvents, ServerTransactionState,
@@ -13,43 +11,28 @@ import type {
 export type AckDisposition = 'absorbed' | 'pass-up';
 
 /** Common machinery of the INVITE (17.2.1) and non-INVITE (17.2.2) server transactions. */
-export abstract class ServerTransactionBase extends EventEmitter<ServerTransactionEvents> implements ServerTransaction {
-  readonly id = randomUUID();
+export abstract class ServerTransactionBase
+  extends TransactionBase<ServerTransactionEvents, ServerTransactionState> implements ServerTransaction {
   readonly method: string;
   readonly reliable: boolean;
   readonly responseTarget: SendTarget;
   lastResponse: SipMessage | undefined;
   cancelTarget: ServerTransaction | undefined;
   cancelMatched = false;
-  private stateValue: ServerTransactionState;
-  /** set once the layer keeps only a compact record of this transaction (see compact()) */
-  private completedEntry: CompletedTransaction | undefined;
-
-  protected readonly timers = new TimerSet<string>();
   /** wire form of lastResponse, resent on request retransmissions */
   lastResponseWire: Buffer | undefined;
 
   constructor(
-    protected readonly services: TransactionServices,
+    services: TransactionServices,
     readonly request: InboundMessage,
     /** key in the layer's server table (17.2.3) */
-    readonly key: string,
+    key: string,
     initialState: ServerTransactionState,
   ) {
-    super();
-    this.stateValue = initialState;
+    super(services, key, initialState);
     this.method = request.message.method ?? '';
     this.reliable = isReliableProtocol(request.flow.protocol);
     this.responseTarget = responseTarget(request);
-  }
-
-  /** 'terminated' once the compact record the layer kept in its place has expired */
-  get state(): ServerTransactionState {
-    return this.completedEntry?.expired === true ? 'terminated' : this.stateValue;
-  }
-
-  set state(state: ServerTransactionState) {
-    this.stateValue = state;
   }
 
   /** true once the layer replaced this transaction by a compact record */
@@ -108,12 +91,6 @@ export abstract class ServerTransactionBase extends EventEmitter<ServerTransacti
     return Promise.reject(new Error(`${this.method} server transaction in state ${this.state} cannot send a ${status}`));
   }
 
-  protected terminateAfter(ms: number): void {
-    if (this.state === 'terminated') return;
-    if (ms <= 0) this.terminate();
-    else this.timers.start('terminate', ms, () => this.terminate());
-  }
-
   /**
    * The transaction only has to absorb retransmissions until `expiresAt` (or `lifetimeMs` from now): the layer
    * replaces it by a compact record (key, last response bytes, target) and drops its reference to this object, so
@@ -122,10 +99,10 @@ export abstract class ServerTransactionBase extends EventEmitter<ServerTransacti
    * at this point (the layer keeps it alive for that).
    */
   protected compact(role: CompletedRole, lifetimeMs: number, expiresAt?: number): void {
-    if (this.stateValue === 'terminated' || this.completedEntry !== undefined) return;
+    if (!this.canCompact()) return;
     this.timers.clearAll();
     this.onCompacted();
-    const observed = this.listenerCount('terminated') > 0 || this.listenerCount('ack') > 0;
+    const observed = this.observed('terminated', 'ack');
     this.completedEntry = this.services.compactServer(this, {
       key: this.key,
       role,
@@ -137,26 +114,11 @@ export abstract class ServerTransactionBase extends EventEmitter<ServerTransacti
     }, lifetimeMs);
   }
 
-  /** The compact record expired (or was evicted): end the way terminate() does. */
-  private finishCompacted(): void {
-    if (this.stateValue === 'terminated') return;
-    this.stateValue = 'terminated';
-    this.onTerminated();
-    emitSafely(this.services, () => this.emit('terminated'), 'terminated');
-  }
-
-  terminate(): void {
-    if (this.state === 'terminated') return;
-    this.stateValue = 'terminated';
-    this.timers.clearAll();
-    this.onTerminated();
-    if (this.completedEntry !== undefined) this.services.forgetCompletedServer(this.completedEntry);
+  protected leaveLayer(completedEntry: CompletedTransaction | undefined): void {
+    if (completedEntry !== undefined) this.services.forgetCompletedServer(completedEntry);
     else this.services.serverTerminated(this);
-    emitSafely(this.services, () => this.emit('terminated'), 'terminated');
   }
 
   /** Release what the layer routes to this object (e.g. ACK-for-2xx keys) before it is compacted. */
   protected onCompacted(): void {}
-
-  protected onTerminated(): void {}
 }

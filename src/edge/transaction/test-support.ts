@@ -1,10 +1,13 @@
 /**
  * Test doubles for the transaction layer's unit tests: a fake transport recording what is sent (with the fake
- * clock's time) and message builders. Not used by production code.
+ * clock's time), a layer on it with vitest hooks, and message builders. Not used by production code.
  */
 import { EventEmitter } from 'node:events';
+import { afterEach, beforeEach, vi } from 'vitest';
 import { SipMessage } from '../message/index.js';
 import type { Flow, InboundMessage, MalformedInbound, SendTarget, SentInfo, TransportProtocol } from '../transport/index.js';
+import { TransactionLayer } from './transaction-layer.js';
+import type { ServerTransaction, TransactionLayerOptions } from './types.js';
 
 export interface SentRecord {
   at: number;
@@ -71,6 +74,61 @@ export class FakeTransport extends EventEmitter {
   clear(): void {
     this.sent.length = 0;
   }
+}
+
+/** A request the layer passed up to the TU, with the server transaction created for it. */
+export interface PassedUpRequest {
+  req: InboundMessage;
+  stx: ServerTransaction;
+}
+
+/** A TransactionLayer on a FakeTransport, recording what it passes up to the TU ('request' and 'ack'). */
+export class LayerUnderTest {
+  transport!: FakeTransport;
+  txl!: TransactionLayer;
+  requests: PassedUpRequest[] = [];
+  /** ACKs for 2xx (and ACKs in RFC 6026 Accepted) passed up */
+  acks: InboundMessage[] = [];
+
+  constructor(private readonly options: TransactionLayerOptions) {}
+
+  /** A fresh transport, layer and records, for the next test. */
+  reset(): void {
+    this.transport = new FakeTransport();
+    this.requests = [];
+    this.acks = [];
+    this.txl = this.startLayer(this.options);
+  }
+
+  /** Stop the layer and start another on the same transport with other options, recording into the same arrays. */
+  restart(options: TransactionLayerOptions): void {
+    this.txl.stop();
+    this.txl = this.startLayer(options);
+  }
+
+  private startLayer(options: TransactionLayerOptions): TransactionLayer {
+    const txl = new TransactionLayer(this.transport, options);
+    txl.on('request', (req, stx) => this.requests.push({ req, stx }));
+    txl.on('ack', (ack) => this.acks.push(ack));
+    return txl;
+  }
+}
+
+/**
+ * Registers vitest hooks in the calling describe block: before each test fake timers start at t = 0 and the layer
+ * (with `options`) is reset; after it the layer is stopped and real timers restored.
+ */
+export function useLayerOnFakeClock(options: TransactionLayerOptions = {}): LayerUnderTest {
+  const layer = new LayerUnderTest(options);
+  beforeEach(() => {
+    vi.useFakeTimers({ now: 0 });
+    layer.reset();
+  });
+  afterEach(() => {
+    layer.txl.stop();
+    vi.useRealTimers();
+  });
+  return layer;
 }
 
 export interface RequestFields {
