@@ -50,6 +50,8 @@ export interface CoreOptions {
 /** What a calls feature plugs into the core (src/app/calls). */
 export interface CallFeature {
   invite: RequestHandler;
+  /** called once the SIP server link is up */
+  connected?(): void;
   terminator: SessionTerminator;
   sessions: SessionDirectory;
   stop(): Promise<void>;
@@ -109,6 +111,7 @@ export async function startCore(
     pingInterval: 10_000,
   });
   log.info({ drachtio: `${opts.drachtio.host}:${opts.drachtio.port}`, hostport }, 'core connected to SIP server');
+  feature?.connected?.();
   onFlowClosed(srf, (protocol, address, port) => {
     services.flows.flowClosed(protocol, address, port).catch((err: unknown) => log.warn({ err }, 'removing bindings of a closed flow failed'));
   });

@@ -14,6 +14,7 @@ import type { CallFeature } from '../core.js';
 import { CallRegistry } from './call-registry.js';
 import { GatewayChannels } from './carrier-routing.js';
 import { createCallRouter } from './call-router.js';
+import { GatewayMonitor } from './gateway-monitor.js';
 
 export interface CallFeatureConfig {
   /** rtpengine ng endpoints, "host:port" */
@@ -77,6 +78,8 @@ export async function startCallFeature(
     registry: metricsRegistry,
     logger,
   });
+  const channels = new GatewayChannels();
+  const monitor = new GatewayMonitor(srf, validated.carriers.config.outboundGateways, channels, { logger });
   const invite = createCallRouter({
     calls,
     users: {
@@ -88,7 +91,7 @@ export async function startCallFeature(
     auth: services.auth,
     abuse: services.abuse,
     carriers: validated.carriers.config,
-    channels: new GatewayChannels(),
+    channels,
     redis: services.redis,
     dialPlans: { plans: validated.plans, defaultPlan: validated.defaultPlan },
     domain: config.domain,
@@ -96,6 +99,8 @@ export async function startCallFeature(
   });
   return {
     invite,
+    // gateway probes need the server link, which the core opens after this returns
+    connected: () => monitor.start(),
     sessions: calls,
     terminator: {
       terminateUserSessions: (userId) => calls.terminateUserSessions(userId),
@@ -105,6 +110,7 @@ export async function startCallFeature(
       },
     },
     async stop() {
+      monitor.stop();
       await calls.hangupAll();
       await pool.close();
     },

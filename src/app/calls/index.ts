@@ -6,3 +6,4 @@ export * from './call-rules.js';
 export * from './user-calls.js';
 export * from './carrier-routing.js';
 export * from './call-router.js';
+export * from './gateway-monitor.js';
