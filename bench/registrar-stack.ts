@@ -14,8 +14,8 @@
  * secret (a 401 from one app is answered to another) and Redis; their user caches follow dc:events like any
  * core instance's. Workers stop when this process does (their stdin closes).
  * Then reads commands from stdin, one JSON object a line, and answers each with one JSON line on stdout:
- *   {"cmd":"memory"}  -> {"rssMiB":..,"heapUsedMiB":..,"cachedUsers":..,"serverTransactions":..}
- *                        (after a full GC when node runs with --expose-gc)
+ *   {"cmd":"memory"}  -> {"rssMiB":..,"heapUsedMiB":..,"cachedUsers":..,"serverTransactions":..,"workersRssMiB":[..]}
+ *                        (after a full GC when node runs with --expose-gc; workers too)
  * Stops cleanly on SIGTERM / SIGINT or stdin EOF (so `node --cpu-prof` writes its profile).
  *
  * --max-server-transactions N is a what-if, not a product setting: it overrides the edge's cap on live server
@@ -52,6 +52,8 @@ export interface RegistrarStackMemory {
   cachedUsers: number;
   /** live server transactions in the edge (Completed ones included), when the edge internals expose them */
   serverTransactions: number | null;
+  /** each app worker's VmRSS after a full GC in it, MiB */
+  workersRssMiB: number[];
 }
 
 const DEFAULT_REALM = 'dialcore.test';
@@ -118,22 +120,48 @@ async function worker(): Promise<void> {
   process.on('SIGTERM', () => void stop());
   process.on('SIGINT', () => void stop());
   process.stdin.on('end', () => void stop());
-  process.stdin.resume();
+  // "memory" -> one JSON line {"rssMiB":..} after a full GC (node inherits --expose-gc from the stack process)
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    if (line.trim() !== 'memory') return;
+    (globalThis as { gc?: () => void }).gc?.();
+    process.stdout.write(`${JSON.stringify({ rssMiB: process.memoryUsage().rss / 1048576 })}\n`);
+  });
   process.stdout.write('ready\n');
 }
 
+interface AppWorker {
+  child: ChildProcess;
+  /** VmRSS after a full GC in the worker, MiB */
+  memory(): Promise<number>;
+}
+
 /** Starts a worker process and waits for its ready line. */
-function startWorker(redisUrl: string, realm: string, adminPort: number, nonceSecret: string): Promise<ChildProcess> {
+function startWorker(redisUrl: string, realm: string, adminPort: number, nonceSecret: string): Promise<AppWorker> {
   const script = fileURLToPath(import.meta.url);
   const child = spawn(process.execPath, [...process.execArgv, script, '--worker', '--redis', redisUrl, '--realm', realm, '--admin-port', String(adminPort)], {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, BENCH_NONCE_SECRET: nonceSecret },
   });
+  const lines = createInterface({ input: child.stdout! });
+  const waiting: Array<(line: string) => void> = [];
+  lines.on('line', (line) => waiting.shift()?.(line));
+  const memory = (): Promise<number> => new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(Number.NaN), 10_000);
+    waiting.push((line) => {
+      clearTimeout(timer);
+      try {
+        resolve(Number((JSON.parse(line) as { rssMiB?: unknown }).rssMiB));
+      } catch {
+        resolve(Number.NaN);
+      }
+    });
+    child.stdin?.write('memory\n');
+  });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('app worker not ready within 20 s')), 20_000);
-    createInterface({ input: child.stdout! }).once('line', () => {
+    waiting.push(() => {
       clearTimeout(timer);
-      resolve(child);
+      resolve({ child, memory });
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
@@ -171,7 +199,7 @@ async function main(): Promise<void> {
   const stop = async (): Promise<void> => {
     if (stopping) return;
     stopping = true;
-    await Promise.all(workers.map((child) => new Promise<void>((done) => {
+    await Promise.all(workers.map(({ child }) => new Promise<void>((done) => {
       if (child.exitCode !== null || child.signalCode !== null) return done();
       child.once('exit', () => done());
       child.stdin?.end();
@@ -195,20 +223,23 @@ async function main(): Promise<void> {
       return;
     }
     if (typeof command === 'object' && command !== null && (command as { cmd?: unknown }).cmd === 'memory') {
-      gc?.();
-      const usage = process.memoryUsage();
-      const memory: RegistrarStackMemory = {
-        rssMiB: usage.rss / 1048576,
-        heapUsedMiB: usage.heapUsed / 1048576,
-        cachedUsers: services.cache.size,
-        serverTransactions: serverTransactionCount(edge),
-      };
-      process.stdout.write(`${JSON.stringify(memory)}\n`);
+      void Promise.all(workers.map((w) => w.memory())).then((workersRssMiB) => {
+        gc?.();
+        const usage = process.memoryUsage();
+        const memory: RegistrarStackMemory = {
+          rssMiB: usage.rss / 1048576,
+          heapUsedMiB: usage.heapUsed / 1048576,
+          cachedUsers: services.cache.size,
+          serverTransactions: serverTransactionCount(edge),
+          workersRssMiB,
+        };
+        process.stdout.write(`${JSON.stringify(memory)}\n`);
+      });
     }
   });
   commands.on('close', () => void stop());
 
-  const ready: RegistrarStackReady = { pid: process.pid, sipPort, adminPort: addresses.admin.port, workerPids: workers.map((w) => w.pid ?? 0) };
+  const ready: RegistrarStackReady = { pid: process.pid, sipPort, adminPort: addresses.admin.port, workerPids: workers.map((w) => w.child.pid ?? 0) };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
 }
 

@@ -177,6 +177,8 @@ export interface StepResult {
   wallS: number;
   /** CPU of the measured process(es), % of one core */
   cpuPct: number | undefined;
+  /** the same per measured process (stack process first, then its app workers) */
+  cpuPctByProcess: Array<number | undefined>;
   redisCpuPct: number | undefined;
   peakRssMiB: number;
   udpDrops: number | undefined;
@@ -316,6 +318,11 @@ async function runStep(plan: StepPlan): Promise<StepResult> {
     achievedRate: successful / activeS,
     wallS: activeS,
     cpuPct: cpu === undefined ? undefined : (cpu / wallS) * 100,
+    cpuPctByProcess: plan.measuredPids.map((_pid, i) => {
+      const before = cpuBefore[i];
+      const after = cpuAfter[i];
+      return before === undefined || after === undefined ? undefined : ((after - before) / wallS) * 100;
+    }),
     redisCpuPct: redisCpuBefore !== undefined && redisCpuAfter !== undefined ? ((redisCpuAfter - redisCpuBefore) / wallS) * 100 : undefined,
     peakRssMiB,
     responses503,
@@ -397,14 +404,15 @@ const HEADER = ['system / step'.padEnd(22), 'offered'.padStart(7), 'achieved'.pa
 function stepLine(label: string, r: StepResult): string {
   return [label.padEnd(22), fmt(r.offeredRate).padStart(7), fmt(r.achievedRate).padStart(9), `${r.successful}/${r.planned}`.padStart(13),
     fmt(r.failurePct, 3).padStart(7), String(r.retransmissions).padStart(7), fmt(r.p50Ms).padStart(4), fmt(r.p99Ms).padStart(4),
-    fmt(r.cpuPct).padStart(5), fmt(r.redisCpuPct).padStart(6), fmt(r.peakRssMiB, 1).padStart(8), fmt(r.udpDrops).padStart(9)].join(' ');
+    fmt(r.cpuPct).padStart(5), fmt(r.redisCpuPct).padStart(6), fmt(r.peakRssMiB, 1).padStart(8), fmt(r.udpDrops).padStart(9),
+    r.cpuPctByProcess.length > 1 ? ` cpu% by process ${r.cpuPctByProcess.map((c) => fmt(c)).join('/')}` : ''].join(' ');
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // the dialcore stack process
 
 interface StackProcess extends RegistrarStackReady {
-  /** VmRSS after a full GC, plus heap and cache size; workersVmRssMiB: the app workers' VmRSS summed (no GC) */
+  /** VmRSS after a full GC, plus heap and cache size; workersVmRssMiB: the app workers' VmRSS summed (after a GC in each) */
   memory(): Promise<RegistrarStackMemory & { vmRssMiB: number; workersVmRssMiB: number }>;
   stop(): Promise<void>;
 }
@@ -434,14 +442,16 @@ async function startStackProcess(redisUrl: string, extraArgs: string[]): Promise
   lines.on('line', (line) => pending.shift()?.(line));
   const nextLine = (timeoutMs: number, what: string) => new Promise<string>((resolveLine, reject) => {
     const timer = setTimeout(() => reject(new Error(`stack process: no ${what} within ${timeoutMs} ms`)), timeoutMs);
-    pending.push((line) => {
-      clearTimeout(timer);
-      resolveLine(line);
-    });
-    child.once('exit', (code) => {
+    const onExit = (code: number | null): void => {
       clearTimeout(timer);
       reject(new Error(`stack process exited (${code}) while waiting for ${what}`));
+    };
+    pending.push((line) => {
+      clearTimeout(timer);
+      child.off('exit', onExit);
+      resolveLine(line);
     });
+    child.once('exit', onExit);
   });
   let ready: RegistrarStackReady;
   try {
@@ -456,7 +466,7 @@ async function startStackProcess(redisUrl: string, extraArgs: string[]): Promise
       const reply = nextLine(10_000, 'memory reply');
       child.stdin!.write(`${JSON.stringify({ cmd: 'memory' })}\n`);
       const memory = JSON.parse(await reply) as RegistrarStackMemory;
-      const workersVmRssMiB = (ready.workerPids ?? []).reduce((sum, pid) => sum + (rssMiB(pid) ?? 0), 0);
+      const workersVmRssMiB = memory.workersRssMiB.reduce((sum, rss) => sum + rss, 0);
       return { ...memory, vmRssMiB: rssMiB(ready.pid) ?? Number.NaN, workersVmRssMiB };
     },
     async stop() {
@@ -737,6 +747,8 @@ async function measureSystem(
 
 /** The edge's default cap on live server transactions (src/edge/transaction, DEFAULT_MAX_TRANSACTIONS). */
 const SHIPPED_SERVER_TRANSACTION_CAP = 20_000;
+/** UserCache's default maxEntries (src/app/users/user-cache.ts). */
+const USER_CACHE_MAX_ENTRIES = 20_000;
 /** Timer J for UDP, 64*T1 (RFC 3261 §17.2.2): how long a completed non-INVITE server transaction stays. */
 const TIMER_J_S = 32;
 
@@ -745,7 +757,7 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
   const plan: Plan = quick
     ? { stepS: 2, rates: [2500, 5000, 10000], kamailioRates: [2500, 5000, 10000], rampBudgetMs: 15_000, latencyS: 2, stormPhones: 10_000, primeRate: 1000 }
     : {
-      stepS: 4, rates: [500, 1000, 1250, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000],
+      stepS: 4, rates: [1000, 2000, 2500, 3000, 3500, 4000, 5000, 6000, 8000],
       kamailioRates: [2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000, 20000], rampBudgetMs: 45_000, latencyS: 4,
       stormPhones: TARGETS.stormPhones, primeRate: 1000,
     };
@@ -813,7 +825,7 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
         stackCachedUsers: mem.cachedUsers,
         stackServerTransactions: mem.serverTransactions,
       };
-      console.log(`10k: ${counted.bindingKeys} binding keys, ${counted.nonceCountKeys} nonce-count keys, redis +${(redisNow - redisAfterUsers).toFixed(1)} MiB; stack VmRSS ${mem.vmRssMiB.toFixed(1)} MiB after GC (heap ${mem.heapUsedMiB.toFixed(1)}, ${mem.cachedUsers} cached users, ${mem.serverTransactions} live server transactions)`);
+      console.log(`10k: ${counted.bindingKeys} binding keys, ${counted.nonceCountKeys} nonce-count keys, redis +${(redisNow - redisAfterUsers).toFixed(1)} MiB; stack VmRSS ${mem.vmRssMiB.toFixed(1)} MiB after GC (+ workers ${mem.workersVmRssMiB.toFixed(1)} MiB) (heap ${mem.heapUsedMiB.toFixed(1)}, ${mem.cachedUsers} cached users, ${mem.serverTransactions} live server transactions)`);
     }, quick ? undefined : async () => {
       // An overloaded ramp step leaves ~1 GB of completed transactions and a heap that keeps the process slow for
       // 30+ s: latency and storm run on a fresh process (same Redis), warmed up with a short step.
@@ -906,17 +918,17 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
       stack = undefined;
     }
 
-    // What 100k phones that all registered through SIP would add: the user cache keeps every user that
-    // registered (count-bounded at 200k, TTL checked on read only), measured per cached user at 10k.
+    // Heap per cached user, measured at 100k (the user cache keeps at most 20,000 registrants by default, least
+    // recently used evicted, 60 s TTL): the cache's worst case is that times 20,000, whatever the user count.
     let cacheProjection: Record<string, number> | undefined;
     if (memory100k && memory100k.stackServerTransactions === 0 && typeof memory100k.stackCachedUsers === 'number' && memory100k.stackCachedUsers > 0) {
       const perUserKiB = (((memory100k.stackHeapUsedMiB as number) - idle.heapUsedMiB) * 1024) / memory100k.stackCachedUsers;
       cacheProjection = {
         heapKiBPerCachedUser: perUserKiB,
-        projectedHeapAt100kCachedMiB: idle.heapUsedMiB + (perUserKiB * 100_000) / 1024,
-        projectedVmRssAt100kCachedMiB: (memory100k.stackVmRssMiB as number) + (perUserKiB * (100_000 - memory100k.stackCachedUsers)) / 1024,
+        cachedUsers: memory100k.stackCachedUsers,
+        fullCacheHeapMiB: (perUserKiB * USER_CACHE_MAX_ENTRIES) / 1024,
       };
-      console.log(`user cache: ${perUserKiB.toFixed(1)} KiB heap per cached user -> projected heap ${cacheProjection.projectedHeapAt100kCachedMiB!.toFixed(0)} MiB with 100k cached users`);
+      console.log(`user cache: ${memory100k.stackCachedUsers} cached users, ${perUserKiB.toFixed(2)} KiB heap each (all heap growth since idle counted) -> at most ~${cacheProjection.fullCacheHeapMiB!.toFixed(0)} MiB for a full cache of ${USER_CACHE_MAX_ENTRIES}`);
     }
     const memory: Record<string, unknown> = {
       stackIdleVmRssMiB: idle.vmRssMiB,
@@ -984,7 +996,7 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
     }
     row('stack VmRSS idle/10k/100k MiB', `${fmt(idle.vmRssMiB)}/${fmt(at10k.stackVmRssMiB as number)}/${fmt(at100kRss)}`, '', `100k < ${TARGETS.rssAt100kMiB}`, mark(verdicts.rss100k));
     if (freshStackAt100k) row('  fresh process, 100k in Redis MiB', fmt(freshStackAt100k.vmRssMiB), '', '', '');
-    if (cacheProjection) row('  projected, 100k users cached MiB', fmt(cacheProjection.projectedVmRssAt100kCachedMiB), '', '', '');
+    if (cacheProjection) row(`  user cache (max ${USER_CACHE_MAX_ENTRIES}) heap MiB`, fmt(cacheProjection.fullCacheHeapMiB), '', '', '');
     row('stack VmRSS peak under load MiB', fmt(peakRssUnderLoadMiB), '', '', '');
     row('redis MiB per 10k users', fmt(redisAfterUsers - redisBase, 1), '', '', '');
     row('redis MiB per 10k bindings (+nc keys)', fmt(at10k.redisBindingsDeltaMiB as number, 1), '', '', '');

@@ -70,7 +70,13 @@ export async function startCore(
   calls?: (deps: { srf: Srf; services: RegistrarServices }) => Promise<CallFeature>,
 ): Promise<RunningCore> {
   const log = opts.logger;
-  const client = createClient({ url: opts.redisUrl, socket: { reconnectStrategy: (retries) => Math.min(retries * 100, 2000) } });
+  // commands carry no per-command timeout (src/app/users/redis.ts): bound the queue instead, so a
+  // Redis that hangs with its socket open can't pile up commands without limit
+  const client = createClient({
+    url: opts.redisUrl,
+    commandsQueueMaxLength: 100_000,
+    socket: { reconnectStrategy: (retries) => Math.min(retries * 100, 2000) },
+  });
   client.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
   await client.connect();
 
