@@ -13,10 +13,11 @@
  * SIPp peers acting as the carrier bind 127.0.0.2 (the inbound trunk's only source): devices and
  * gateways use 127.0.0.1, so the router tells them apart by source address as in production.
  */
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { createRequire } from 'node:module';
 import { createClient } from 'redis';
 import { startStack, waitFor, type StackOptions, type TestStack } from '../fixtures/stack.js';
-import { freePort, runSipp, startRedis, startRtpengine, type RedisServer, type RtpengineServer } from '../harness/index.js';
+import { freePort, runSipp, startRedis, startRtpengine, type RedisServer, type RtpengineServer, type SippServer } from '../harness/index.js';
 import { MediaSessionRegistry, RtpenginePool } from '../../src/app/media/index.js';
 import { startRegistrarServices, type RegistrarServices } from '../../src/app/registrar/services.js';
 import { validateCarrierConfig, type CarrierConfig, type OutboundGateway } from '../../src/app/carriers/index.js';
@@ -253,4 +254,29 @@ function packetsOf(monologue: unknown): number {
     }
   }
   return total;
+}
+
+/**
+ * A test file's call stack: started before its tests; after each test the SIPp peers it pushed
+ * into `servers` are stopped, `afterEachExtra` runs, and nothing may be left (expectIdle).
+ */
+export function useCallStack(
+  onStarted: (cs: CallStack) => void,
+  servers: SippServer[],
+  afterEachExtra?: (cs: CallStack) => void,
+  options?: CallStackOptions,
+): void {
+  let cs: CallStack | undefined;
+  beforeAll(async () => {
+    cs = await startCallStack(options);
+    onStarted(cs);
+  });
+  afterEach(async () => {
+    await Promise.all(servers.splice(0).map((s) => s.stop(1000)));
+    if (cs) afterEachExtra?.(cs);
+    await cs?.expectIdle();
+  });
+  afterAll(async () => {
+    await cs?.stop();
+  });
 }

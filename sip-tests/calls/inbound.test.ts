@@ -5,9 +5,9 @@
  * digest, register-auth-uac.xml), rings and answers; RTP flows both ways through a real rtpengine.
  * After every test: no call session, media session, rtpengine call or edge dialog is left.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runSipp, startSippServer, type SippServer } from '../harness/index.js';
-import { startCallStack, type CallStack } from './call-stack.js';
+import { useCallStack, type CallStack } from './call-stack.js';
 import { headerValues, receivedMessages, receivedRequest, receivedStatuses, rejectScenario } from './sipp-trace.js';
 import { createNumberMasker } from '../../src/app/policies/index.js';
 import type { CallSession } from '../../src/app/calls/index.js';
@@ -15,16 +15,7 @@ import type { CallSession } from '../../src/app/calls/index.js';
 let cs: CallStack;
 const servers: SippServer[] = [];
 
-beforeAll(async () => {
-  cs = await startCallStack();
-});
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.stop(1000)));
-  await cs.expectIdle();
-});
-afterAll(async () => {
-  await cs?.stop();
-});
+useCallStack((started) => (cs = started), servers);
 
 const CALLER = '+447700900123';
 const CALLER_NATIONAL = '07700900123';

@@ -5,25 +5,15 @@
  * with digest credentials on 401/407 and failover to the next gateway on 5xx. Plus internal calls
  * between users, and an rtpengine outage. After every test nothing is left behind.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { freePort, runSipp, startSippServer, type SippServer } from '../harness/index.js';
-import { DOMAIN, startCallStack, type CallStack, type TestUser } from './call-stack.js';
+import { DOMAIN, useCallStack, type CallStack, type TestUser } from './call-stack.js';
 import { headerValues, receivedMessages, receivedRequest, receivedStatuses, rejectScenario } from './sipp-trace.js';
 
 let cs: CallStack;
 const servers: SippServer[] = [];
 
-beforeAll(async () => {
-  cs = await startCallStack();
-});
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.stop(1000)));
-  cs.carriers.outboundGateways.splice(0);
-  await cs.expectIdle();
-});
-afterAll(async () => {
-  await cs?.stop();
-});
+useCallStack((started) => (cs = started), servers, (stack) => void stack.carriers.outboundGateways.splice(0));
 
 async function gatewaySipp(scenario: string, options: { keys?: Record<string, string> } = {}): Promise<{ server: SippServer; port: number }> {
   const port = await freePort();

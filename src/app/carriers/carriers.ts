@@ -85,15 +85,29 @@ function parseGatewayAddress(text: string): { host: string; port?: number; trans
   };
 }
 
+/**
+ * Field checking for one config object: unknown keys reported, and `f(sub, message)` reporting
+ * `<field>.<sub>` while counting, so the caller can tell whether this object had errors.
+ */
+function objectChecker(raw: Record<string, unknown>, field: string, known: readonly string[], fail: (f: string, m: string) => void): {
+  f: (sub: string, message: string) => void;
+  errors: () => number;
+} {
+  const knownKeys = new Set(known);
+  for (const key of Object.keys(raw)) if (!knownKeys.has(key)) fail(`${field}.${key}`, 'unknown field');
+  let errors = 0;
+  return {
+    f: (sub, message) => {
+      errors++;
+      fail(`${field}.${sub}`, message);
+    },
+    errors: () => errors,
+  };
+}
+
 function validateGateway(raw: unknown, field: string, fail: (f: string, m: string) => void): OutboundGateway | undefined {
   if (!isRecord(raw)) return void fail(field, 'must be an object');
-  const known = new Set(['name', 'uri', 'host', 'port', 'transport', 'username', 'password', 'prefixes', 'patterns', 'priority', 'maxChannels', 'optionsIntervalSeconds']);
-  for (const key of Object.keys(raw)) if (!known.has(key)) fail(`${field}.${key}`, 'unknown field');
-  let errors = 0;
-  const f = (sub: string, message: string): void => {
-    errors++;
-    fail(`${field}.${sub}`, message);
-  };
+  const { f, errors } = objectChecker(raw, field, ['name', 'uri', 'host', 'port', 'transport', 'username', 'password', 'prefixes', 'patterns', 'priority', 'maxChannels', 'optionsIntervalSeconds'], fail);
 
   if (typeof raw.name !== 'string' || !NAME.test(raw.name)) f('name', 'must be 1-64 of letters, digits, . _ -');
   let host: string | undefined;
@@ -178,7 +192,7 @@ function validateGateway(raw: unknown, field: string, fail: (f: string, m: strin
   const maxChannels = integer('maxChannels', 0, 1_000_000);
   const optionsIntervalSeconds = integer('optionsIntervalSeconds', 30, 86_400);
 
-  if (errors > 0 || host === undefined) return undefined;
+  if (errors() > 0 || host === undefined) return undefined;
   const t = transport as SipTransport;
   const finalPort = port ?? DEFAULT_PORT[t];
   const uri = `${t === 'tls' ? 'sips' : 'sip'}:${host}:${finalPort}${t === 'udp' ? '' : `;transport=${t}`}`;
@@ -199,13 +213,7 @@ function validateGateway(raw: unknown, field: string, fail: (f: string, m: strin
 
 function validateTrunk(raw: unknown, field: string, fail: (f: string, m: string) => void): InboundTrunk | undefined {
   if (!isRecord(raw)) return void fail(field, 'must be an object');
-  const known = new Set(['name', 'sources', 'dids', 'didLookup', 'defaultCountryCode']);
-  for (const key of Object.keys(raw)) if (!known.has(key)) fail(`${field}.${key}`, 'unknown field');
-  let errors = 0;
-  const f = (sub: string, message: string): void => {
-    errors++;
-    fail(`${field}.${sub}`, message);
-  };
+  const { f, errors } = objectChecker(raw, field, ['name', 'sources', 'dids', 'didLookup', 'defaultCountryCode'], fail);
   if (typeof raw.name !== 'string' || !NAME.test(raw.name)) f('name', 'must be 1-64 of letters, digits, . _ -');
   const sources: string[] = [];
   if (!Array.isArray(raw.sources) || raw.sources.length === 0 || raw.sources.length > 1000) {
@@ -234,7 +242,7 @@ function validateTrunk(raw: unknown, field: string, fail: (f: string, m: string)
   if (raw.defaultCountryCode !== undefined && (typeof raw.defaultCountryCode !== 'string' || !/^[1-9]\d{0,2}$/.test(raw.defaultCountryCode))) {
     f('defaultCountryCode', 'must be a country code of 1-3 digits');
   }
-  if (errors > 0) return undefined;
+  if (errors() > 0) return undefined;
   return {
     name: raw.name as string,
     sources,

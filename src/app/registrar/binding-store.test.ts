@@ -1,21 +1,13 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { keys } from '../users/keys.js';
-import { startTestRedis, type TestRedis } from '../users/testing.js';
+import { useTestRedis, type TestRedis } from '../users/testing.js';
 import { UserStore } from '../users/user-store.js';
 import { BindingStore, bindingIdFor, type ApplyRequest } from './binding-store.js';
 
 const REALM = 'dialcore.test';
 let redis: TestRedis;
 
-beforeAll(async () => {
-  redis = await startTestRedis();
-});
-afterAll(async () => {
-  await redis?.close();
-});
-beforeEach(async () => {
-  await redis.flush();
-});
+useTestRedis((started) => (redis = started));
 
 function registration(
   user: { id: string; version: number },

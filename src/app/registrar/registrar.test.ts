@@ -1,9 +1,9 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DigestAuthenticator, computeDigestResponse, parseAuthParams } from '../auth/digest.js';
 import { computeHa1, type DigestAlgorithm } from '../auth/ha1.js';
 import { EventBus } from '../users/events.js';
 import { keys } from '../users/keys.js';
-import { startTestRedis, waitFor, type TestRedis } from '../users/testing.js';
+import { useTestRedis, waitFor, type TestRedis } from '../users/testing.js';
 import { UserCache } from '../users/user-cache.js';
 import { UserStore } from '../users/user-store.js';
 import { AbuseGuard, isScannerUserAgent } from './abuse.js';
@@ -15,15 +15,7 @@ const REALM = 'dialcore.test';
 const DOMAIN_URI = 'sip:dialcore.test';
 let redis: TestRedis;
 
-beforeAll(async () => {
-  redis = await startTestRedis();
-});
-afterAll(async () => {
-  await redis?.close();
-});
-beforeEach(async () => {
-  await redis.flush();
-});
+useTestRedis((started) => (redis = started));
 
 interface Stack {
   store: UserStore;

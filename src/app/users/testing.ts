@@ -2,6 +2,7 @@
  * Test support (not used in production code): a throw-away redis-server and connected
  * clients wrapped as `Redis`.
  */
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { createClient } from 'redis';
 import { startRedis, type RedisServer } from '../../../sip-tests/harness/redis.js';
 import { Redis } from './redis.js';
@@ -48,5 +49,23 @@ export function waitFor(predicate: () => boolean, timeoutMs = 2000): Promise<voi
       else setTimeout(tick, 10);
     };
     tick();
+  });
+}
+
+/**
+ * A test file's Redis: started before its tests, flushed before each, stopped after.
+ * `onStarted` receives it (assign it to the file's variable).
+ */
+export function useTestRedis(onStarted: (redis: TestRedis) => void): void {
+  let started: TestRedis | undefined;
+  beforeAll(async () => {
+    started = await startTestRedis();
+    onStarted(started);
+  });
+  afterAll(async () => {
+    await started?.close();
+  });
+  beforeEach(async () => {
+    await started?.flush();
   });
 }

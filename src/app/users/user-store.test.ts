@@ -1,26 +1,18 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { computeHa1 } from '../auth/ha1.js';
 import { EventBus, type DialcoreEvent } from './events.js';
 import { compileAllowList } from './ip-allow-list.js';
 import { keys } from './keys.js';
 import { hashReply } from './redis.js';
 import { verifyPin } from './secrets.js';
-import { startTestRedis, waitFor, type TestRedis } from './testing.js';
+import { useTestRedis, waitFor, type TestRedis } from './testing.js';
 import { UserCache } from './user-cache.js';
 import { UserStore, UserStoreError } from './user-store.js';
 
 const REALM = 'dialcore.test';
 let redis: TestRedis;
 
-beforeAll(async () => {
-  redis = await startTestRedis();
-});
-afterAll(async () => {
-  await redis?.close();
-});
-beforeEach(async () => {
-  await redis.flush();
-});
+useTestRedis((started) => (redis = started));
 
 const phone = (login: string, extra: Record<string, unknown> = {}) => ({
   username: `Agent ${login}`,
