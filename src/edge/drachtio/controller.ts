@@ -11,7 +11,7 @@
  * dialog id only and expect the server to fill in Request-URI, Route, tags and CSeq.
  */
 import type { Logger } from 'pino';
-import { SipMessage, parseNameAddr, parseUri } from '../message/index.js';
+import { SipMessage, parseNameAddr, parseUri, verbatimText } from '../message/index.js';
 import type { TransportLayer, InboundMessage, SendTarget, SentInfo, TransportProtocol, Flow } from '../transport/index.js';
 import { buildResponse as buildTxnResponse, generateBranch, generateTag, type TransactionLayer, type ServerTransaction, type ClientTransaction } from '../transaction/index.js';
 import { DialogStore, dialogIdFor, type Dialog } from '../dialog/dialog.js';
@@ -221,7 +221,7 @@ export class SipController {
     const meta = this.metaOf(inb);
     const local = inb.flow;
     meta.receivedOn = dialog ? undefined : { address: local.localAddress, port: local.localPort };
-    app.send(sipEvent(meta, txnId, dialog?.id ?? '', inb.message.toString()));
+    app.send(sipEvent(meta, txnId, dialog?.id ?? '', requestText(inb)));
     if (method === 'ACK') this.forgetServerRequest(txnId);
   }
 
@@ -257,7 +257,7 @@ export class SipController {
     const terminated = buildResponse(pending.inbound.message, 487, 'Request Terminated', pending.toTag);
     invite.respond(terminated).catch(() => undefined);
     // drachtio delivers the CANCEL under the INVITE's transaction id; srf emits 'cancel' on the request
-    pending.app.send(sipEvent(this.metaOf(inb), pending.txnId, '', inb.message.toString()));
+    pending.app.send(sipEvent(this.metaOf(inb), pending.txnId, '', requestText(inb)));
   }
 
   private onInDialogRequest(inb: InboundMessage, stx: ServerTransaction, toTag: string): void {
@@ -307,7 +307,7 @@ export class SipController {
     dialog.awaitingAckSeq = undefined;
     const app = this.appById(dialog.ownerAppId);
     if (!app) return;
-    app.send(sipEvent(this.metaOf(inb), newMsgId(), dialog.id, msg.toString()));
+    app.send(sipEvent(this.metaOf(inb), newMsgId(), dialog.id, requestText(inb)));
   }
 
   private onStrayResponse(inb: InboundMessage): void {
@@ -728,6 +728,14 @@ export class SipController {
 
 function isProtocol(p: string | undefined): p is TransportProtocol {
   return p === 'udp' || p === 'tcp' || p === 'tls' || p === 'ws' || p === 'wss';
+}
+
+/**
+ * A network request as the app gets it: the serialised message, with the top Via as stamped by the transport
+ * (RFC 3261 18.2.1). When the request arrived in exactly that form, its bytes are reused and only the Via spliced.
+ */
+function requestText(inb: InboundMessage): string {
+  return (inb.verbatim && verbatimText(inb.message, inb.verbatim)) ?? inb.message.toString();
 }
 
 function flowTarget(flow: Flow): SendTarget {

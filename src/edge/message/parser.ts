@@ -36,8 +36,38 @@ export interface ParseOptions {
  */
 export type ParseResult =
   /** raw: the message's bytes as received, when the parser has them in one piece (stream framing) */
-  | { ok: true; message: SipMessage; raw?: Buffer }
+  | { ok: true; message: SipMessage; raw?: Buffer; verbatim?: VerbatimRequest }
   | { ok: false; error: string; status?: number; message?: SipMessage };
+
+/**
+ * A request whose received bytes are byte for byte what serialise() writes for the parsed message (CRLF lines,
+ * canonical header names, `Name: value`, no folding, no comma lists, one Content-Length equal to the body): the edge
+ * can pass those bytes on instead of re-serialising, splicing in only the top Via value, which the transport
+ * edits after parsing (received / rport, RFC 3261 18.2.1, RFC 3581 4). See verbatimText().
+ */
+export interface VerbatimRequest {
+  /** the message as received, start line to end of body (no leading CRLFs, nothing after Content-Length) */
+  bytes: Buffer;
+  /** message.headers.length at parse time: any header added or removed since disables the splice */
+  headerCount: number;
+  /** index in message.headers of the top Via and its value's byte range in `bytes` (head is ASCII: chars = bytes) */
+  topViaIndex: number;
+  topViaStart: number;
+  topViaEnd: number;
+}
+
+/**
+ * The wire text of `message` from its verbatim bytes with the current top Via value spliced in, or undefined when
+ * the message no longer matches the layout (then use message.toString()). Only the top Via may have been edited.
+ */
+export function verbatimText(message: SipMessage, verbatim: VerbatimRequest): string | undefined {
+  const headers = message.headers;
+  if (headers.length !== verbatim.headerCount || message.body.length > verbatim.bytes.length) return undefined;
+  const via = headers[verbatim.topViaIndex];
+  if (via === undefined || via.name !== 'Via' || via.value.indexOf('\r') >= 0 || via.value.indexOf('\n') >= 0) return undefined;
+  const { bytes, topViaStart, topViaEnd } = verbatim;
+  return bytes.toString('latin1', 0, topViaStart) + via.value + bytes.toString('utf8', topViaEnd);
+}
 
 const CR = 13, LF = 10, SP = 32, HT = 9;
 const CRLFCRLF = Buffer.from('\r\n\r\n');
@@ -64,6 +94,14 @@ interface Head {
   contentLength: ContentLength;
   lengthCount: number;
   lengthValue?: string;
+  /** so far the head text is exactly what serialise() would write (see VerbatimRequest) */
+  verbatim: boolean;
+  /** top Via: header index and its value's char range in the head text */
+  topViaIndex: number;
+  topViaStart: number;
+  topViaEnd: number;
+  /** chars in the head text (equal to its byte length when it is all ASCII) */
+  textLength: number;
 }
 
 /** byte offsets of the end of the header section: text is [start, headStop), the body starts at bodyStart */
@@ -176,7 +214,10 @@ function recordError(head: Head, error: string): void {
  */
 function parseHead(text: string, limits: ParseLimits): Head {
   const msg = new SipMessage();
-  const head: Head = { message: msg, looksLikeRequest: false, contentLength: { kind: 'absent' }, lengthCount: 0 };
+  const head: Head = {
+    message: msg, looksLikeRequest: false, contentLength: { kind: 'absent' }, lengthCount: 0,
+    verbatim: false, topViaIndex: -1, topViaStart: 0, topViaEnd: 0, textLength: text.length,
+  };
   const n = text.length;
   let nl = text.indexOf('\n');
   if (nl < 0) nl = n;
@@ -188,6 +229,8 @@ function parseHead(text: string, limits: ParseLimits): Head {
   const c0 = startLine.charCodeAt(0) | 0x20, c1 = startLine.charCodeAt(1) | 0x20, c2 = startLine.charCodeAt(2) | 0x20;
   if (c0 === 115 && c1 === 105 && c2 === 112 && startLine.charCodeAt(3) === 47 /* "SIP/" */) parseStatusLine(startLine, head);
   else parseRequestLine(startLine, head);
+  // serialise() writes `method SP uri SP SIP/2.0` CRLF: verbatim only when that is what was received
+  head.verbatim = msg.method !== undefined && nl < n && startLine.length === nl - 1 && startLine.endsWith(' SIP/2.0');
 
   let pos = nl + 1;
   while (pos < n) {
@@ -215,9 +258,18 @@ function parseHead(text: string, limits: ParseLimits): Head {
     while (nameEnd > pos && isWsp(text.charCodeAt(nameEnd - 1))) nameEnd--;
     let validName = nameEnd > pos;
     for (let k = pos; k < nameEnd && validName; k++) validName = isTokenChar(text.charCodeAt(k));
-    const name = canonicalNameAt(text, pos, nameEnd) ?? canonicalHeaderName(text.slice(pos, nameEnd));
+    let name = canonicalNameAt(text, pos, nameEnd);
+    if (name === undefined) {
+      const spelled = text.slice(pos, nameEnd);
+      name = canonicalHeaderName(spelled);
+      if (name !== spelled) head.verbatim = false;
+    }
     let value = text.slice(colon + 1, lineEnd);
+    // verbatim: `Name: value` CRLF, one SP after the colon, no other surrounding LWS (checked on the trimmed value)
+    const lineVerbatim = head.verbatim && nameEnd === colon && lineEnd === nl - 1 && text.charCodeAt(colon + 1) === SP;
+    const valueStart = colon + 2;
     pos = nl + 1;
+    let folded = false;
     // RFC 3261 7.3.1: a line starting with SP/HT continues the header; the whole fold becomes one SP
     let tooLong = false;
     while (pos < n) {
@@ -227,6 +279,7 @@ function parseHead(text: string, limits: ParseLimits): Head {
       if (nl < 0) nl = n;
       const end = nl > pos && text.charCodeAt(nl - 1) === CR ? nl - 1 : nl;
       value = trimEndLws(value) + ' ' + trimLws(text.slice(pos, end));
+      folded = true;
       pos = nl + 1;
       if (value.length > limits.maxLineLength) {
         tooLong = true;
@@ -241,7 +294,18 @@ function parseHead(text: string, limits: ParseLimits): Head {
       recordError(head, 'header line too long');
       break;
     }
+    const countBefore = head.message.headers.length;
     if (!addHeader(head, name, value, limits)) break;
+    if (head.verbatim) {
+      const added = head.message.headers.length - countBefore;
+      const stored = added === 1 ? head.message.headers[countBefore].value : undefined;
+      if (!lineVerbatim || folded || stored === undefined || stored.length !== lineEnd - valueStart) head.verbatim = false;
+      else if (name === 'Via' && head.topViaIndex < 0) {
+        head.topViaIndex = countBefore;
+        head.topViaStart = valueStart;
+        head.topViaEnd = lineEnd;
+      }
+    }
   }
 
   const lengthCount = head.lengthCount, lengthValue = head.lengthValue;
@@ -419,13 +483,24 @@ function checkContact(value: string): string | undefined {
   return undefined;
 }
 
-/** turn a parsed head + body into the final result */
-function finish(head: Head, body: Buffer, options: ParseOptions, extraError?: string): ParseResult {
+/**
+ * turn a parsed head + body into the final result; `bytes` = the message as received from its start line to the end
+ * of its body and `headBytes` = the byte length of its head text, when the caller has them, for VerbatimRequest
+ */
+function finish(head: Head, body: Buffer, options: ParseOptions, extraError?: string, bytes?: Buffer, headBytes = 0): ParseResult {
   const msg = head.message;
   msg.body = body;
   const error = head.error ?? extraError ?? validate(msg, options);
-  if (error === undefined) return { ok: true, message: msg };
-  return failure(head, error);
+  if (error !== undefined) return failure(head, error);
+  const result: ParseResult = { ok: true, message: msg };
+  // head text all ASCII (one char per byte) and Content-Length exactly as serialise() writes it
+  if (bytes !== undefined && head.verbatim && head.topViaIndex >= 0 && head.lengthCount === 1 && head.textLength === headBytes
+    && head.lengthValue === String(body.length)) {
+    result.verbatim = {
+      bytes, headerCount: msg.headers.length, topViaIndex: head.topViaIndex, topViaStart: head.topViaStart, topViaEnd: head.topViaEnd,
+    };
+  }
+  return result;
 }
 
 function failure(head: Head, error: string, status?: number): ParseResult {
@@ -467,7 +542,9 @@ function parseDatagram(buf: Buffer, limits: ParseLimits, options: ParseOptions):
   if (bodyEnd > buf.length) {
     return finish(head, buf.subarray(bounds.bodyStart), options, 'Content-Length larger than the message');  // clerr
   }
-  return finish(head, buf.subarray(bounds.bodyStart, bodyEnd), options);
+  // the empty line must be CRLF too for the received bytes to be the serialised form
+  const verbatimBytes = bounds.bodyStart === bounds.headStop + 2 ? buf.subarray(start, bodyEnd) : undefined;
+  return finish(head, buf.subarray(bounds.bodyStart, bodyEnd), options, undefined, verbatimBytes, bounds.headStop - start);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -486,7 +563,7 @@ export class StreamFramer {
   /** bytes after start already searched for the end of the header section */
   private scanned = 0;
   /** a header section parsed and waiting for its body: offsets relative to start */
-  private pending?: { head: Head; bodyStart: number; bodyLength: number };
+  private pending?: { head: Head; bodyStart: number; bodyLength: number; crlfBlankLine: boolean };
   private failed?: string;
 
   constructor(limits?: Partial<ParseLimits>, options: ParseOptions = {}) {
@@ -538,14 +615,16 @@ export class StreamFramer {
         if (bounds.bodyStart - this.start + length.value > this.limits.maxMessageBytes) {
           return this.fail(out, 'message too large');
         }
-        this.pending = { head, bodyStart: bounds.bodyStart - this.start, bodyLength: length.value };
+        this.pending = {
+          head, bodyStart: bounds.bodyStart - this.start, bodyLength: length.value, crlfBlankLine: bounds.bodyStart === bounds.headStop + 2,
+        };
       }
-      const { head, bodyStart, bodyLength } = this.pending;
+      const { head, bodyStart, bodyLength, crlfBlankLine } = this.pending;
       const messageEnd = this.start + bodyStart + bodyLength;
       if (messageEnd > this.end) return;                                            // clerr: wait for more
       // own copy of the whole message (buf is reused): the body is a view into it, and it is the message's raw bytes
       const raw = Buffer.from(buf.subarray(this.start, messageEnd));
-      const result = finish(head, raw.subarray(bodyStart), this.options);
+      const result = finish(head, raw.subarray(bodyStart), this.options, undefined, crlfBlankLine ? raw : undefined, bodyStart - 2);
       if (result.ok) result.raw = raw;
       out.push(result);
       this.pending = undefined;

@@ -392,7 +392,7 @@ export class TransportLayer extends EventEmitter<TransportEvents> {
       const { message } = result;
       const rawBytes = raw ?? message.serialise();
       if (message.isRequest) stampTopVia(message, flow.remoteAddress, flow.remotePort, isStream);
-      this.safeEmit('message', { message, raw: rawBytes, flow: { ...flow }, receivedAt: Date.now() });
+      this.safeEmit('message', { message, raw: rawBytes, flow: { ...flow }, receivedAt: Date.now(), verbatim: result.verbatim });
       return;
     }
     if (result.status !== undefined && result.message?.isRequest) {

@@ -1,4 +1,4 @@
-import type { SipMessage } from '../message/index.js';
+import type { SipMessage, VerbatimRequest } from '../message/index.js';
 
 export type TransportProtocol = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';
 
@@ -31,6 +31,8 @@ export interface InboundMessage {
   raw: Buffer;
   flow: Flow;
   receivedAt: number;     // Date.now()
+  /** a request received in exactly its serialised form: verbatimText() gives its text without re-serialising */
+  verbatim?: VerbatimRequest;
 }
 
 export interface MalformedInbound {
