@@ -9,6 +9,7 @@ import { startCallFeature, validateCallConfig, CallConfigError } from './app/cal
 import type { Logger } from 'pino';
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { uriHost } from './app/sip/uri-host.js';
 
 const USAGE = `Usage: dialcore <command> [options]
 
@@ -64,7 +65,7 @@ async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.
     registrar: config.registrar,
     logger: logger.child({ component: 'core' }),
   }, ({ srf, services }) => startCallFeature({ srf, services, logger: logger.child({ component: 'calls' }) }, {
-    rtpengines: config.rtpengine.engines.map((e) => `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`),
+    rtpengines: config.rtpengine.engines.map((e) => `${uriHost(e.host)}:${e.port}`),
     rtpenginePingIntervalMs: config.rtpengine.pingIntervalMs,
     domain: config.calls.domain,
     carriers: config.carriers,
@@ -84,7 +85,7 @@ function startAppWorker(argv: string[], config: DialcoreConfig, logger: Logger, 
   let child: ChildProcess | undefined;
   let stopping = false;
   const spawn = () => {
-    child = fork(fileURLToPath(new URL('../bin/dialcore.js', import.meta.url)), ['app', ...args, '--drachtio', `${host.includes(':') ? `[${host}]` : host}:${port}`], {
+    child = fork(fileURLToPath(new URL('../bin/dialcore.js', import.meta.url)), ['app', ...args, '--drachtio', `${uriHost(host)}:${port}`], {
       env: { ...process.env, DIALCORE_APP_WORKER: '1' },
       stdio: 'inherit',
     });

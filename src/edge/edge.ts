@@ -10,7 +10,7 @@ import { TransactionLayer } from './transaction/index.js';
 import { SipResolver } from './dns/index.js';
 import { AppServer } from './drachtio/app-server.js';
 import { SipController } from './drachtio/controller.js';
-import type { LocalAddress } from './drachtio/sip-builders.js';
+import { hostForUri, type LocalAddress } from './drachtio/sip-builders.js';
 
 /** Reported to apps at authenticate; srf only pings servers >= v0.8.2. */
 export const EDGE_VERSION = 'v0.9.10-dialcore';
@@ -47,7 +47,7 @@ export class Edge {
     await this.transport.start();
     const bound = this.transport.boundListeners();
     const locals: LocalAddress[] = bound.map((l) => ({ protocol: l.protocol, host: l.externalHost ?? l.host, port: l.port }));
-    const hostports = bound.map((l) => `${l.protocol}/${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}`).join(',');
+    const hostports = bound.map((l) => `${l.protocol}/${hostForUri(l.host)}:${l.port}`).join(',');
 
     this.transactions = new TransactionLayer(this.transport, { ...opts.timers, logger: opts.logger });
     this.apps = new AppServer({ host: opts.admin.host, port: opts.admin.port, secret: opts.secret, version: EDGE_VERSION, hostports: () => hostports, logger: opts.logger });

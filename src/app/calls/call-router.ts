@@ -29,6 +29,7 @@ import type { CallPlan } from './call-session.js';
 import { carrierTrunkOf, outboundGatewayGroups, routeInboundCall, type GatewayChannels } from './carrier-routing.js';
 import { reasonPhrase } from './failure-mapping.js';
 import { planUserCall, type BindingLister } from './user-calls.js';
+import { uriHost } from '../sip/uri-host.js';
 
 /** The user lookups the router needs (UserStore and UserCache satisfy them). */
 export interface CallUserDirectory {
@@ -164,7 +165,7 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
         const devicePrivacy = req.get('Privacy');
         const groups = outboundGatewayGroups(decision.e164, deps.carriers, deps.channels, (gateway) =>
           outboundCallerHeaders(user, {
-            domain: gateway.host.includes(':') && !gateway.host.startsWith('[') ? `[${gateway.host}]` : gateway.host,
+            domain: uriHost(gateway.host),
             ...(devicePrivacy !== undefined ? { devicePrivacy } : {}),
             ...(deps.defaultCallerNumber !== undefined ? { defaultNumber: deps.defaultCallerNumber } : {}),
           }),

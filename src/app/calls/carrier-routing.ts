@@ -20,6 +20,7 @@ import {
 } from '../carriers/index.js';
 import { parseSipUri, type SipHeaders, type SrfRequest } from '../sip/srf.js';
 import type { CallTarget } from './call-session.js';
+import { uriHost } from '../sip/uri-host.js';
 
 /** Calls in progress per gateway on this instance (the `activeChannels` of GatewayHealth). */
 export class GatewayChannels {
@@ -54,12 +55,15 @@ export class GatewayChannels {
   }
 }
 
+/** `sip[s]:[user@]host:port;transport=x` at a gateway (sips for TLS, IPv6 bracketed). */
+export function gatewayUri(gateway: OutboundGateway, user?: string): string {
+  const scheme = gateway.transport === 'tls' ? 'sips' : 'sip';
+  return `${scheme}:${user ? `${user}@` : ''}${uriHost(gateway.host)}:${gateway.port};transport=${gateway.transport}`;
+}
+
 /** Request-URI of a call to `e164` through `gateway`: `sip:+4420...@host:port;transport=x`. */
 export function gatewayRequestUri(gateway: OutboundGateway, e164: string): string {
-  const scheme = gateway.transport === 'tls' ? 'sips' : 'sip';
-  const host = gateway.host.includes(':') && !gateway.host.startsWith('[') ? `[${gateway.host}]` : gateway.host;
-  const number = e164.startsWith('+') ? e164 : `+${e164}`;
-  return `${scheme}:${number}@${host}:${gateway.port};transport=${gateway.transport}`;
+  return gatewayUri(gateway, e164.startsWith('+') ? e164 : `+${e164}`);
 }
 
 /**

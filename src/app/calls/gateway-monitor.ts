@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import type { OutboundGateway } from '../carriers/index.js';
 import type { Srf, SrfRequest } from '../sip/srf.js';
-import type { GatewayChannels } from './carrier-routing.js';
+import { gatewayUri, type GatewayChannels } from './carrier-routing.js';
 
 export interface GatewayMonitorOptions {
   /** a probe with no final response within this counts as a failure (default 5 s) */
@@ -15,12 +15,6 @@ export interface GatewayMonitorOptions {
   /** consecutive failures that mark a gateway down (default 2) */
   failuresBeforeDown?: number;
   logger?: Logger;
-}
-
-/** The URI a gateway is probed at: its host:port and transport, no user part. */
-export function gatewayProbeUri(gateway: OutboundGateway): string {
-  const host = gateway.host.includes(':') && !gateway.host.startsWith('[') ? `[${gateway.host}]` : gateway.host;
-  return `${gateway.transport === 'tls' ? 'sips' : 'sip'}:${host}:${gateway.port};transport=${gateway.transport}`;
 }
 
 /** 2xx-4xx mean the gateway's SIP stack is alive; 408, 5xx and 6xx, or silence, don't. */
@@ -61,7 +55,7 @@ export class GatewayMonitor {
     const status = await new Promise<number>((resolve) => {
       const timer = setTimeout(() => resolve(0), this.opts.timeoutMs ?? 5000);
       // callback form: the response listener is attached before the next frame is read
-      this.srf.request(gatewayProbeUri(gateway), { method: 'OPTIONS' }, (err: Error | null, req?: SrfRequest) => {
+      this.srf.request(gatewayUri(gateway), { method: 'OPTIONS' }, (err: Error | null, req?: SrfRequest) => {
         if (err || !req) {
           clearTimeout(timer);
           resolve(503);

@@ -14,6 +14,7 @@ import type { MaskStyle } from '../policies/index.js';
 import type { UserRecord } from '../users/types.js';
 import type { CallPlan, CallTarget } from './call-session.js';
 import { calleeIdentity, type CallerPresentation } from './call-rules.js';
+import { uriHost } from '../sip/uri-host.js';
 
 export interface BindingLister {
   list(userId: string): Promise<Binding[]>;
@@ -35,8 +36,7 @@ const UNAVAILABLE = { ok: false, status: 480, reason: 'Temporarily Unavailable' 
 
 /** `sip:host:port;transport=x` for a binding's flow (IPv6 hosts bracketed). */
 export function flowUri(flow: Binding['flow']): string {
-  const host = flow.address.includes(':') && !flow.address.startsWith('[') ? `[${flow.address}]` : flow.address;
-  return `sip:${host}:${flow.port};transport=${flow.transport.toLowerCase()}`;
+  return `sip:${uriHost(flow.address)}:${flow.port};transport=${flow.transport.toLowerCase()}`;
 }
 
 export async function planUserCall(user: UserRecord, caller: CallerPresentation, options: UserCallOptions): Promise<UserCallPlan> {

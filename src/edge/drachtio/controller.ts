@@ -50,6 +50,16 @@ const KNOWN_METHODS = new Set([...ROUTABLE_OUT_OF_DIALOG, 'ACK', 'BYE', 'CANCEL'
 const SUPPORTED_OPTION_TAGS = new Set(['100rel', 'timer', 'replaces', 'path', 'outbound', 'gruu', 'norefersub', 'tdialog', 'histinfo', 'from-change']);
 /** Headers that are the server's own: app-supplied values are dropped (wire protocol doc). */
 const SERVER_OWNED = new Set(['Via', 'Route', 'Record-Route', 'Content-Length', 'RSeq']);
+/** Dialog identity the server fills in from the request / dialog; app values are dropped. */
+const IDENTITY_HEADERS = new Set(['From', 'To', 'Call-ID', 'CSeq']);
+/** App headers copied into a response we complete (8.2.6). */
+function appMayAddToResponse(name: string): boolean {
+  return !SERVER_OWNED.has(name) && !IDENTITY_HEADERS.has(name);
+}
+/** App headers copied into a request we complete (8.1.1; Max-Forwards is ours in-dialog, taken from the app only out of dialog). */
+function appMayAddToRequest(name: string): boolean {
+  return appMayAddToResponse(name) && name !== 'Max-Forwards';
+}
 const DIALOG_CREATING = new Set(['INVITE', 'SUBSCRIBE']);
 const TARGET_REFRESH = new Set(['INVITE', 'UPDATE', 'SUBSCRIBE', 'NOTIFY', 'REFER']);
 const ALLOW = 'INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK, REGISTER, MESSAGE, SUBSCRIBE, NOTIFY, REFER';
@@ -402,7 +412,7 @@ export class SipController {
     const createsDialog = DIALOG_CREATING.has(method) && !req.toTag && status > 100 && status < 300;
     if (createsDialog) for (const rr of req.getAll('Record-Route')) res.append('Record-Route', rr);
     for (const h of appMsg.headers) {
-      if (SERVER_OWNED.has(h.name) || h.name === 'From' || h.name === 'To' || h.name === 'Call-ID' || h.name === 'CSeq') continue;
+      if (!appMayAddToResponse(h.name)) continue;
       res.append(h.name, h.name === 'Contact' ? localizeContact(h.value, local) : h.name === 'P-Asserted-Identity' ? replaceLocalhost(h.value, local) : h.value);
     }
     if ((createsDialog || (method === 'INVITE' && status >= 200 && status < 300)) && !res.has('Contact')) res.append('Contact', contactFor(local));
@@ -505,7 +515,7 @@ export class SipController {
     if (TARGET_REFRESH.has(method)) req.append('Contact', dialog.localContact);
     if (appMsg) {
       for (const h of appMsg.headers) {
-        if (SERVER_OWNED.has(h.name) || ['From', 'To', 'Call-ID', 'CSeq', 'Max-Forwards'].includes(h.name)) continue;
+        if (!appMayAddToRequest(h.name)) continue;
         if (h.name === 'Contact') {
           req.set('Contact', localizeContact(h.value, local));
           continue;
@@ -601,7 +611,7 @@ export class SipController {
       { name: 'CSeq', value: cseq },
     ];
     for (const h of appMsg.headers) {
-      if (SERVER_OWNED.has(h.name) || ['From', 'To', 'Call-ID', 'CSeq', 'Max-Forwards'].includes(h.name)) continue;
+      if (!appMayAddToRequest(h.name)) continue;
       req.append(h.name, h.name === 'Contact' ? localizeContact(h.value, local) : h.name === 'P-Asserted-Identity' ? replaceLocalhost(h.value, local) : h.value);
     }
     if (DIALOG_CREATING.has(method) && !req.has('Contact')) req.append('Contact', contactFor(local));
