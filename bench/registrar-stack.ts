@@ -4,7 +4,7 @@
  * on a node-redis client — the REGISTER path of `dialcore start` (RFC 3261 §10.3, digest per RFC 7616).
  *
  * Run: node --import tsx bench/registrar-stack.ts --redis redis://127.0.0.1:<port> [--realm dialcore.test]
- *        [--max-server-transactions N] [--app-workers N]
+ *        [--app-workers N]
  *      (bench/registrar.ts runs an esbuild bundle of this file on plain node, like the edge bench.)
  * Prints one JSON line on stdout once ready: {"pid":..,"sipPort":..,"adminPort":..,"workerPids":[..]}
  *
@@ -17,12 +17,7 @@
  *   {"cmd":"memory"}  -> {"rssMiB":..,"heapUsedMiB":..,"cachedUsers":..,"serverTransactions":..,"workersRssMiB":[..]}
  *                        (after a full GC when node runs with --expose-gc; workers too)
  * Stops cleanly on SIGTERM / SIGINT or stdin EOF (so `node --cpu-prof` writes its profile).
- *
- * --max-server-transactions N is a what-if, not a product setting: it overrides the edge's cap on live server
- * transactions (src/edge/transaction, default 20,000, not reachable through EdgeOptions) after start, so the
- * bench can measure the registrar path beyond the throughput that cap allows over UDP (a non-INVITE server
- * transaction stays 64*T1 = 32 s in Completed, RFC 3261 §17.2.2 Timer J: 2 transactions per registration
- * => at most 20,000 / 64 ~ 312 registrations/s sustained).
+ * BENCH_GC_LOG / BENCH_ALLOC_PROF turn on the diagnostics of bench/diagnostics.ts.
  *
  * Bench-only settings, not product defaults: every SIPp phone comes from 127.0.0.1, so 127.0.0.1 is never
  * banned by the abuse guard (one NAT'd office would get the same treatment via `neverBan`); MD5 is offered
@@ -37,6 +32,7 @@ import { Edge } from '../src/edge/edge.js';
 import { connectSrf, createSrf } from '../src/app/sip/srf.js';
 import { startRegistrarServices } from '../src/app/registrar/services.js';
 import { freePort } from '../sip-tests/harness/ports.js';
+import { startDiagnostics } from './diagnostics.js';
 
 export interface RegistrarStackReady {
   pid: number;
@@ -71,13 +67,6 @@ function argument(name: string, fallback?: string): string {
 function serverTransactionCount(edge: Edge): number | null {
   const count = (edge as unknown as { transactions?: { serverTransactionCount?: unknown } }).transactions?.serverTransactionCount;
   return typeof count === 'number' ? count : null;
-}
-
-/** The what-if override: the edge keeps its transaction layer in a private field, with the cap a plain property. */
-function overrideServerTransactionCap(edge: Edge, cap: number): void {
-  const layer = (edge as unknown as { transactions?: { maxServerTransactions?: unknown } }).transactions;
-  if (!layer || typeof layer.maxServerTransactions !== 'number') throw new Error('edge internals changed: no transactions.maxServerTransactions to override');
-  layer.maxServerTransactions = cap;
 }
 
 /** The srf app + registrar, connected to the edge at adminPort: what this process and every worker run. */
@@ -171,6 +160,7 @@ function startWorker(redisUrl: string, realm: string, adminPort: number, nonceSe
 }
 
 async function main(): Promise<void> {
+  const diagnostics = await startDiagnostics(process.env);
   if (process.argv.includes('--worker')) return worker();
   const redisUrl = argument('redis');
   const realm = argument('realm', DEFAULT_REALM);
@@ -184,11 +174,6 @@ async function main(): Promise<void> {
     secret: SECRET,
   });
   const addresses = await edge.start();
-  const maxServerTransactions = process.argv.includes('--max-server-transactions') ? Number(argument('max-server-transactions')) : undefined;
-  if (maxServerTransactions !== undefined) {
-    if (!Number.isInteger(maxServerTransactions) || maxServerTransactions < 1) throw new Error('--max-server-transactions: a positive integer');
-    overrideServerTransactionCap(edge, maxServerTransactions);
-  }
 
   const nonceSecret = randomBytes(24).toString('hex');
   const app = await startApp(redisUrl, realm, addresses.admin.port, nonceSecret);
@@ -207,6 +192,7 @@ async function main(): Promise<void> {
     })));
     await app.stop();
     await edge.stop();
+    await diagnostics.stop();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop());

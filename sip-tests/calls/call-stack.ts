@@ -150,6 +150,7 @@ export async function startCallStack(options: CallStackOptions = {}): Promise<Ca
       users: { get: (id) => services.store.get(id), getByLogin: (login) => services.cache.getByLogin(login), getByInternalNumber: (n) => services.store.getByInternalNumber(n) },
       bindings: services.bindings,
       auth: services.auth,
+      nonceCounts: services.nonceCounts,
       abuse: services.abuse,
       carriers,
       channels,

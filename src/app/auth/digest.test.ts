@@ -70,6 +70,9 @@ describe('parseAuthParams', () => {
     expect(items?.[0]?.params.get('realm')).toBe('a"b');
     expect(items?.[1]?.params.get('realm')).toBe('c');
     expect(parseAuthParams('Digest realm="unterminated')).toBeNull();
+    expect(parseAuthParams('Digest realm="ends in a backslash\\')).toBeNull();
+    expect(parseAuthParams('Digest realm="a\\\\", nonce="\\x"')![0]!.params).toEqual(new Map([['realm', 'a\\'], ['nonce', 'x']]));
+    expect(parseAuthParams('Digest realm=""')![0]!.params.get('realm')).toBe('');
     expect(parseAuthParams('Digest realm="a", realm="b"')).toBeNull();
     expect(parseAuthParams('Digest realm="a" nonce="b"')).toBeNull();
     expect(parseAuthParams('x'.repeat(5000))).toBeNull();

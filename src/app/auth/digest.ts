@@ -65,25 +65,19 @@ export function parseAuthParams(value: string): Array<{ scheme: string; params: 
     skipSpace();
     let paramValue: string;
     if (value[i] === '"') {
-      i++;
-      let out = '';
-      let closed = false;
-      while (i < n) {
-        const c = value[i]!;
-        if (c === '\\' && i + 1 < n) {
-          out += value[i + 1];
-          i += 2;
-        } else if (c === '"') {
-          i++;
-          closed = true;
-          break;
-        } else {
-          out += c;
+      // quoted-string (RFC 7230 3.2.6): sliced whole; quoted-pairs unescaped only when there are any
+      const open = ++i;
+      let escaped = false;
+      while (i < n && value.charCodeAt(i) !== 0x22 /* " */) {
+        if (value.charCodeAt(i) === 0x5c /* \ */ && i + 1 < n) {
+          escaped = true;
           i++;
         }
+        i++;
       }
-      if (!closed) return null;
-      paramValue = out;
+      if (i >= n) return null;
+      paramValue = escaped ? value.slice(open, i).replace(/\\(.)/gs, '$1') : value.slice(open, i);
+      i++;
     } else {
       paramValue = token();
       if (!paramValue) return null;

@@ -16,6 +16,8 @@
  */
 import type { Logger } from 'pino';
 import { parseDigestCredentials, type DigestAuthenticator, type DigestCredentials } from '../auth/digest.js';
+import type { NonceCountGuard } from '../auth/nonce-counts.js';
+import { authFailures } from '../observability/metrics.js';
 import type { DigestAlgorithm } from '../auth/ha1.js';
 import type { CarrierConfig, RedisCommandSender } from '../carriers/index.js';
 import { numbersInIdentityHeaders, type MaskStyle } from '../policies/index.js';
@@ -51,6 +53,8 @@ export interface CallRouterDeps {
   users: CallUserDirectory;
   bindings: BindingLister;
   auth: DigestAuthenticator;
+  /** nonce-count replay check for INVITE credentials (RFC 7616 §3.4), shared with the registrar's counts */
+  nonceCounts?: NonceCountGuard;
   abuse?: CallAbuseGuard;
   carriers: CarrierConfig;
   channels: GatewayChannels;
@@ -118,6 +122,11 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
         break;
     }
     if (!user) return { ok: false, status: 403, reason: 'Forbidden' };
+    // a replayed Proxy-Authorization (same nonce, nc not above the last one seen) gets a fresh challenge
+    if (deps.nonceCounts && !(await deps.nonceCounts.claim(user.id, credentials.nonce, verdict.nc))) {
+      authFailures.inc({ reason: 'nc-replay' });
+      return challenge();
+    }
     const policy = checkRegisterPolicy(user, { transport: req.protocol, sourceAddress: req.source_address });
     if (!policy.allowed) return { ok: false, status: policy.status, reason: policy.reason };
     return { ok: true, user };

@@ -89,6 +89,7 @@ export async function startCallFeature(
     },
     bindings: services.bindings,
     auth: services.auth,
+    nonceCounts: services.nonceCounts,
     abuse: services.abuse,
     carriers: validated.carriers.config,
     channels,

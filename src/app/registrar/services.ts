@@ -9,6 +9,7 @@
  */
 import { DigestAuthenticator } from '../auth/digest.js';
 import type { DigestAlgorithm } from '../auth/ha1.js';
+import { NonceCountStore } from '../auth/nonce-counts.js';
 import type { Logger } from '../observability/logger.js';
 import { EventBus } from '../users/events.js';
 import { Redis, type NodeRedisClient } from '../users/redis.js';
@@ -46,6 +47,8 @@ export interface RegistrarServices {
   cache: UserCache;
   bindings: BindingStore;
   auth: DigestAuthenticator;
+  /** nonce counts of credentials other than REGISTER's (INVITE): the same Redis keys the registrar checks */
+  nonceCounts: NonceCountStore;
   abuse: AbuseGuard;
   kicks: KickHandler;
   registrar: Registrar;
@@ -97,6 +100,7 @@ export async function startRegistrarServices(options: RegistrarServicesOptions):
     cache,
     bindings,
     auth,
+    nonceCounts: new NonceCountStore(redis, auth.nonces.lifetimeMs),
     abuse,
     kicks,
     registrar: new Registrar(deps),

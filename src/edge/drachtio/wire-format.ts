@@ -25,12 +25,31 @@ export function stackTime(date = new Date()): string {
   return `${p2(date.getHours())}:${p2(date.getMinutes())}:${p2(date.getSeconds())}.${String(ms * 1000).padStart(6, '0')}`;
 }
 
-function metaFields(meta: WireMeta): string {
-  return `${meta.source}|${meta.bytes}|${meta.protocol}|${meta.address}|${meta.port}|${stackTime()}`;
+let stackTimeAt = -1;
+let stackTimeText = '';
+
+/** stackTime() of now, formatted once per millisecond (every message carries one). */
+function stackTimeNow(): string {
+  const now = Date.now();
+  if (now !== stackTimeAt) {
+    stackTimeAt = now;
+    stackTimeText = stackTime(new Date(now));
+  }
+  return stackTimeText;
 }
 
+function metaFields(meta: WireMeta): string {
+  return `${meta.source}|${meta.bytes}|${meta.protocol}|${meta.address}|${meta.port}|${stackTimeNow()}`;
+}
+
+/** Unique within this process and across its restarts: a random prefix per process, then a counter. */
+const msgIdPrefix = `${randomUUID().slice(0, 19)}`;
+let msgIdCounter = 0;
+
+/** An id for a message or transaction on the wire (the C++ server uses UUIDs; srf only keys maps by them). */
 export function newMsgId(): string {
-  return randomUUID();
+  msgIdCounter++;
+  return msgIdPrefix + msgIdCounter.toString(16).padStart(16, '0');
 }
 
 /** `<uuid>|sip|<meta>|<txnId>|<dialogId>|[<recvAddr>|<recvPort>|]` CRLF <SIP message> */
