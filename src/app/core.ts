@@ -13,6 +13,7 @@ import { createClient } from 'redis';
 import type { Logger } from 'pino';
 import { connectSrf, createSrf, onFlowClosed, type Srf, type SrfRequest, type SrfResponse, type RequestHandler } from './sip/srf.js';
 import { startRegistrarServices, type RegistrarServices } from './registrar/services.js';
+import type { DigestAlgorithm } from './auth/ha1.js';
 import type { SessionDirectory, SessionTerminator } from './registrar/kick.js';
 import { startAdminApi, type RunningAdminApi } from './admin/server.js';
 
@@ -43,6 +44,8 @@ export interface CoreOptions {
     minExpires: number;
     maxExpires: number;
     defaultExpires: number;
+    /** digest challenges offered, most preferred first */
+    digestAlgorithms: DigestAlgorithm[];
   };
   logger: Logger;
 }
@@ -94,6 +97,7 @@ export async function startCore(
     realm: opts.registrar.realm,
     nonceSecret,
     nonceLifetimeSeconds: opts.registrar.nonceLifetimeSeconds,
+    algorithms: opts.registrar.digestAlgorithms,
     minExpires: opts.registrar.minExpires,
     maxExpires: opts.registrar.maxExpires,
     defaultExpires: opts.registrar.defaultExpires,

@@ -7,6 +7,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DIGEST_ALGORITHMS, type DigestAlgorithm } from '../app/auth/ha1.js';
 
 export type SipTransportName = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';
 export interface SipListen { protocol: SipTransportName; host: string; port: number }
@@ -29,7 +30,11 @@ export interface DialcoreConfig {
   redis: { url: string };
   http: { listen: HostPort; adminToken: string };
   rtpengine: { engines: HostPort[]; pingIntervalMs: number };
-  registrar: { realm: string; minExpires: number; maxExpires: number; defaultExpires: number; nonceSecret: string; nonceLifetimeSeconds: number };
+  registrar: {
+    realm: string; minExpires: number; maxExpires: number; defaultExpires: number; nonceSecret: string; nonceLifetimeSeconds: number;
+    /** digest challenges offered, most preferred first (RFC 8760 2.4) */
+    digestAlgorithms: DigestAlgorithm[];
+  };
   calls: { domain: string; ringTimeoutSeconds: number; maxCallSeconds: number };
   /** config-file only: outbound gateways and inbound trunks (validated by src/app/carriers) */
   carriers: unknown;
@@ -45,7 +50,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = 'string' | 'secret' | 'int' | 'hostport' | 'sip-listen-list' | 'hostport-list' | 'level' | 'redis-url';
+type Kind = 'string' | 'secret' | 'int' | 'hostport' | 'sip-listen-list' | 'hostport-list' | 'level' | 'redis-url' | 'digest-algorithms';
 
 interface OptionSpec {
   /** dotted path in the config object and file */
@@ -84,6 +89,7 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'registrar.maxExpires', flag: '--max-expires', env: 'DIALCORE_MAX_EXPIRES', kind: 'int', min: 1, max: 604_800, help: 'largest registration interval granted' },
   { path: 'registrar.defaultExpires', flag: '--default-expires', env: 'DIALCORE_DEFAULT_EXPIRES', kind: 'int', min: 1, max: 604_800, help: 'interval when the REGISTER names none' },
   { path: 'registrar.nonceSecret', flag: '--nonce-secret', env: 'DIALCORE_NONCE_SECRET', kind: 'secret', help: 'HMAC key signing digest nonces (same on every instance)' },
+  { path: 'registrar.digestAlgorithms', flag: '--digest-algorithms', env: 'DIALCORE_DIGEST_ALGORITHMS', kind: 'digest-algorithms', help: 'digest challenges offered, most preferred first: MD5, SHA-256, SHA-512-256 (default MD5,SHA-256: many phones answer only the first)' },
   { path: 'registrar.nonceLifetimeSeconds', flag: '--nonce-lifetime', env: 'DIALCORE_NONCE_LIFETIME', kind: 'int', min: 5, max: 3600, help: 'seconds before a nonce is stale' },
   { path: 'calls.domain', flag: '--domain', env: 'DIALCORE_DOMAIN', kind: 'string', help: 'SIP domain in the From/To of calls delivered to devices' },
   { path: 'calls.ringTimeoutSeconds', flag: '--ring-timeout', env: 'DIALCORE_RING_TIMEOUT', kind: 'int', min: 5, max: 600, help: 'seconds a call may ring before it is given up (480)' },
@@ -190,6 +196,17 @@ function coerce(spec: OptionSpec, raw: unknown): { value?: unknown; error?: stri
         if (typeof hp === 'string') return { error: `"${item}": ${hp}` };
         out.push(hp);
       }
+      return { value: out };
+    }
+    case 'digest-algorithms': {
+      const out: DigestAlgorithm[] = [];
+      for (const item of asList(raw)) {
+        const name = typeof item === 'string' ? DIGEST_ALGORITHMS.find((a) => a === item.toUpperCase()) : undefined;
+        if (!name) return { error: `"${String(item)}" is not one of ${DIGEST_ALGORITHMS.join(', ')}` };
+        if (out.includes(name)) return { error: `${name} is listed twice` };
+        out.push(name);
+      }
+      if (out.length === 0) return { error: 'at least one algorithm is required' };
       return { value: out };
     }
     case 'sip-listen-list': {
@@ -313,6 +330,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       defaultExpires: (c.registrar?.defaultExpires as number | undefined) ?? 600,
       nonceSecret: (c.registrar?.nonceSecret as string | undefined) ?? '',
       nonceLifetimeSeconds: (c.registrar?.nonceLifetimeSeconds as number | undefined) ?? 300,
+      digestAlgorithms: (c.registrar?.digestAlgorithms as DigestAlgorithm[] | undefined) ?? ['MD5', 'SHA-256'],
     },
     calls: {
       domain: (c.calls?.domain as string | undefined) ?? 'dialcore.invalid',

@@ -1,0 +1,125 @@
+/**
+ * The product as shipped: `dialcore start` (bin/dialcore.js, from source) with the flags the README shows, its
+ * own Redis and rtpengine on loopback, driven only from outside: a user created through the admin API, a SIPp
+ * phone registering with a plain MD5 digest REGISTER (SIPp 3.6.1 answers the first challenge only, so this also
+ * pins the default challenge order), the binding seen through the admin API and in /metrics, then SIGTERM.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, runSipp, startRedis, startRtpengine, waitUntil, type RedisServer, type RtpengineServer } from '../harness/index.js';
+
+const HOST = '127.0.0.1';
+const TOKEN = 'cli-test-admin-token-0123456789';
+const REALM = 'dialcore';
+const BIN = fileURLToPath(new URL('../../bin/dialcore.js', import.meta.url));
+
+let redis: RedisServer;
+let rtpengine: RtpengineServer;
+let core: ChildProcess;
+let output = '';
+let sipPort = 0;
+let httpBase = '';
+
+async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown; text: string }> {
+  const res = await fetch(`${httpBase}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  let json: unknown = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // /metrics is text
+  }
+  return { status: res.status, json, text };
+}
+
+beforeAll(async () => {
+  redis = await startRedis();
+  rtpengine = await startRtpengine();
+  sipPort = await freePort();
+  const httpPort = await freePort();
+  const adminPort = await freePort();
+  httpBase = `http://${HOST}:${httpPort}`;
+  core = spawn(process.execPath, [
+    BIN, 'start',
+    '--sip', `udp:${HOST}:${sipPort}`, '--sip', `tcp:${HOST}:${sipPort}`,
+    '--admin', `${HOST}:${adminPort}`, '--http', `${HOST}:${httpPort}`,
+    '--redis', redis.url, '--rtpengine', `${HOST}:${rtpengine.ngPort}`,
+    '--realm', REALM, '--log-level', 'warn',
+  ], {
+    // defaults as shipped: nothing DIALCORE_* from the environment running the tests leaks in
+    env: {
+      ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('DIALCORE_'))),
+      DIALCORE_FROM_SOURCE: '1', DIALCORE_ADMIN_TOKEN: TOKEN, DIALCORE_SECRET: 'cli-test-drachtio-secret',
+      DIALCORE_CONFIG: fileURLToPath(new URL('../../config/dialcore.jsonc', import.meta.url)),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  core.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  core.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  await waitUntil(async () => {
+    if (core.exitCode !== null) throw new Error(`dialcore start exited (${core.exitCode}):\n${output}`);
+    try {
+      return (await fetch(`${httpBase}/healthz`)).ok;
+    } catch {
+      return false;
+    }
+  }, { timeoutMs: 30_000, intervalMs: 200, what: 'dialcore start answering /healthz' });
+}, 60_000);
+
+afterAll(async () => {
+  if (core && core.exitCode === null) {
+    core.kill('SIGKILL');
+    await new Promise((resolve) => core.once('exit', resolve));
+  }
+  await rtpengine?.stop();
+  await redis?.stop();
+});
+
+describe('dialcore start', () => {
+  let userId = '';
+
+  it('creates a user through the admin API; the password never comes back', async () => {
+    const created = await api('POST', '/v1/users', {
+      username: 'cli-agent', login: '7001', password: 'cli-phone-pass-1', connectionMethod: 'sip-phone', active: true, maxSessions: 2,
+    });
+    expect(created.status, created.text).toBe(201);
+    userId = (created.json as { id: string }).id;
+    expect(created.text).not.toContain('cli-phone-pass-1');
+  });
+
+  it('registers a SIPp phone with an MD5 digest REGISTER (the first challenge offered is MD5)', async () => {
+    const phone = await runSipp({
+      scenario: 'register-auth-uac.xml', target: `${HOST}:${sipPort}`, calls: 1, traceMessages: true, timeoutMs: 15_000,
+      inf: { rows: [['7001', 'cli-phone-pass-1', REALM]] },
+    });
+    expect(phone.stats.successful, phone.errors + (phone.messages ?? '').slice(-1500)).toBe(1);
+    const registrations = await api('GET', `/v1/users/${userId}/registrations`);
+    expect(registrations.status).toBe(200);
+    expect((registrations.json as { registrations: unknown[] }).registrations).toHaveLength(1);
+  });
+
+  it('refuses a wrong password with 403 and counts it in /metrics', async () => {
+    const phone = await runSipp({
+      scenario: 'register-auth-uac.xml', target: `${HOST}:${sipPort}`, calls: 1, traceMessages: true, timeoutMs: 15_000,
+      inf: { rows: [['7001', 'not-the-password', REALM]] },
+    });
+    expect(phone.stats.successful).toBe(0);
+    expect(phone.messages).toMatch(/^SIP\/2\.0 403 /m);
+    const metrics = await api('GET', '/metrics');
+    expect(metrics.status).toBe(200);
+    expect(metrics.text).toMatch(/dialcore_register_responses_total\{[^}]*status="200"[^}]*\} [1-9]/);
+    expect(metrics.text).toMatch(/dialcore_auth_failures_total\{[^}]*\} [1-9]/);
+  });
+
+  it('stops on SIGTERM within the shutdown bound, exit code 0', async () => {
+    const exited = new Promise<number | null>((resolve) => core.once('exit', (code) => resolve(code)));
+    core.kill('SIGTERM');
+    const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve('timeout'), 8000))]);
+    expect(code, output).toBe(0);
+  });
+});

@@ -1,0 +1,84 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError, helpText, loadConfig, redactConfig } from './index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'dialcore-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+/** The problems a load reports, as "field: message" lines. */
+function problemsOf(load: () => unknown): string[] {
+  try {
+    load();
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems.map((p) => `${p.field}: ${p.message}`);
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  const empty = file('empty.jsonc', '{}');
+
+  it('defaults: MD5 offered before SHA-256, so phones that answer only the first challenge register', () => {
+    const { config } = loadConfig({ file: empty, env: {} });
+    expect(config.registrar.digestAlgorithms).toEqual(['MD5', 'SHA-256']);
+    expect(config.registrar.realm).toBe('dialcore');
+    expect(config.sip.listen.length).toBeGreaterThan(0);
+  });
+
+  it('file < environment < flags', () => {
+    const f = file('levels.jsonc', '{ // comment\n "registrar": { "realm": "from-file", "digestAlgorithms": ["SHA-256"] }, "log": { "level": "warn" } }');
+    const fromFile = loadConfig({ file: f, env: {} }).config;
+    expect(fromFile.registrar.realm).toBe('from-file');
+    expect(fromFile.registrar.digestAlgorithms).toEqual(['SHA-256']);
+    const fromEnv = loadConfig({ file: f, env: { DIALCORE_REALM: 'from-env', DIALCORE_DIGEST_ALGORITHMS: 'sha-256, md5' } }).config;
+    expect(fromEnv.registrar.realm).toBe('from-env');
+    expect(fromEnv.registrar.digestAlgorithms).toEqual(['SHA-256', 'MD5']);
+    const fromFlag = loadConfig({ file: f, env: { DIALCORE_REALM: 'from-env' }, argv: ['start', '--realm', 'from-flag', '--digest-algorithms=MD5'] });
+    expect(fromFlag.config.registrar.realm).toBe('from-flag');
+    expect(fromFlag.config.registrar.digestAlgorithms).toEqual(['MD5']);
+    expect(fromFlag.positionals).toEqual(['start']);
+    expect(fromFlag.config.log.level).toBe('warn');
+  });
+
+  it('names every bad field by where it came from (flag, environment variable or file path)', () => {
+    const problems = problemsOf(() => loadConfig({
+      file: empty,
+      env: { DIALCORE_DIGEST_ALGORITHMS: 'MD5,MD4' },
+      argv: ['--t1', 'soon', '--redis', 'http://x', '--no-such-flag', 'x'],
+    }));
+    expect(problems).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^DIALCORE_DIGEST_ALGORITHMS: "MD4" is not one of /),
+      '--t1: must be a whole number',
+      '--redis: must be a redis:// or rediss:// URL',
+      '--no-such-flag: unknown flag (see --help)',
+    ]));
+    expect(problemsOf(() => loadConfig({ file: empty, env: { DIALCORE_DIGEST_ALGORITHMS: 'MD5,md5' } }))).toEqual([
+      'DIALCORE_DIGEST_ALGORITHMS: MD5 is listed twice',
+    ]);
+    expect(problemsOf(() => loadConfig({ file: file('none.jsonc', '{ "registrar": { "digestAlgorithms": [] } }'), env: {} }))).toEqual([
+      expect.stringMatching(/^registrar\.digestAlgorithms: at least one algorithm is required/),
+    ]);
+  });
+
+  it('cross-field rules', () => {
+    expect(problemsOf(() => loadConfig({ file: empty, env: {}, argv: ['--min-expires', '600', '--max-expires', '60'] })))
+      .toEqual(['registrar.minExpires: must not exceed registrar.maxExpires']);
+  });
+
+  it('--help lists every option; secrets are redacted for logs', () => {
+    expect(helpText()).toContain('--digest-algorithms');
+    const { config } = loadConfig({ file: empty, env: { DIALCORE_NONCE_SECRET: 'a-very-secret-nonce-key', DIALCORE_ADMIN_TOKEN: 'token-123' } });
+    const shown = JSON.stringify(redactConfig(config));
+    expect(shown).not.toContain('a-very-secret-nonce-key');
+    expect(shown).not.toContain('token-123');
+  });
+});
