@@ -7,7 +7,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DIGEST_ALGORITHMS, type DigestAlgorithm } from '../app/auth/ha1.js';
+import { DEFAULT_DIGEST_ALGORITHMS, DIGEST_ALGORITHMS, type DigestAlgorithm } from '../app/auth/ha1.js';
 
 export type SipTransportName = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';
 export interface SipListen { protocol: SipTransportName; host: string; port: number }
@@ -330,7 +330,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       defaultExpires: (c.registrar?.defaultExpires as number | undefined) ?? 600,
       nonceSecret: (c.registrar?.nonceSecret as string | undefined) ?? '',
       nonceLifetimeSeconds: (c.registrar?.nonceLifetimeSeconds as number | undefined) ?? 300,
-      digestAlgorithms: (c.registrar?.digestAlgorithms as DigestAlgorithm[] | undefined) ?? ['MD5', 'SHA-256'],
+      digestAlgorithms: (c.registrar?.digestAlgorithms as DigestAlgorithm[] | undefined) ?? [...DEFAULT_DIGEST_ALGORITHMS],
     },
     calls: {
       domain: (c.calls?.domain as string | undefined) ?? 'dialcore.invalid',

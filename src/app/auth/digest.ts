@@ -5,7 +5,7 @@
  * needed). Replay protection of nc needs shared state and lives with the caller (Redis script).
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { digestHash, parseAlgorithm, type DigestAlgorithm } from './ha1.js';
+import { DEFAULT_DIGEST_ALGORITHMS, digestHash, parseAlgorithm, type DigestAlgorithm } from './ha1.js';
 import { NonceFactory, type NonceCheck } from './nonce.js';
 
 export interface DigestCredentials {
@@ -185,7 +185,7 @@ export class DigestAuthenticator {
   constructor(options: DigestAuthOptions) {
     this.realm = options.realm;
     this.nonces = new NonceFactory(options.secret, options.realm, (options.nonceLifetimeSeconds ?? 300) * 1000);
-    this.algorithms = options.algorithms ?? ['SHA-256', 'MD5'];
+    this.algorithms = options.algorithms ?? [...DEFAULT_DIGEST_ALGORITHMS];
     this.opaque = options.opaque;
   }
 

@@ -7,6 +7,13 @@ import { createHash } from 'node:crypto';
 export const DIGEST_ALGORITHMS = ['SHA-256', 'MD5', 'SHA-512-256'] as const;
 export type DigestAlgorithm = (typeof DIGEST_ALGORITHMS)[number];
 
+/**
+ * The challenges offered unless configured otherwise, most preferred first (RFC 8760 2.4 lets the server order
+ * them). MD5 first: many phones, and SIPp, answer only the first challenge and know only MD5; devices that do
+ * SHA-256 still find it offered. `registrar.digestAlgorithms` changes the order or narrows the list.
+ */
+export const DEFAULT_DIGEST_ALGORITHMS: readonly DigestAlgorithm[] = ['MD5', 'SHA-256'];
+
 const NODE_HASH: Record<DigestAlgorithm, string> = {
   MD5: 'md5',
   'SHA-256': 'sha256',

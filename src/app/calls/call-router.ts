@@ -16,10 +16,10 @@
  */
 import type { Logger } from 'pino';
 import { parseDigestCredentials, type DigestAuthenticator, type DigestCredentials } from '../auth/digest.js';
-import type { NonceCountGuard } from '../auth/nonce-counts.js';
-import { authFailures } from '../observability/metrics.js';
 import type { DigestAlgorithm } from '../auth/ha1.js';
+import type { NonceCountGuard } from '../auth/nonce-counts.js';
 import type { CarrierConfig, RedisCommandSender } from '../carriers/index.js';
+import { authFailures } from '../observability/metrics.js';
 import { numbersInIdentityHeaders, type MaskStyle } from '../policies/index.js';
 import { checkRegisterPolicy } from '../registrar/policies.js';
 import { toHeaderRecord } from '../registrar/registrar.js';

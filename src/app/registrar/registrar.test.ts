@@ -130,7 +130,7 @@ function contactExpires(reply: RegisterReply | null): number[] {
 }
 
 describe('Registrar: digest authentication', () => {
-  it('challenges with SHA-256 then MD5, and accepts both', async () => {
+  it('challenges with MD5 then SHA-256 (the default order), and accepts both', async () => {
     const s = await stack();
     await s.store.create({ username: 'A', login: '1001', password: 'secret-password-1', connectionMethod: 'sip-phone' });
     const phone = new Phone(s.registrar, { login: '1001' });
@@ -138,8 +138,8 @@ describe('Registrar: digest authentication', () => {
     expect(challenge?.status).toBe(401);
     const wwwAuth = challenge!.headers.filter(([n]) => n === 'WWW-Authenticate').map(([, v]) => v);
     expect(wwwAuth).toHaveLength(2);
-    expect(wwwAuth[0]).toMatch(/algorithm=SHA-256, qop="auth"$/);
-    expect(wwwAuth[1]).toMatch(/algorithm=MD5, qop="auth"$/);
+    expect(wwwAuth[0]).toMatch(/algorithm=MD5, qop="auth"$/);
+    expect(wwwAuth[1]).toMatch(/algorithm=SHA-256, qop="auth"$/);
 
     for (const algorithm of ['SHA-256', 'MD5'] as const) {
       const p = new Phone(s.registrar, { login: '1001', algorithm, expires: 120 });

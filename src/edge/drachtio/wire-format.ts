@@ -43,7 +43,7 @@ function metaFields(meta: WireMeta): string {
 }
 
 /** Unique within this process and across its restarts: a random prefix per process, then a counter. */
-const msgIdPrefix = `${randomUUID().slice(0, 19)}`;
+const msgIdPrefix = randomUUID().slice(0, 19);
 let msgIdCounter = 0;
 
 /** An id for a message or transaction on the wire (the C++ server uses UUIDs; srf only keys maps by them). */
