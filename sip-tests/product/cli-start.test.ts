@@ -1,8 +1,9 @@
 /**
  * The product as shipped: `dialcore start` (bin/dialcore.js, from source) with the flags the README shows, its
  * own Redis and rtpengine on loopback, driven only from outside: a user created through the admin API, a SIPp
- * phone registering with a plain MD5 digest REGISTER (SIPp 3.6.1 answers the first challenge only, so this also
- * pins the default challenge order), the binding seen through the admin API and in /metrics, then SIGTERM.
+ * phone registering with a plain MD5 digest REGISTER over UDP and TCP (SIPp 3.6.1 answers the first challenge only,
+ * so this also pins the default challenge order), the bindings seen through the admin API and in /metrics, a
+ * deactivation kicking them, then SIGTERM.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -114,6 +115,25 @@ describe('dialcore start', () => {
     expect(metrics.status).toBe(200);
     expect(metrics.text).toMatch(/dialcore_register_responses_total\{[^}]*status="200"[^}]*\} [1-9]/);
     expect(metrics.text).toMatch(/dialcore_auth_failures_total\{[^}]*\} [1-9]/);
+  });
+
+  it('registers over TCP too; deactivating the user removes its bindings within a second', async () => {
+    const phone = await runSipp({
+      scenario: 'register-auth-uac.xml', target: `${HOST}:${sipPort}`, transport: 't1', calls: 1, timeoutMs: 15_000, traceMessages: true,
+      inf: { rows: [['7001', 'cli-phone-pass-1', REALM]] },
+    });
+    expect(phone.stats.successful, phone.errors).toBe(1);
+    // the 200 lists both bindings (RFC 3261 10.3 step 8); the TCP one goes when SIPp closes its connection
+    const ok = (phone.messages ?? '').split(/\r?\n\r?\n/).find((m) => /^SIP\/2\.0 200 /m.test(m)) ?? '';
+    expect(ok.match(/^Contact: .*transport=(UDP|TCP)/gim)?.map((c) => /transport=(\w+)/i.exec(c)![1]!.toUpperCase()).sort()).toEqual(['TCP', 'UDP']);
+    const before = await api('GET', `/v1/users/${userId}/registrations`);
+    expect((before.json as { registrations: unknown[] }).registrations.length, before.text).toBeGreaterThan(0);
+    const deactivated = await api('PATCH', `/v1/users/${userId}`, { active: false });
+    expect(deactivated.status, deactivated.text).toBe(200);
+    const started = Date.now();
+    await waitUntil(async () => ((await api('GET', `/v1/users/${userId}/registrations`)).json as { registrations: unknown[] }).registrations.length === 0,
+      { timeoutMs: 1000, intervalMs: 50, what: 'bindings removed after deactivation' });
+    expect(Date.now() - started).toBeLessThan(1000);
   });
 
   it('stops on SIGTERM within the shutdown bound, exit code 0', async () => {
