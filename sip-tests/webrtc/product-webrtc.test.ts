@@ -383,7 +383,10 @@ describe('kick-off and closed connections', () => {
     const carrier = carrierCall('invite-uac-wait-bye.xml', did, { timeoutMs: 30_000 });
     const incoming = await incomingCall(phone, carrier);
     await phone.waitForConfirmed(incoming.id, 10_000);
-    expect(await cs.calls.listUserSessions(user.id)).toEqual([expect.objectContaining({ state: 'answered', direction: 'inbound' })]);
+    // the browser is confirmed once the core ACKs its 200; the core's session turns answered once rtpengine has
+    // answered and the carrier has its 200, a moment later on a busy machine
+    await expect.poll(async () => cs.calls.listUserSessions(user.id), { timeout: 5000 })
+      .toEqual([expect.objectContaining({ state: 'answered', direction: 'inbound' })]);
 
     const kicked = new Promise<{ sessionsEnded: number; bindingsRemoved: number }>((resolve) => {
       const off = cs.services.kicks.onKick((outcome) => {
