@@ -5,7 +5,6 @@
  * with digest credentials on 401/407 and failover to the next gateway on 5xx. Plus internal calls
  * between users, and an rtpengine outage. After every test nothing is left behind.
  */
-import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { computeDigestResponse, parseAuthParams } from '../../src/app/auth/digest.js';
@@ -13,6 +12,7 @@ import { computeHa1 } from '../../src/app/auth/ha1.js';
 import { freePort, runSipp, startSippServer, type SippServer } from '../harness/index.js';
 import { DOMAIN, useCallStack, type CallStack, type TestUser } from './call-stack.js';
 import { headerValues, receivedMessages, receivedRequest, receivedStatuses, rejectScenario } from './sipp-trace.js';
+import { headerOf, statusOf, UdpPeer } from '../edge-faults/raw-sip.js';
 
 let cs: CallStack;
 const servers: SippServer[] = [];
@@ -44,48 +44,29 @@ function finalStatusLine(trace: string | undefined): string | undefined {
  * already used) and read the final response; every final is ACKed (RFC 3261 17.1.1.3).
  */
 async function rawInviteDevice(target: string) {
-  const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
-  const socket = createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  const local = `127.0.0.1:${socket.address().port}`;
-  const finals = new Map<string, (raw: string) => void>();
-  socket.on('message', (buf) => {
-    const raw = buf.toString('utf8');
-    const status = Number(/^SIP\/2\.0 (\d{3})/.exec(raw)?.[1] ?? 0);
-    const branch = /branch=([^;\s,]+)/.exec(raw)?.[1];
-    if (status >= 200 && branch) finals.get(branch)?.(raw);
-  });
-  const header = (raw: string, name: string) => new RegExp(`^${name}:\\s*(.*)$`, 'mi').exec(raw)?.[1]?.trim();
+  const port = Number(target.slice(target.lastIndexOf(':') + 1));
+  const peer = await UdpPeer.open();
+  const local = `127.0.0.1:${peer.port}`;
   return {
     /** INVITE for `dialled` from `login` (a fresh Call-ID each time); resolves with the final response */
     async invite(login: string, dialled: string, proxyAuthorization?: string): Promise<string> {
       const branch = `z9hG4bK${randomBytes(6).toString('hex')}`;
       const callId = `${randomBytes(6).toString('hex')}@raw-device`;
-      const fromTag = randomBytes(4).toString('hex');
       const sdp = ['v=0', 'o=- 1 1 IN IP4 127.0.0.1', 's=-', 'c=IN IP4 127.0.0.1', 't=0 0', 'm=audio 40000 RTP/AVP 0', 'a=rtpmap:0 PCMU/8000', ''].join('\r\n');
-      const common = [`Via: SIP/2.0/UDP ${local};branch=${branch};rport`, 'Max-Forwards: 70', `From: <sip:${login}@${DOMAIN}>;tag=${fromTag}`];
-      const request = [
+      const common = [`Via: SIP/2.0/UDP ${local};branch=${branch};rport`, 'Max-Forwards: 70', `From: <sip:${login}@${DOMAIN}>;tag=${randomBytes(4).toString('hex')}`];
+      await peer.send([
         `INVITE sip:${dialled}@${DOMAIN} SIP/2.0`, ...common, `To: <sip:${dialled}@${DOMAIN}>`, `Call-ID: ${callId}`, 'CSeq: 1 INVITE',
         `Contact: <sip:${login}@${local}>`, ...(proxyAuthorization ? [`Proxy-Authorization: ${proxyAuthorization}`] : []),
         'Content-Type: application/sdp', `Content-Length: ${Buffer.byteLength(sdp)}`, '', sdp,
-      ].join('\r\n');
-      const final = new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('no final response to the INVITE')), 10_000);
-        finals.set(branch, (raw) => {
-          clearTimeout(timer);
-          finals.delete(branch);
-          resolve(raw);
-        });
-      });
-      socket.send(request, port, host);
-      const raw = await final;
-      const ack = [`ACK sip:${dialled}@${DOMAIN} SIP/2.0`, ...common, `To: ${header(raw, 'To')}`, `Call-ID: ${callId}`, 'CSeq: 1 ACK', 'Content-Length: 0', '', ''].join('\r\n');
-      socket.send(ack, port, host);
-      return raw;
+      ].join('\r\n'), port);
+      const final = await peer.waitFor((m) => (statusOf(m) ?? 0) >= 200 && m.includes(`branch=${branch}`), 10_000);
+      if (!final) throw new Error('no final response to the INVITE');
+      await peer.send([`ACK sip:${dialled}@${DOMAIN} SIP/2.0`, ...common, `To: ${headerOf(final, 'To')}`, `Call-ID: ${callId}`, 'CSeq: 1 ACK', 'Content-Length: 0', '', ''].join('\r\n'), port);
+      return final;
     },
     /** Proxy-Authorization answering a 407's MD5 challenge with nonce count `nc` */
     credentials(challenge: string, user: TestUser, dialled: string, nc: number): string {
-      const params = parseAuthParams(header(challenge, 'Proxy-Authenticate') ?? '')?.[0]?.params;
+      const params = parseAuthParams(headerOf(challenge, 'Proxy-Authenticate') ?? '')?.[0]?.params;
       const realm = params?.get('realm') ?? '';
       const nonce = params?.get('nonce') ?? '';
       const uri = `sip:${dialled}@${DOMAIN}`;
@@ -93,7 +74,7 @@ async function rawInviteDevice(target: string) {
       const response = computeDigestResponse('MD5', computeHa1('MD5', user.login, realm, user.password), 'INVITE', { nonce, uri, qop: 'auth', nc: ncText, cnonce: 'feed' });
       return `Digest username="${user.login}", realm="${realm}", nonce="${nonce}", uri="${uri}", algorithm=MD5, qop=auth, nc=${ncText}, cnonce="feed", response="${response}"`;
     },
-    close: () => socket.close(),
+    close: () => peer.close(),
   };
 }
 
