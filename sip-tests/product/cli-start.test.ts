@@ -3,12 +3,13 @@
  * own Redis and rtpengine on loopback, driven only from outside: a user created through the admin API, a SIPp
  * phone registering with a plain MD5 digest REGISTER over UDP and TCP (SIPp 3.6.1 answers the first challenge only,
  * so this also pins the default challenge order), the bindings seen through the admin API and in /metrics, a
- * deactivation kicking them, then SIGTERM.
+ * deactivation kicking them, a webrtc user over WebSocket (and refused over UDP), then SIGTERM.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, runSipp, startRedis, startRtpengine, waitUntil, type RedisServer, type RtpengineServer } from '../harness/index.js';
+import { registerOverWebSocket } from '../fixtures/ws-register.js';
 
 const HOST = '127.0.0.1';
 const TOKEN = 'cli-test-admin-token-0123456789';
@@ -20,6 +21,7 @@ let rtpengine: RtpengineServer;
 let core: ChildProcess;
 let output = '';
 let sipPort = 0;
+let wsPort = 0;
 let httpBase = '';
 
 async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown; text: string }> {
@@ -42,12 +44,13 @@ beforeAll(async () => {
   redis = await startRedis();
   rtpengine = await startRtpengine();
   sipPort = await freePort();
+  wsPort = await freePort();
   const httpPort = await freePort();
   const adminPort = await freePort();
   httpBase = `http://${HOST}:${httpPort}`;
   core = spawn(process.execPath, [
     BIN, 'start',
-    '--sip', `udp:${HOST}:${sipPort}`, '--sip', `tcp:${HOST}:${sipPort}`,
+    '--sip', `udp:${HOST}:${sipPort}`, '--sip', `tcp:${HOST}:${sipPort}`, '--sip', `ws:${HOST}:${wsPort}`,
     '--admin', `${HOST}:${adminPort}`, '--http', `${HOST}:${httpPort}`,
     '--redis', redis.url, '--rtpengine', `${HOST}:${rtpengine.ngPort}`,
     '--realm', REALM, '--log-level', 'warn',
@@ -134,6 +137,25 @@ describe('dialcore start', () => {
     await waitUntil(async () => ((await api('GET', `/v1/users/${userId}/registrations`)).json as { registrations: unknown[] }).registrations.length === 0,
       { timeoutMs: 1000, intervalMs: 50, what: 'bindings removed after deactivation' });
     expect(Date.now() - started).toBeLessThan(1000);
+  });
+
+  it('a webrtc user registers over WebSocket; a sip-phone user may not (403 Connection Method Not Allowed)', async () => {
+    const created = await api('POST', '/v1/users', {
+      username: 'cli-webphone', login: '7002', password: 'cli-web-pass-1', connectionMethod: 'webrtc', active: true,
+    });
+    expect(created.status, created.text).toBe(201);
+    const socket = await registerOverWebSocket({ url: `ws://${HOST}:${wsPort}`, login: '7002', password: 'cli-web-pass-1', realm: REALM, domain: REALM });
+    try {
+      const registrations = await api('GET', `/v1/users/${(created.json as { id: string }).id}/registrations`);
+      expect((registrations.json as { registrations: Array<{ transport: string }> }).registrations.map((r) => r.transport)).toEqual(['ws']);
+    } finally {
+      socket.terminate();
+    }
+    const phoneOverUdp = await runSipp({
+      scenario: 'register-auth-uac.xml', target: `${HOST}:${sipPort}`, calls: 1, traceMessages: true, timeoutMs: 15_000,
+      inf: { rows: [['7002', 'cli-web-pass-1', REALM]] },
+    });
+    expect(phoneOverUdp.messages).toMatch(/^SIP\/2\.0 403 Connection Method Not Allowed/m);
   });
 
   it('stops on SIGTERM within the shutdown bound, exit code 0', async () => {

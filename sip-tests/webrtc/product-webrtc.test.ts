@@ -19,7 +19,6 @@
  *   notice) removes its binding.
  * After every test: no call, media session, rtpengine call or edge dialog left (expectIdle).
  */
-import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, runSipp, startSippServer, type SippServer } from '../harness/index.js';
@@ -27,10 +26,8 @@ import { startBrowser, type CallInfo, type Webphone, type WebphoneBrowser } from
 import { waitFor } from '../fixtures/stack.js';
 import { DOMAIN, startCallStack, type CallStack, type TestUser } from '../calls/call-stack.js';
 import { headerValues, receivedMessages, receivedRequest, receivedStatuses } from '../calls/sipp-trace.js';
-import { parseResponse } from '../registrar/sip-client.js';
+import { registerOverWebSocket } from '../fixtures/ws-register.js';
 import { onFlowClosed } from '../../src/app/sip/srf.js';
-import { computeDigestResponse, parseAuthParams } from '../../src/app/auth/digest.js';
-import { computeHa1 } from '../../src/app/auth/ha1.js';
 import { createNumberMasker } from '../../src/app/policies/index.js';
 import type { CallSession } from '../../src/app/calls/index.js';
 
@@ -157,62 +154,9 @@ async function incomingCall(phone: Webphone, carrier: Promise<{ messages?: strin
   }
 }
 
-/**
- * A WebSocket SIP client of its own (RFC 7118, `sip` subprotocol) that registers a user with
- * an MD5 digest and then can drop its connection without un-REGISTERing, as a closed tab does.
- */
+/** A raw WebSocket SIP client registered for `user` (see fixtures/ws-register.ts), closed after each test. */
 async function registerOverRawWebSocket(user: TestUser): Promise<WebSocket> {
-  const socket = new WebSocket(wsUrl, 'sip', { rejectUnauthorized: false });
-  sockets.push(socket);
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('WebSocket open timed out')), 5000);
-    socket.once('open', () => { clearTimeout(timer); resolve(); });
-    socket.once('error', (err) => { clearTimeout(timer); reject(err); });
-  });
-  const host = `${randomBytes(4).toString('hex')}.invalid`;
-  const callId = `${randomBytes(8).toString('hex')}@${host}`;
-  const fromTag = randomBytes(4).toString('hex');
-  const uri = `sip:${DOMAIN}`;
-  const send = (cseq: number, authorization?: string): Promise<ReturnType<typeof parseResponse>> => {
-    const branch = `z9hG4bK${randomBytes(8).toString('hex')}`;
-    const request = [
-      `REGISTER ${uri} SIP/2.0`,
-      `Via: SIP/2.0/WSS ${host};branch=${branch}`,
-      'Max-Forwards: 70',
-      `From: <sip:${user.login}@${DOMAIN}>;tag=${fromTag}`,
-      `To: <sip:${user.login}@${DOMAIN}>`,
-      `Call-ID: ${callId}`,
-      `CSeq: ${cseq} REGISTER`,
-      `Contact: <sip:${user.login}@${host};transport=ws>;expires=300`,
-      ...(authorization ? [`Authorization: ${authorization}`] : []),
-      'Content-Length: 0',
-      '',
-      '',
-    ].join('\r\n');
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => { socket.off('message', onMessage); resolve(null); }, 5000);
-      const onMessage = (data: WebSocket.RawData): void => {
-        const response = parseResponse(data.toString());
-        if (!response || response.status < 200 || !response.header('via')?.includes(branch)) return;
-        clearTimeout(timer);
-        socket.off('message', onMessage);
-        resolve(response);
-      };
-      socket.on('message', onMessage);
-      socket.send(request);
-    });
-  };
-  const challenge = await send(1);
-  expect(challenge?.status).toBe(401);
-  const params = challenge!.all('www-authenticate').map((v) => parseAuthParams(v)?.[0]?.params).find((p) => p?.get('algorithm')?.toUpperCase() === 'MD5');
-  expect(params, 'an MD5 challenge').toBeDefined();
-  const nonce = params!.get('nonce')!;
-  const ha1 = computeHa1('MD5', user.login, DOMAIN, user.password);
-  const credentials = { nonce, uri, qop: 'auth', nc: '00000001', cnonce: randomBytes(4).toString('hex') };
-  const response = computeDigestResponse('MD5', ha1, 'REGISTER', credentials);
-  const ok = await send(2, `Digest username="${user.login}", realm="${DOMAIN}", nonce="${nonce}", uri="${uri}", algorithm=MD5, qop=auth, nc=${credentials.nc}, cnonce="${credentials.cnonce}", response="${response}"`);
-  expect(ok?.status, ok?.raw).toBe(200);
-  return socket;
+  return registerOverWebSocket({ url: wsUrl, login: user.login, password: user.password, realm: DOMAIN, domain: DOMAIN, track: (socket) => sockets.push(socket) });
 }
 
 // ------------------------------------------------------------------------------------------ registration
