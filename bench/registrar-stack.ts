@@ -29,7 +29,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createClient } from 'redis';
 import { Edge } from '../src/edge/edge.js';
-import { connectSrf, createSrf } from '../src/app/sip/srf.js';
+import { connectSrf, createSrf, useEnvironmentSnapshot } from '../src/app/sip/srf.js';
 import { startRegistrarServices } from '../src/app/registrar/services.js';
 import { freePort } from '../sip-tests/harness/ports.js';
 import { startDiagnostics } from './diagnostics.js';
@@ -160,6 +160,7 @@ function startWorker(redisUrl: string, realm: string, adminPort: number, nonceSe
 }
 
 async function main(): Promise<void> {
+  useEnvironmentSnapshot(); // as the CLI does (src/cli.ts)
   const diagnostics = await startDiagnostics(process.env);
   if (process.argv.includes('--worker')) return worker();
   const redisUrl = argument('redis');

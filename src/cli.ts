@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { uriHost } from './app/sip/uri-host.js';
+import { useEnvironmentSnapshot } from './app/sip/srf.js';
 
 const USAGE = `Usage: dialcore <command> [options]
 
@@ -106,6 +107,7 @@ function startAppWorker(argv: string[], config: DialcoreConfig, logger: Logger, 
 }
 
 export async function main(argv: string[]): Promise<number> {
+  useEnvironmentSnapshot();
   let loaded;
   try {
     loaded = loadConfig({ argv });
