@@ -54,16 +54,32 @@ export class AppConnection {
   };
 
   send(payload: string): void {
-    if (this.socket.destroyed) return;
-    // frames written in one turn of the event loop (e.g. a burst of datagrams read in one poll) go out in a single
-    // writev once it ends, instead of a syscall each
+    if (!this.writable()) return;
+    // `<bytes>#<payload>` written as one string: no intermediate Buffer copy (hot path)
+    this.socket.write(`${Buffer.byteLength(payload, 'utf8')}#${payload}`, 'utf8');
+  }
+
+  /**
+   * A frame carrying a SIP message: `<bytes>#<head>` CRLF `<sip>`, the message's bytes (as received or as sent)
+   * written as they are, never decoded and re-encoded.
+   */
+  sendSip(head: string, sip: Buffer): void {
+    if (!this.writable()) return;
+    const leader = `${head}${CRLF}`;
+    this.socket.write(`${Buffer.byteLength(leader, 'utf8') + sip.length}#${leader}`, 'utf8');
+    this.socket.write(sip);
+  }
+
+  /** Open, and corked for the rest of this turn of the event loop: frames written in one turn (e.g. for a burst of
+   * datagrams read in one poll) go out in a single writev once it ends, instead of a syscall each. */
+  private writable(): boolean {
+    if (this.socket.destroyed) return false;
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
       setImmediate(this.uncork);
     }
-    // `<bytes>#<payload>` written as one string: no intermediate Buffer copy (hot path)
-    this.socket.write(`${Buffer.byteLength(payload, 'utf8')}#${payload}`, 'utf8');
+    return true;
   }
 
   /** @internal */

@@ -11,13 +11,13 @@
  * dialog id only and expect the server to fill in Request-URI, Route, tags and CSeq.
  */
 import type { Logger } from 'pino';
-import { SipMessage, parseNameAddr, parseUri, verbatimText } from '../message/index.js';
+import { SipMessage, parseNameAddr, parseUri, verbatimBytes } from '../message/index.js';
 import type { TransportLayer, InboundMessage, SendTarget, SentInfo, TransportProtocol, Flow } from '../transport/index.js';
 import { buildResponse as buildTxnResponse, generateBranch, generateTag, type TransactionLayer, type ServerTransaction, type ClientTransaction } from '../transaction/index.js';
 import { DialogStore, dialogIdFor, type Dialog } from '../dialog/dialog.js';
 import type { AppConnection, AppServer, AppSipCommand } from './app-server.js';
 import { readAppMessage } from './app-message.js';
-import { apiResponse, newMsgId, sentRequestEcho, sentResponseEcho, sipEvent, type WireMeta } from './wire-format.js';
+import { apiResponse, newMsgId, sentRequestEchoHead, sentResponseEchoHead, sipEventHead, type WireMeta } from './wire-format.js';
 import {
   contactFor, ensureContentType, generateCallId, generateCSeq, localizeContact, localUri, replaceLocalhost, viaFor, type LocalAddress,
 } from './sip-builders.js';
@@ -231,7 +231,7 @@ export class SipController {
     const meta = this.metaOf(inb);
     const local = inb.flow;
     meta.receivedOn = dialog ? undefined : { address: local.localAddress, port: local.localPort };
-    app.send(sipEvent(meta, txnId, dialog?.id ?? '', requestText(inb)));
+    app.sendSip(sipEventHead(meta, txnId, dialog?.id ?? ''), requestBytes(inb));
     if (method === 'ACK') this.forgetServerRequest(txnId);
   }
 
@@ -267,7 +267,7 @@ export class SipController {
     const terminated = buildResponse(pending.inbound.message, 487, 'Request Terminated', pending.toTag);
     invite.respond(terminated).catch(() => undefined);
     // drachtio delivers the CANCEL under the INVITE's transaction id; srf emits 'cancel' on the request
-    pending.app.send(sipEvent(this.metaOf(inb), pending.txnId, '', requestText(inb)));
+    pending.app.sendSip(sipEventHead(this.metaOf(inb), pending.txnId, ''), requestBytes(inb));
   }
 
   private onInDialogRequest(inb: InboundMessage, stx: ServerTransaction, toTag: string): void {
@@ -317,7 +317,7 @@ export class SipController {
     dialog.awaitingAckSeq = undefined;
     const app = this.appById(dialog.ownerAppId);
     if (!app) return;
-    app.send(sipEvent(this.metaOf(inb), newMsgId(), dialog.id, requestText(inb)));
+    app.sendSip(sipEventHead(this.metaOf(inb), newMsgId(), dialog.id), requestBytes(inb));
   }
 
   private onStrayResponse(inb: InboundMessage): void {
@@ -443,7 +443,7 @@ export class SipController {
     if (status >= 200 && method === 'BYE' && pending.dialog) this.dialogs.remove(pending.dialog);
     const meta: WireMeta = { source: 'application', bytes: sent.bytes, protocol: sent.flow.protocol, address: sent.flow.remoteAddress, port: sent.flow.remotePort };
     const dialogId = method === 'INVITE' && status >= 200 && status < 300 ? (dialog?.id ?? '') : (pending.dialog?.id ?? '');
-    cmd.app.send(sentResponseEcho(cmd.msgId, meta, pending.txnId, dialogId, (wire ?? res.serialise()).toString('utf8')));
+    cmd.app.sendSip(sentResponseEchoHead(cmd.msgId, meta, pending.txnId, dialogId), wire ?? res.serialise());
   }
 
   private createUasDialog(pending: PendingServerRequest, res: SipMessage, local: LocalAddress): Dialog {
@@ -489,7 +489,7 @@ export class SipController {
       const app = this.appById(dialog.ownerAppId);
       if (app) {
         const meta: WireMeta = { source: 'application', bytes: bye.serialise().length, protocol: target.protocol, address: target.address, port: target.port };
-        app.send(sipEvent(meta, 'unsolicited', dialog.id, bye.toString()));
+        app.sendSip(sipEventHead(meta, 'unsolicited', dialog.id), bye.serialise());
       }
       this.dialogs.remove(dialog);
     }).catch(() => this.dialogs.remove(dialog));
@@ -560,7 +560,7 @@ export class SipController {
       const data = req.serialise();
       const sent = await this.opts.transport.send(data, target);
       dialog.lastAck = { data, target, inviteSeq: dialog.lastInviteSeq };
-      cmd.app.send(sentRequestEcho(cmd.msgId, sentMeta(sent), txnId, req.toString()));
+      cmd.app.sendSip(sentRequestEchoHead(cmd.msgId, sentMeta(sent), txnId), req.serialise());
       return;
     }
     this.startClientTransaction(cmd, req, target, txnId, dialog.id);
@@ -580,7 +580,7 @@ export class SipController {
     const cancel = buildCancel(pending.request);
     pending.ctx.cancel(cancel);
     const meta: WireMeta = { source: 'application', bytes: cancel.serialise().length, protocol: pending.target.protocol, address: pending.target.address, port: pending.target.port };
-    cmd.app.send(sentRequestEcho(cmd.msgId, meta, newMsgId(), cancel.toString()));
+    cmd.app.sendSip(sentRequestEchoHead(cmd.msgId, meta, newMsgId()), cancel.serialise());
   }
 
   /** A new out-of-dialog request: complete the skeleton (8.1.1) and send it to the Request-URI or the outbound proxy. */
@@ -628,7 +628,7 @@ export class SipController {
     // Echo at once, before any response can exist: srf registers the transaction from the echo
     const wire = ctx.wire;
     const meta: WireMeta = { source: 'application', bytes: wire.length, protocol: target.protocol, address: target.address, port: target.port };
-    cmd.app.send(sentRequestEcho(cmd.msgId, meta, txnId, wire.toString('utf8')));
+    cmd.app.sendSip(sentRequestEchoHead(cmd.msgId, meta, txnId), wire);
     ctx.on('response', (inb: InboundMessage) => this.guard(() => this.onClientResponse(pending, inb)));
     ctx.on('timeout', () => this.guard(() => this.synthesizeResponse(pending, 408, 'Request Timeout')));
     ctx.on('transport-error', () => this.guard(() => this.synthesizeResponse(pending, 503, 'Service Unavailable')));
@@ -644,7 +644,7 @@ export class SipController {
   private synthesizeResponse(pending: PendingClientRequest, status: number, reason: string): void {
     const res = buildResponse(pending.request, status, reason, undefined);
     const meta: WireMeta = { source: 'network', bytes: res.serialise().length, protocol: pending.target.protocol, address: pending.target.address, port: pending.target.port };
-    pending.app.send(sipEvent(meta, pending.txnId, pending.dialogId && this.dialogs.getById(pending.dialogId) ? pending.dialogId : '', res.toString()));
+    pending.app.sendSip(sipEventHead(meta, pending.txnId, pending.dialogId && this.dialogs.getById(pending.dialogId) ? pending.dialogId : ''), res.serialise());
     this.clientRequests.delete(pending.txnId);
     if (pending.request.method === 'INVITE') this.dropEarlyDialog(pending);
   }
@@ -691,7 +691,7 @@ export class SipController {
         if (na) d.remoteTarget = na.rawUri;
       }
     }
-    pending.app.send(sipEvent(this.metaOf(inb), pending.txnId, dialogId, res.toString()));
+    pending.app.sendSip(sipEventHead(this.metaOf(inb), pending.txnId, dialogId), res.serialise());
     // a non-INVITE final ends what the app can do with the request (17.1.2.2: retransmissions are absorbed)
     if (method !== 'INVITE' && status >= 200) this.releaseClientRequest(pending);
   }
@@ -744,8 +744,9 @@ function isProtocol(p: string | undefined): p is TransportProtocol {
  * A network request as the app gets it: the serialised message, with the top Via as stamped by the transport
  * (RFC 3261 18.2.1). When the request arrived in exactly that form, its bytes are reused and only the Via spliced.
  */
-function requestText(inb: InboundMessage): string {
-  return (inb.verbatim && verbatimText(inb.message, inb.verbatim)) ?? inb.message.toString();
+/** A network request's bytes for the app: as received with the stamped top Via spliced in, else re-serialised. */
+function requestBytes(inb: InboundMessage): Buffer {
+  return (inb.verbatim && verbatimBytes(inb.message, inb.verbatim)) || inb.message.serialise();
 }
 
 function flowTarget(flow: Flow): SendTarget {

@@ -52,27 +52,30 @@ export function newMsgId(): string {
   return msgIdPrefix + msgIdCounter.toString(16).padStart(16, '0');
 }
 
-/** `<uuid>|sip|<meta>|<txnId>|<dialogId>|[<recvAddr>|<recvPort>|]` CRLF <SIP message> */
-export function sipEvent(meta: WireMeta, transactionId: string, dialogId: string, sip: string): string {
-  let line = `${newMsgId()}|sip|${metaFields(meta)}|${transactionId}|${dialogId}|`;
-  if (meta.receivedOn) line += `${meta.receivedOn.address}|${meta.receivedOn.port}|`;
-  return line + CRLF + sip;
+/**
+ * The first line of a frame carrying a SIP message; the frame is that line, CRLF, the SIP message
+ * (AppConnection.sendSip). Network message to the app:
+ * `<uuid>|sip|<meta>|<txnId>|<dialogId>|[<recvAddr>|<recvPort>|]`
+ */
+export function sipEventHead(meta: WireMeta, transactionId: string, dialogId: string): string {
+  const line = `${newMsgId()}|sip|${metaFields(meta)}|${transactionId}|${dialogId}|`;
+  return meta.receivedOn ? `${line}${meta.receivedOn.address}|${meta.receivedOn.port}|` : line;
 }
 
 /**
  * Echo of a request the app asked us to send (capture: no dialog id field):
- * `<uuid>|response|<appMsgId>|OK|<meta>|<txnId>|Msg sent:|` CRLF <SIP as sent>
+ * `<uuid>|response|<appMsgId>|OK|<meta>|<txnId>|Msg sent:|`, then the SIP as sent
  */
-export function sentRequestEcho(appMsgId: string, meta: WireMeta, transactionId: string, sip: string): string {
-  return `${newMsgId()}|response|${appMsgId}|OK|${metaFields(meta)}|${transactionId}|Msg sent:|${CRLF}${sip}`;
+export function sentRequestEchoHead(appMsgId: string, meta: WireMeta, transactionId: string): string {
+  return `${newMsgId()}|response|${appMsgId}|OK|${metaFields(meta)}|${transactionId}|Msg sent:|`;
 }
 
 /**
  * Echo of a response the app asked us to send; srf reads the dialog id from it:
- * `<uuid>|response|<appMsgId>|OK|<meta>|<txnId>|<dialogId>||Msg sent:|` CRLF <SIP as sent>
+ * `<uuid>|response|<appMsgId>|OK|<meta>|<txnId>|<dialogId>||Msg sent:|`, then the SIP as sent
  */
-export function sentResponseEcho(appMsgId: string, meta: WireMeta, transactionId: string, dialogId: string, sip: string): string {
-  return `${newMsgId()}|response|${appMsgId}|OK|${metaFields(meta)}|${transactionId}|${dialogId}||Msg sent:|${CRLF}${sip}`;
+export function sentResponseEchoHead(appMsgId: string, meta: WireMeta, transactionId: string, dialogId: string): string {
+  return `${newMsgId()}|response|${appMsgId}|OK|${metaFields(meta)}|${transactionId}|${dialogId}||Msg sent:|`;
 }
 
 /** `<uuid>|response|<appMsgId>|<OK|NO|NOK>[|<fields>...]` */

@@ -18,8 +18,8 @@
  *    lazy msg.fromAddr / msg.toAddr (NameAddr) and msg.topVia (Via), memoised until the header text changes
  *  - SipUri.opaque for unknown schemes (absoluteURI); tel: keeps the number in `user`
  *  - getParam(params, name), parseHeaderParams, quote/unquote, isToken, isCallId, parseBoundedInt
- *  - ParseResult.verbatim (a request received exactly in serialised form) + verbatimText(message, verbatim): its
- *    wire text without re-serialising, the (edited) top Via spliced in
+ *  - ParseResult.verbatim (a request received exactly in serialised form) + verbatimBytes(message, verbatim): its
+ *    wire bytes without re-serialising, the (edited) top Via spliced in
  *
  * Parse outcome summary: malformed requests => { ok:false, status: 400 | 505, message: partial } (answer
  * statelessly); malformed responses and non-SIP bytes => { ok:false } without status (drop); on streams a framing
@@ -28,7 +28,7 @@
 export { SipMessage, type SipHeader } from './sip-message.js';
 export {
   parseMessage, StreamFramer, type ParseResult, type ParseLimits, DEFAULT_PARSE_LIMITS, type ParseOptions,
-  type VerbatimRequest, verbatimText,
+  type VerbatimRequest, verbatimBytes,
 } from './parser.js';
 export {
   parseVia, formatVia, parseNameAddr, formatNameAddr, parseUri, formatUri, parseCSeq, splitHeaderValues,

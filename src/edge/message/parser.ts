@@ -43,7 +43,7 @@ export type ParseResult =
  * A request whose received bytes are byte for byte what serialise() writes for the parsed message (CRLF lines,
  * canonical header names, `Name: value`, no folding, no comma lists, one Content-Length equal to the body): the edge
  * can pass those bytes on instead of re-serialising, splicing in only the top Via value, which the transport
- * edits after parsing (received / rport, RFC 3261 18.2.1, RFC 3581 4). See verbatimText().
+ * edits after parsing (received / rport, RFC 3261 18.2.1, RFC 3581 4). See verbatimBytes().
  */
 export interface VerbatimRequest {
   /** the message as received, start line to end of body (no leading CRLFs, nothing after Content-Length) */
@@ -57,16 +57,17 @@ export interface VerbatimRequest {
 }
 
 /**
- * The wire text of `message` from its verbatim bytes with the current top Via value spliced in, or undefined when
- * the message no longer matches the layout (then use message.toString()). Only the top Via may have been edited.
+ * The wire bytes of `message` from its verbatim bytes with the current top Via value spliced in, or undefined when
+ * the message no longer matches the layout (then use message.serialise()). Only the top Via may have been edited.
+ * The bytes around the Via are passed on as received, never decoded.
  */
-export function verbatimText(message: SipMessage, verbatim: VerbatimRequest): string | undefined {
+export function verbatimBytes(message: SipMessage, verbatim: VerbatimRequest): Buffer | undefined {
   const headers = message.headers;
   if (headers.length !== verbatim.headerCount || message.body.length > verbatim.bytes.length) return undefined;
   const via = headers[verbatim.topViaIndex];
   if (via === undefined || via.name !== 'Via' || via.value.indexOf('\r') >= 0 || via.value.indexOf('\n') >= 0) return undefined;
   const { bytes, topViaStart, topViaEnd } = verbatim;
-  return bytes.toString('latin1', 0, topViaStart) + via.value + bytes.toString('utf8', topViaEnd);
+  return Buffer.concat([bytes.subarray(0, topViaStart), Buffer.from(via.value, 'utf8'), bytes.subarray(topViaEnd)]);
 }
 
 const CR = 13, LF = 10, SP = 32, HT = 9;

@@ -31,7 +31,7 @@ export interface InboundMessage {
   raw: Buffer;
   flow: Flow;
   receivedAt: number;     // Date.now()
-  /** a request received in exactly its serialised form: verbatimText() gives its text without re-serialising */
+  /** a request received in exactly its serialised form: verbatimBytes() gives its bytes without re-serialising */
   verbatim?: VerbatimRequest;
 }
 
