@@ -18,28 +18,23 @@ export interface WireMeta {
   receivedOn?: { address: string; port: number };
 }
 
-/** HH:MM:SS.micro, like the C++ server's stack time. */
-export function stackTime(date = new Date()): string {
-  const p2 = (n: number) => (n < 10 ? '0' : '') + n;
-  const ms = date.getMilliseconds();
-  return `${p2(date.getHours())}:${p2(date.getMinutes())}:${p2(date.getSeconds())}.${String(ms * 1000).padStart(6, '0')}`;
-}
-
 let stackTimeAt = -1;
 let stackTimeText = '';
 
-/** stackTime() of now, formatted once per millisecond (every message carries one). */
-function stackTimeNow(): string {
+/** Now as HH:MM:SS.micro, like the C++ server's stack time; formatted once per millisecond (every message carries one). */
+function stackTime(): string {
   const now = Date.now();
   if (now !== stackTimeAt) {
+    const date = new Date(now);
+    const p2 = (n: number) => (n < 10 ? '0' : '') + n;
     stackTimeAt = now;
-    stackTimeText = stackTime(new Date(now));
+    stackTimeText = `${p2(date.getHours())}:${p2(date.getMinutes())}:${p2(date.getSeconds())}.${String(date.getMilliseconds() * 1000).padStart(6, '0')}`;
   }
   return stackTimeText;
 }
 
 function metaFields(meta: WireMeta): string {
-  return `${meta.source}|${meta.bytes}|${meta.protocol}|${meta.address}|${meta.port}|${stackTimeNow()}`;
+  return `${meta.source}|${meta.bytes}|${meta.protocol}|${meta.address}|${meta.port}|${stackTime()}`;
 }
 
 /** Unique within this process and across its restarts: a random prefix per process, then a counter. */
