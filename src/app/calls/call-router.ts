@@ -54,7 +54,7 @@ export interface CallRouterDeps {
   bindings: BindingLister;
   auth: DigestAuthenticator;
   /** nonce-count replay check for INVITE credentials (RFC 7616 §3.4), shared with the registrar's counts */
-  nonceCounts?: NonceCountGuard;
+  nonceCounts: NonceCountGuard;
   abuse?: CallAbuseGuard;
   carriers: CarrierConfig;
   channels: GatewayChannels;
@@ -123,7 +123,7 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
     }
     if (!user) return { ok: false, status: 403, reason: 'Forbidden' };
     // a replayed Proxy-Authorization (same nonce, nc not above the last one seen) gets a fresh challenge
-    if (deps.nonceCounts && !(await deps.nonceCounts.claim(user.id, credentials.nonce, verdict.nc))) {
+    if (!(await deps.nonceCounts.claim(user.id, credentials.nonce, verdict.nc))) {
       authFailures.inc({ reason: 'nc-replay' });
       return challenge();
     }

@@ -291,9 +291,9 @@ export function requestCloseFlow(srf: Srf, protocol: string, address: string, po
  * (each header it parses, each `get`/`has`), and Node's process.env is backed by the C environment: every read is
  * a getenv() and a new string. Replacing it with a plain copy, once, halves srf's parse time (a REGISTER parsed
  * plus five header reads: 14.7 -> 7 us; under registrar load getHeaderName went from ~4.5 % to ~1.7 % of the
- * stack's CPU). For a process entry point to call before traffic (the CLI, the bench
- * stacks), never from a library: afterwards, variables set in process.env reach child processes as before but
- * no longer native code's getenv() (nothing in dialcore sets any after start).
+ * stack's CPU). For a process entry point to call before traffic (the CLI, the bench stacks), never from a
+ * library: afterwards, variables set in process.env reach child processes as before but no longer native code's
+ * getenv() (nothing in dialcore sets any after start).
  */
 export function useEnvironmentSnapshot(): void {
   process.env = { ...process.env };
