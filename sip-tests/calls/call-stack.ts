@@ -216,9 +216,9 @@ export async function startCallStack(options: CallStackOptions = {}): Promise<Ca
       return [session.aTag, session.bTag].map((tag) => packetsOf(reply.tags[tag]));
     },
     async expectIdle(timeoutMs = 10_000) {
-      await waitFor(() => (calls.count === 0 && media.count === 0 && stack.edge.stats().dialogs === 0) || undefined, timeoutMs,
+      await waitFor(() => (calls.count === 0 && media.count === 0 && (stack.serverDialogs() ?? 0) === 0) || undefined, timeoutMs,
         'no live call, media session or edge dialog').catch(() => {
-        throw new Error(`not idle: calls ${calls.count}, media ${media.count}, edge dialogs ${stack.edge.stats().dialogs}`);
+        throw new Error(`not idle: calls ${calls.count}, media ${media.count}, edge dialogs ${stack.serverDialogs()}`);
       });
       const start = Date.now();
       let left = await rtpengineCalls();

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
-import { startStack, type TestStack } from '../fixtures/stack.js';
+import { startEdgeStack, type EdgeTestStack } from '../fixtures/stack.js';
 import { servingStatuses, statusOf, tcpOptions, udpOptions, useEdgeUnderAttack } from './raw-sip.js';
 
 const HALF_OPEN = 3000;
@@ -66,10 +66,10 @@ describe(`edge holding ${HALF_OPEN} idle TCP connections`, () => {
 });
 
 describe('edge refusing idle connections over its per-address cap (default limits)', () => {
-  let stack: TestStack;
+  let stack: EdgeTestStack;
 
   beforeAll(async () => {
-    stack = await startStack();
+    stack = await startEdgeStack();
     const app = await stack.connectApp();
     app.options((_req, res) => res.send(200));
   });

@@ -4,7 +4,7 @@
  * connection is closed at once (not after the stall timeout); nothing oversized reaches the app.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startStack, type TestStack } from '../fixtures/stack.js';
+import { startEdgeStack, type EdgeTestStack } from '../fixtures/stack.js';
 import type { Srf } from '../../src/app/sip/srf.js';
 import { TcpPeer, UdpPeer, optionsRequest, servingStatuses, statusOf } from './raw-sip.js';
 
@@ -17,13 +17,13 @@ function padded(request: string, count: number, size: number): string {
 }
 
 describe('edge fed oversized messages', () => {
-  let stack: TestStack;
+  let stack: EdgeTestStack;
   let app: Srf;
   const seenByApp: string[] = [];
 
   beforeAll(async () => {
     // incomplete-message timeout left at 10 s: a close within 2 s proves the size limit, not the stall timer
-    stack = await startStack({ limits: { maxMessageBytes: MAX_MESSAGE_BYTES } });
+    stack = await startEdgeStack({ limits: { maxMessageBytes: MAX_MESSAGE_BYTES } });
     app = await stack.connectApp();
     app.options((req, res) => {
       seenByApp.push(req.get('Call-ID') ?? '');

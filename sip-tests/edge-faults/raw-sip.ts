@@ -6,7 +6,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
-import { startStack, type StackOptions, type TestStack } from '../fixtures/stack.js';
+import { startEdgeStack, type StackOptions, type EdgeTestStack } from '../fixtures/stack.js';
 import type { Srf } from '../../src/app/sip/srf.js';
 
 const HOST = '127.0.0.1';
@@ -277,7 +277,7 @@ export function withRport(message: Buffer): Buffer {
 
 /** The stack a bad-input suite attacks; set in beforeAll. */
 export interface EdgeUnderAttack {
-  stack: TestStack;
+  stack: EdgeTestStack;
 }
 
 /** What a bad-input suite adds to the defaults of useEdgeUnderAttack(). */
@@ -285,7 +285,7 @@ export interface AttackSuiteExtras {
   /** routes the app registers besides answering OPTIONS 200 */
   addRoutes?: (app: Srf) => void;
   /** runs after each test, once the edge was seen still serving */
-  alsoCheckAfterEach?: (stack: TestStack) => void;
+  alsoCheckAfterEach?: (stack: EdgeTestStack) => void;
 }
 
 /**
@@ -296,7 +296,7 @@ export interface AttackSuiteExtras {
 export function useEdgeUnderAttack(options: StackOptions = {}, extras: AttackSuiteExtras = {}): EdgeUnderAttack {
   const edge = {} as EdgeUnderAttack;
   beforeAll(async () => {
-    edge.stack = await startStack(options);
+    edge.stack = await startEdgeStack(options);
     const app = await edge.stack.connectApp();
     app.options((_req, res) => res.send(200));
     extras.addRoutes?.(app);

@@ -19,7 +19,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startStack, type TestStack } from '../fixtures/stack.js';
+import { startEdgeStack, type EdgeTestStack } from '../fixtures/stack.js';
 import type { Srf } from '../../src/app/sip/srf.js';
 import { UdpPeer, headerOf, servingStatuses, statusOf, withRport } from './raw-sip.js';
 import { RFC4475_DIR } from '../fixtures/shared.js';
@@ -104,12 +104,12 @@ const index = readFileSync(`${DIR}INDEX.tsv`, 'utf8').trim().split('\n').slice(1
 });
 
 describe('RFC 4475 torture messages through the running edge (UDP)', () => {
-  let stack: TestStack;
+  let stack: EdgeTestStack;
   let app: Srf;
   const appSaw: string[] = [];
 
   beforeAll(async () => {
-    stack = await startStack({ timers: { T1, T2: 4 * T1 } });
+    stack = await startEdgeStack({ timers: { T1, T2: 4 * T1 } });
     app = await stack.connectApp();
     app.invite((req, res) => {
       appSaw.push(`INVITE ${req.get('Call-ID') ?? ''}`);

@@ -4,11 +4,15 @@
  * phone registering with a plain MD5 digest REGISTER over UDP and TCP (SIPp 3.6.1 answers the first challenge only,
  * so this also pins the default challenge order), the bindings seen through the admin API and in /metrics, a
  * deactivation kicking them, a webrtc user over WebSocket (and refused over UDP), then SIGTERM.
+ *
+ * With DIALCORE_TEST_DRACHTIO_SERVER=<drachtio binary>, the C++ drachtio-server takes the SIP listeners and
+ * `dialcore app --drachtio` connects to it instead (`dialcore start` runs both halves in one process).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, runSipp, startRedis, startRtpengine, waitUntil, type RedisServer, type RtpengineServer } from '../harness/index.js';
+import { freePort, runSipp, startDrachtioServer, startRedis, startRtpengine, waitUntil, type DrachtioServer, type RedisServer, type RtpengineServer } from '../harness/index.js';
+import { drachtioServerBinary } from '../fixtures/stack.js';
 import { registerOverWebSocket } from '../fixtures/ws-register.js';
 
 const HOST = '127.0.0.1';
@@ -18,6 +22,7 @@ const BIN = fileURLToPath(new URL('../../bin/dialcore.js', import.meta.url));
 
 let redis: RedisServer;
 let rtpengine: RtpengineServer;
+let drachtioServer: DrachtioServer | undefined;
 let core: ChildProcess;
 let output = '';
 let sipPort = 0;
@@ -48,17 +53,25 @@ beforeAll(async () => {
   const httpPort = await freePort();
   const adminPort = await freePort();
   httpBase = `http://${HOST}:${httpPort}`;
+  const drachtioSecret = 'cli-test-drachtio-secret';
+  if (drachtioServerBinary) {
+    drachtioServer = await startDrachtioServer({
+      binary: drachtioServerBinary, adminPort, secret: drachtioSecret,
+      listeners: [{ protocol: 'udp', port: sipPort }, { protocol: 'tcp', port: sipPort }, { protocol: 'ws', port: wsPort }],
+    });
+  }
+  const sipServer = drachtioServerBinary
+    ? ['app', '--drachtio', `${HOST}:${adminPort}`]
+    : ['start', '--sip', `udp:${HOST}:${sipPort}`, '--sip', `tcp:${HOST}:${sipPort}`, '--sip', `ws:${HOST}:${wsPort}`, '--admin', `${HOST}:${adminPort}`];
   core = spawn(process.execPath, [
-    BIN, 'start',
-    '--sip', `udp:${HOST}:${sipPort}`, '--sip', `tcp:${HOST}:${sipPort}`, '--sip', `ws:${HOST}:${wsPort}`,
-    '--admin', `${HOST}:${adminPort}`, '--http', `${HOST}:${httpPort}`,
+    BIN, ...sipServer, '--http', `${HOST}:${httpPort}`,
     '--redis', redis.url, '--rtpengine', `${HOST}:${rtpengine.ngPort}`,
     '--realm', REALM, '--log-level', 'warn',
   ], {
     // defaults as shipped: nothing DIALCORE_* from the environment running the tests leaks in
     env: {
       ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('DIALCORE_'))),
-      DIALCORE_FROM_SOURCE: '1', DIALCORE_ADMIN_TOKEN: TOKEN, DIALCORE_SECRET: 'cli-test-drachtio-secret',
+      DIALCORE_FROM_SOURCE: '1', DIALCORE_ADMIN_TOKEN: TOKEN, DIALCORE_SECRET: drachtioSecret,
       DIALCORE_CONFIG: fileURLToPath(new URL('../../config/dialcore.jsonc', import.meta.url)),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -80,6 +93,7 @@ afterAll(async () => {
     core.kill('SIGKILL');
     await new Promise((resolve) => core.once('exit', resolve));
   }
+  await drachtioServer?.stop();
   await rtpengine?.stop();
   await redis?.stop();
 });

@@ -23,6 +23,7 @@ import { freePort, runSipp, startRtpengine, startSippServer, type RtpengineServe
 import { startBrowser, type CallInfo, type Webphone, type WebphoneBrowser } from '../harness/browser.js';
 import { startStack, waitFor, type TestStack } from '../fixtures/stack.js';
 import { isSipFailure, type Srf, type SrfRequest, type SrfResponse } from '../../src/app/sip/srf.js';
+import { requestTransport } from '../../src/app/sip/request-transport.js';
 import { DEFAULT_LEG_CODECS, MediaSessionRegistry, RtpenginePool, type LegKind, type MediaSession } from '../../src/app/media/index.js';
 
 const AGENT = 'agent';
@@ -115,7 +116,7 @@ function installTestRegistrar(app: Srf, bindings: Map<string, Binding>): void {
       contact: contact.uri,
       sourceAddress: req.source_address,
       sourcePort: Number(req.source_port),
-      protocol: req.protocol,
+      protocol: requestTransport(req),
     });
     res.send(200, { headers: { Contact: `<${contact.uri}>;expires=${expires}` } });
   });
@@ -138,7 +139,8 @@ interface B2buaContext {
 /** Minimal B2BUA: WebRTC caller -> SIPp UAS; SIPp caller -> registered browser over its WebSocket. */
 function installTestB2bua(ctx: B2buaContext): void {
   ctx.app.invite(async (req: SrfRequest, res: SrfResponse) => {
-    const fromWebSocket = req.protocol === 'ws' || req.protocol === 'wss';
+    const transport = requestTransport(req);
+    const fromWebSocket = transport === 'ws' || transport === 'wss';
     let target: string;
     let proxy: string | undefined;
     let aKind: LegKind;
@@ -294,7 +296,7 @@ describe('browser webphone over WSS, bridged to SIP through rtpengine', () => {
     await waitFor(() => media.count === 0 || undefined, 5000, 'media sessions deleted');
     const left = await rtpengineCallIds(rtpengine);
     expect(left, 'rtpengine calls left').toEqual([]);
-    await waitFor(() => stack.edge.stats().dialogs === 0 || undefined, 5000, `edge dialogs gone (${JSON.stringify(stack.edge.stats())})`);
+    await waitFor(() => (stack.serverDialogs() ?? 0) === 0 || undefined, 5000, `edge dialogs gone (${stack.serverDialogs()})`);
     calls.length = 0;
   }, 20_000);
 

@@ -113,18 +113,21 @@ export async function startCore(
     feature = await calls({ srf, services });
     srf.invite(feature.invite);
   }
-  const { hostport } = await connectSrf(srf, {
+  const { hostport, serverVersion } = await connectSrf(srf, {
     host: opts.drachtio.host,
     port: opts.drachtio.port,
     secret: opts.drachtio.secret,
     enablePing: true,
     pingInterval: 10_000,
   });
-  log.info({ drachtio: `${opts.drachtio.host}:${opts.drachtio.port}`, hostport }, 'core connected to SIP server');
+  log.info({ drachtio: `${opts.drachtio.host}:${opts.drachtio.port}`, hostport, serverVersion }, 'core connected to SIP server');
   feature?.connected?.();
-  onFlowClosed(srf, (protocol, address, port) => {
+  const flowNotices = onFlowClosed(srf, (protocol, address, port) => {
     services.flows.flowClosed(protocol, address, port).catch((err: unknown) => log.warn({ err }, 'removing bindings of a closed flow failed'));
   });
+  if (!flowNotices) {
+    log.info({ serverVersion }, 'SIP server is not the dialcore edge: a kick removes bindings but cannot close connections, and bindings of closed connections last until they expire');
+  }
 
   const admin = opts.http
     ? await startAdminApi({ ...services.adminApiOptions, token: opts.http.adminToken, host: opts.http.host, port: opts.http.port })

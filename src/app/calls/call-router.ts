@@ -24,6 +24,7 @@ import { numbersInIdentityHeaders, type MaskStyle } from '../policies/index.js';
 import { checkRegisterPolicy } from '../registrar/policies.js';
 import { toHeaderRecord } from '../registrar/registrar.js';
 import { parseSipUri, type SrfRequest, type SrfResponse } from '../sip/srf.js';
+import { requestTransport } from '../sip/request-transport.js';
 import type { UserRecord } from '../users/types.js';
 import type { CallRegistry } from './call-registry.js';
 import { decideDialled, outboundCallerHeaders, type CallerPresentation, type DialPlans } from './call-rules.js';
@@ -127,7 +128,7 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
       authFailures.inc({ reason: 'nc-replay' });
       return challenge();
     }
-    const policy = checkRegisterPolicy(user, { transport: req.protocol, sourceAddress: req.source_address });
+    const policy = checkRegisterPolicy(user, { transport: requestTransport(req), sourceAddress: req.source_address });
     if (!policy.allowed) return { ok: false, status: policy.status, reason: policy.reason };
     return { ok: true, user };
   };

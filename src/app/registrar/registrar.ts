@@ -19,6 +19,7 @@ import type { DigestCredentials as StoredCredentials, Registrant } from '../user
 import { LOGIN_PATTERN } from '../users/validation.js';
 import { isScannerUserAgent, type AbuseGuard } from './abuse.js';
 import { bindingIdFor, type BindingChange, type BindingStore, type RegisteredContact } from './binding-store.js';
+import { requestTransport } from '../sip/request-transport.js';
 import { aorUser, formatParamValue, instanceId, parseContacts, parseCSeq, parseDeltaSeconds } from './headers.js';
 import { checkRegisterPolicy, grantExpires, type ExpiresLimits } from './policies.js';
 
@@ -166,7 +167,7 @@ export class Registrar {
       return reply(403, 'Forbidden', 'to-mismatch');
     }
 
-    const transport = req.protocol.toLowerCase();
+    const transport = requestTransport({ protocol: req.protocol, get: (name) => header(req, name) });
     const policy = checkRegisterPolicy(user, { transport, sourceAddress: source });
     if (!policy.allowed) {
       const refused = reply(policy.status, policy.reason, policy.rule);

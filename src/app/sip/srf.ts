@@ -213,8 +213,23 @@ interface SrfModule {
 
 const SrfCtor = require('drachtio-srf') as SrfModule;
 
+/**
+ * The dialcore edge names itself `<drachtio version>-dialcore` in its reply to `authenticate`
+ * (EDGE_VERSION in src/edge/edge.ts). Only then does the app use the edge's extensions of the
+ * drachtio protocol (`close_flow`, `route|flow-closed`): the C++ drachtio-server answers a command
+ * it does not know with NO and drops the app's connection.
+ */
+export function isDialcoreEdgeVersion(serverVersion: string | undefined): boolean {
+  return typeof serverVersion === 'string' && serverVersion.endsWith('-dialcore');
+}
+
+/** Per srf: whether the server it is connected to now is the dialcore edge (set on every (re)connect). */
+const connectedToDialcoreEdge = new WeakMap<Srf, boolean>();
+
 export function createSrf(tags?: string[]): Srf {
-  return new SrfCtor(tags);
+  const srf = new SrfCtor(tags);
+  srf.on('connect', (err, _hostport, serverVersion) => connectedToDialcoreEdge.set(srf, !err && isDialcoreEdgeVersion(serverVersion)));
+  return srf;
 }
 
 /** drachtio-srf's own URI parser (tolerant); undefined when the string is not a URI. */
@@ -248,12 +263,13 @@ interface SrfAgentInternals {
  * extension of the drachtio protocol. The app opts in with `route|flow-closed` (kept across
  * reconnects by srf's route list); the edge then sends `flow-closed|proto|ip|port`. srf itself
  * throws on message types it doesn't know, so those frames are taken out before srf sees them.
- * The C++ drachtio-server never sends them. Call after connectSrf; false when the link isn't up.
+ * Call after connectSrf; false (nothing asked) when the link isn't up or the server is not the
+ * dialcore edge (drachtio-server has no such notice).
  */
 export function onFlowClosed(srf: Srf, listener: (protocol: string, address: string, port: number) => void): boolean {
   const client = (srf as unknown as SrfAgentInternals).app?.client;
   const wp = client?.wp;
-  if (!wp || !client?.route) return false;
+  if (!wp || !client?.route || !connectedToDialcoreEdge.get(srf)) return false;
   const isNotice = (msg: string): boolean => msg.startsWith('flow-closed|', msg.indexOf('|') + 1);
   const srfListeners = wp.listeners('msg');
   wp.removeAllListeners('msg');
@@ -273,12 +289,13 @@ export function onFlowClosed(srf: Srf, listener: (protocol: string, address: str
 
 /**
  * Ask the SIP server to close a connection-oriented flow (a kicked user's WebSocket/TCP/TLS).
- * A dialcore edge extension of the drachtio protocol (`close_flow|proto|ip|port`); the C++
- * drachtio-server answers "Unknown message type" and nothing happens. srf has no public API
- * for raw commands, so this is the one place that reaches into its agent.
+ * A dialcore edge extension of the drachtio protocol (`close_flow|proto|ip|port`), sent only to
+ * the dialcore edge: the C++ drachtio-server answers "Unknown message type" and then drops the
+ * app's connection (false: not sent; the kicked device's bindings are gone all the same). srf has
+ * no public API for raw commands, so this is the one place that reaches into its agent.
  */
 export function requestCloseFlow(srf: Srf, protocol: string, address: string, port: number): boolean {
-  if (!['tcp', 'tls', 'ws', 'wss'].includes(protocol)) return false;
+  if (!['tcp', 'tls', 'ws', 'wss'].includes(protocol) || !connectedToDialcoreEdge.get(srf)) return false;
   const client = (srf as unknown as SrfAgentInternals).app?.client;
   const socket = client?._getDefaultSocket?.();
   if (!client?.wp || !socket) return false;
