@@ -167,4 +167,36 @@ describe('DigestAuthenticator round trip', () => {
     expect(auth.verify({ ...good, realm: 'x' }, { method: 'REGISTER', uri }, ha1)).toMatchObject({ outcome: 'challenge', stale: false });
     expect(auth.verify({ ...good, nonce: 'forged' }, { method: 'REGISTER', uri }, ha1)).toMatchObject({ outcome: 'challenge', reason: 'bad-nonce' });
   });
+
+  it('the digest uri identifies the Request-URI by scheme, user, host and port (default port implied); parameters do not count', () => {
+    const ha1 = computeHa1('MD5', login, realm, password);
+    const nonce = parseAuthParams(auth.challenges()[0]!)![0]!.params.get('nonce')!;
+    const credentialsFor = (digestUri: string, nc: string): DigestCredentials => {
+      const c = { nonce, uri: digestUri, qop: 'auth', nc, cnonce: 'c1' };
+      const response = computeDigestResponse('MD5', ha1, 'INVITE', c);
+      const parsed = parseDigestCredentials(`Digest username="${login}", realm="${realm}", nonce="${nonce}", uri="${digestUri}", algorithm=MD5, qop=auth, nc=${nc}, cnonce="c1", response="${response}"`, realm);
+      if (!parsed.ok) throw new Error(parsed.reason);
+      return parsed.credentials;
+    };
+    const same: Array<[string, string]> = [
+      ['sip:+4420@dialcore.test', 'sip:+4420@dialcore.test:5060'],
+      ['sip:+4420@DialCore.test;transport=tcp', 'sip:+4420@dialcore.test'],
+      ['sips:agent@[2001:db8::1]:5061', 'sips:agent@[2001:DB8::1]'],
+      ['sip:dialcore.test', 'sip:dialcore.test;transport=udp?x=y'],
+    ];
+    for (const [digestUri, requestUri] of same) {
+      expect(auth.verify(credentialsFor(digestUri, '00000001'), { method: 'INVITE', uri: requestUri }, ha1), `${digestUri} ~ ${requestUri}`).toMatchObject({ outcome: 'ok' });
+    }
+    const different: Array<[string, string]> = [
+      ['sip:+4420@dialcore.test', 'sip:+4499@dialcore.test'],
+      ['sip:+4420@dialcore.test', 'sip:+4420@other.test'],
+      ['sip:+4420@dialcore.test:5070', 'sip:+4420@dialcore.test'],
+      ['sip:+4420@dialcore.test', 'sips:+4420@dialcore.test'],
+      ['not a uri', 'sip:dialcore.test'],
+    ];
+    for (const [digestUri, requestUri] of different) {
+      expect(auth.verify(credentialsFor(digestUri, '00000001'), { method: 'INVITE', uri: requestUri }, ha1), `${digestUri} vs ${requestUri}`)
+        .toEqual({ outcome: 'bad-request', reason: 'uri-mismatch' });
+    }
+  });
 });

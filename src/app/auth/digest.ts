@@ -219,20 +219,33 @@ export class DigestAuthenticator {
   }
 }
 
-/** RFC 7616 §3.4.6: the digest-uri must identify the Request-URI; compared case-insensitively on scheme/host. */
+/**
+ * RFC 7616 §3.4.6 / RFC 3261 §22.4: the digest-uri must identify the Request-URI. Compared on what
+ * identifies the target: scheme, user and host (case-insensitive), and the port, a missing one
+ * meaning the scheme's default (5060 for sip, 5061 for sips). URI parameters and headers are not
+ * compared: phones differ in whether they repeat `;transport=` or `:5060` in the digest uri (as
+ * Kamailio and Asterisk, which accept those), and they do not change which resource is meant.
+ */
 function uriMatches(digestUri: string, requestUri: string): boolean {
   if (digestUri === requestUri) return true;
-  return normaliseUri(digestUri) === normaliseUri(requestUri);
+  const a = uriTarget(digestUri);
+  return a !== null && a === uriTarget(requestUri);
 }
 
-function normaliseUri(uri: string): string {
+function uriTarget(uri: string): string | null {
   const trimmed = uri.trim().replace(/^<|>$/g, '');
   const colon = trimmed.indexOf(':');
-  if (colon === -1) return trimmed;
+  if (colon === -1) return null;
   const scheme = trimmed.slice(0, colon).toLowerCase();
-  const rest = trimmed.slice(colon + 1);
-  const at = rest.indexOf('@');
+  let rest = trimmed.slice(colon + 1);
+  const cut = rest.search(/[;?]/);
+  if (cut !== -1) rest = rest.slice(0, cut);
+  const at = rest.lastIndexOf('@');
   const user = at === -1 ? '' : rest.slice(0, at + 1);
-  const hostPart = at === -1 ? rest : rest.slice(at + 1);
-  return `${scheme}:${user}${hostPart.toLowerCase()}`;
+  const hostPort = rest.slice(at + 1).toLowerCase();
+  const portMatch = /^(\[[^\]]*\]|[^:]*)(?::(\d{1,5}))?$/.exec(hostPort);
+  if (!portMatch) return null;
+  const defaultPort = scheme === 'sips' ? '5061' : '5060';
+  const port = portMatch[2] === undefined || Number(portMatch[2]) === Number(defaultPort) ? defaultPort : String(Number(portMatch[2]));
+  return `${scheme}:${user}${portMatch[1]}:${port}`;
 }
