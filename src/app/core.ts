@@ -2,7 +2,7 @@
  * The dialcore core: a drachtio-srf app. It talks to a SIP server (our edge or the C++
  * drachtio-server) only through drachtio-srf, and keeps its state in Redis.
  *
- *  - OPTIONS out of dialog: 200 with Allow/Accept/Supported (keep-alives from phones and trunks, RFC 3261 11.2)
+ *  - OPTIONS out of dialog: 200 with Allow/Accept (keep-alives from phones and trunks, RFC 3261 11.2)
  *  - REGISTER: the registrar (src/app/registrar) with digest auth and the per-user rules
  *  - INVITE: the call router (src/app/calls) when media is configured
  *  - methods nobody handles are not routed, so the SIP server answers them (503 / 501 / 405 with Allow)
@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { createClient } from 'redis';
 import type { Logger } from 'pino';
-import { connectSrf, createSrf, onFlowClosed, type Srf, type SrfRequest, type SrfResponse, type RequestHandler } from './sip/srf.js';
+import { connectSrf, createSrf, onFlowClosed, sendFinalResponse, type Srf, type SrfRequest, type SrfResponse, type RequestHandler } from './sip/srf.js';
 import { startRegistrarServices, type RegistrarServices } from './registrar/services.js';
 import type { DigestAlgorithm } from './auth/ha1.js';
 import type { SessionDirectory, SessionTerminator } from './registrar/kick.js';
@@ -21,14 +21,12 @@ export const ALLOW = 'INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK, RE
 
 /** RFC 3261 11.2: capabilities in answer to OPTIONS. */
 export function answerOptions(_req: SrfRequest, res: SrfResponse): void {
-  res.send(200, {
-    headers: {
-      Allow: ALLOW,
-      Accept: 'application/sdp',
-      'Accept-Encoding': 'identity',
-      'Accept-Language': 'en',
-      Supported: 'replaces, timer, path, outbound',
-    },
+  sendFinalResponse(res, 200, 'OK', {
+    Allow: ALLOW,
+    Accept: 'application/sdp',
+    'Accept-Encoding': 'identity',
+    'Accept-Language': 'en',
+    // no Supported header: none of the extensions it would name (100rel, timer, replaces, path, outbound) is implemented
   });
 }
 

@@ -23,7 +23,7 @@ import { authFailures } from '../observability/metrics.js';
 import { numbersInIdentityHeaders, type MaskStyle } from '../policies/index.js';
 import { checkRegisterPolicy } from '../registrar/policies.js';
 import { toHeaderRecord } from '../registrar/registrar.js';
-import { parseSipUri, type SrfRequest, type SrfResponse } from '../sip/srf.js';
+import { parseSipUri, sendFinalResponse, type SrfRequest, type SrfResponse } from '../sip/srf.js';
 import { requestTransport } from '../sip/request-transport.js';
 import type { UserRecord } from '../users/types.js';
 import type { CallRegistry } from './call-registry.js';
@@ -84,7 +84,7 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
 
   const reply = (res: SrfResponse, status: number, reason = reasonPhrase(status), headers?: Record<string, string>): void => {
     try {
-      res.send(status, reason, headers ? { headers } : {});
+      sendFinalResponse(res, status, reason, headers ?? {});
     } catch (err) {
       log?.debug({ err: err instanceof Error ? err.message : String(err), status }, 'INVITE response not sent');
     }

@@ -20,6 +20,7 @@ import { LOGIN_PATTERN } from '../users/validation.js';
 import { isScannerUserAgent, type AbuseGuard } from './abuse.js';
 import { bindingIdFor, type BindingChange, type BindingStore, type RegisteredContact } from './binding-store.js';
 import { requestTransport } from '../sip/request-transport.js';
+import { sendFinalResponse, type FinalResponder } from '../sip/srf.js';
 import { aorUser, formatParamValue, instanceId, parseContacts, parseCSeq, parseDeltaSeconds } from './headers.js';
 import { checkRegisterPolicy, grantExpires, type ExpiresLimits } from './policies.js';
 
@@ -54,9 +55,7 @@ export interface RegistrantSource {
 }
 
 /** What the registrar needs of a response (drachtio-srf's SrfResponse satisfies it). */
-export interface RegisterResponse {
-  send(status: number, reason: string, opts: { headers: Record<string, string> }): void;
-}
+export type RegisterResponse = FinalResponder;
 
 /** A decided reply; `null` from handleRegister means drop silently. */
 export interface RegisterReply {
@@ -289,13 +288,13 @@ export function createRegistrar(deps: RegistrarDeps): (req: RegisterRequest, res
         if (decided.status >= 400 && decided.status !== 401) {
           deps.log?.info({ source: req.source_address, status: decided.status, outcome: decided.outcome, userId: decided.userId }, 'REGISTER refused');
         }
-        res.send(decided.status, decided.reason, { headers: toHeaderRecord(decided.headers) });
+        sendFinalResponse(res, decided.status, decided.reason, toHeaderRecord(decided.headers));
       },
       (err: unknown) => {
         registerOutcomes.inc({ status: '500' });
         deps.log?.error({ err }, 'REGISTER handling failed');
         try {
-          res.send(500, 'Server Internal Error', { headers: { 'Retry-After': '5' } });
+          sendFinalResponse(res, 500, 'Server Internal Error', { 'Retry-After': '5' });
         } catch {
           // the response may already be gone
         }

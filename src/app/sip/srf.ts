@@ -97,6 +97,22 @@ export interface SrfResponse extends SrfMessage {
   readonly finalResponseSent: boolean;
   send(status: number, opts?: SendResponseOptions): void;
   send(status: number, reason: string, opts?: SendResponseOptions, callback?: (err: Error | null, msg?: SrfMessage) => void): void;
+  /** adds a header to the response being built (a second value of the same name is joined with a comma) */
+  setHeader(name: string, value: string): void;
+}
+
+/** What sendFinalResponse needs of a response. */
+export type FinalResponder = Pick<SrfResponse, 'send' | 'setHeader'>;
+
+/**
+ * Send a final response with extra headers (values may hold `\r\nName: ` for repeated headers), set on the
+ * response before send(): given in send()'s options, drachtio-srf parses the whole message again to add them
+ * and serialises it once more (agent.sendMessage), a parse and a serialisation per response for nothing. Only
+ * for final responses: headers set this way would stay on a response that is sent again.
+ */
+export function sendFinalResponse(res: FinalResponder, status: number, reason: string, headers: Readonly<Record<string, string>>): void {
+  for (const name of Object.keys(headers)) res.setHeader(name, headers[name]!);
+  res.send(status, reason);
 }
 
 export interface DialogSipInfo { callId: string; localTag: string; remoteTag: string }
