@@ -79,6 +79,11 @@ if [[ ! -d node_modules || ! -f node_modules/.package-lock.json || package-lock.
   touch node_modules/.package-lock.json
 fi
 
+# patches/ (patch-package, also the postinstall script): applied again here so that a changed patch or an npm
+# that skipped install scripts still ends with patched packages; a patch already applied is left as it is.
+log "patch-package"
+npx --no-install patch-package >/dev/null
+
 # tsx runs the TypeScript sources; it must work even when npm skipped install scripts.
 if ! npx --no-install tsx --version >/dev/null 2>&1; then
   echo "setup.sh: 'npx tsx' does not run after npm ci; see node_modules/esbuild" >&2
