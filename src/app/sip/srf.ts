@@ -9,6 +9,7 @@
  */
 import { createRequire } from 'node:module';
 import type { EventEmitter } from 'node:events';
+import type { Writable } from 'node:stream';
 
 const require = createRequire(import.meta.url);
 
@@ -265,6 +266,7 @@ interface SrfAgentInternals {
       wp?: {
         send(socket: unknown, msg: string): string;
         on(event: 'msg', listener: WireMsgListener): void;
+        on(event: 'connect', listener: (socket: Writable) => void): void;
         listeners(event: 'msg'): WireMsgListener[];
         removeAllListeners(event: 'msg'): void;
       };
@@ -332,6 +334,30 @@ export function useEnvironmentSnapshot(): void {
   process.env = { ...process.env };
 }
 
+/**
+ * drachtio-srf writes every frame to its socket as soon as it is made: one write syscall per frame. Corked from
+ * the first write of a turn until process.nextTick, the frames of one burst (all the responses sent from one batch
+ * of Redis replies, say) leave in one writev. nextTick, not setImmediate: the route frames srf writes when it has
+ * authenticated are flushed before it emits 'connect' (on setImmediate), so the SIP server knows the app's routes
+ * before the app is told it is connected. Installed on every (re)connected socket.
+ */
+function corkWritesPerTick(socket: Writable): void {
+  const write = socket.write;
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    socket.uncork();
+  };
+  socket.write = function corkedWrite(this: Writable, ...args: Parameters<Writable['write']>): boolean {
+    if (!corked) {
+      corked = true;
+      socket.cork();
+      process.nextTick(uncork);
+    }
+    return write.apply(this, args);
+  } as Writable['write'];
+}
+
 /** Resolves once the srf app is connected and authenticated, rejects on an auth failure or timeout. */
 export function connectSrf(srf: Srf, opts: ConnectOptions, timeoutMs = 10_000): Promise<{ hostport: string; serverVersion?: string }> {
   return new Promise((resolve, reject) => {
@@ -344,5 +370,6 @@ export function connectSrf(srf: Srf, opts: ConnectOptions, timeoutMs = 10_000): 
     // srf emits 'error' for a refused connection; without a listener Node would throw.
     srf.on('error', () => { /* reconnect is srf's job; connect timeout reports persistent failure */ });
     srf.connect(opts);
+    (srf as unknown as SrfAgentInternals).app?.client?.wp?.on('connect', corkWritesPerTick);
   });
 }
