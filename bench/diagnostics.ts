@@ -8,6 +8,10 @@
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { isMainThread, threadId } from 'node:worker_threads';
+
+/** how a worker thread's lines are labelled (the edge thread of bench/registrar-stack.ts is the only one) */
+const threadName = (): string => `thread ${threadId} (edge)`;
 
 const GC_KINDS: Record<number, string> = { 1: 'scavenge', 2: 'minor-mark-sweep', 4: 'mark-compact', 8: 'incremental', 16: 'weak-callbacks' };
 
@@ -32,7 +36,7 @@ function logGcAndLoopDelay(): () => void {
   const ms = (ns: number): string => (ns / 1e6).toFixed(1);
   const timer = setInterval(() => {
     const gc = Object.fromEntries([...pauses].map(([kind, p]) => [kind, { ...p, totalMs: Math.round(p.totalMs), maxMs: Math.round(p.maxMs) }]));
-    process.stderr.write(`loop delay ms p50 ${ms(loop.percentile(50))} p99 ${ms(loop.percentile(99))} max ${ms(loop.max)}; gc ${JSON.stringify(gc)}\n`);
+    process.stderr.write(`${isMainThread ? '' : `${threadName()}: `}loop delay ms p50 ${ms(loop.percentile(50))} p99 ${ms(loop.percentile(99))} max ${ms(loop.max)}; gc ${JSON.stringify(gc)}\n`);
     loop.reset();
     pauses.clear();
   }, 5000);

@@ -29,6 +29,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createClient } from 'redis';
 import { Edge } from '../src/edge/edge.js';
+import { isEdgeThread, runEdgeThread, startEdgeThread, type EdgeStats } from '../src/edge-thread.js';
 import { connectSrf, createSrf, useEnvironmentSnapshot } from '../src/app/sip/srf.js';
 import { startRegistrarServices } from '../src/app/registrar/services.js';
 import { freePort } from '../sip-tests/harness/ports.js';
@@ -63,10 +64,30 @@ function argument(name: string, fallback?: string): string {
   return value;
 }
 
-/** Live server transactions of the edge, read from its internals for the memory report (null if they moved). */
-function serverTransactionCount(edge: Edge): number | null {
-  const count = (edge as unknown as { transactions?: { serverTransactionCount?: unknown } }).transactions?.serverTransactionCount;
-  return typeof count === 'number' ? count : null;
+/** The edge as this process runs it: on a thread of its own (as `dialcore start` does) or on this thread. */
+interface BenchEdge {
+  adminPort: number;
+  stats(): Promise<EdgeStats>;
+  collectGarbage(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function startBenchEdge(sipPort: number): Promise<BenchEdge> {
+  const options = { sip: [{ protocol: 'udp' as const, host: HOST, port: sipPort }], admin: { host: HOST, port: 0 }, secret: SECRET };
+  if (process.env.BENCH_EDGE_THREAD === '0') {
+    const edge = new Edge(options);
+    const addresses = await edge.start();
+    return { adminPort: addresses.admin.port, stats: async () => edge.stats(), collectGarbage: async () => undefined, stop: () => edge.stop() };
+  }
+  // this bundle is its own worker entry (main() below runs the edge when it is the edge thread)
+  const edge = await startEdgeThread({ ...options, logLevel: 'warn' }, {
+    entry: new URL(import.meta.url),
+    onFailure: (err) => {
+      process.stderr.write(`edge thread failed: ${err.stack ?? err.message}\n`);
+      process.exit(1);
+    },
+  });
+  return { adminPort: edge.addresses.admin.port, stats: () => edge.stats(), collectGarbage: () => edge.collectGarbage(), stop: () => edge.stop() };
 }
 
 /** The srf app + registrar, connected to the edge at adminPort: what this process and every worker run. */
@@ -160,6 +181,10 @@ function startWorker(redisUrl: string, realm: string, adminPort: number, nonceSe
 }
 
 async function main(): Promise<void> {
+  if (isEdgeThread()) {
+    await startDiagnostics(process.env); // BENCH_GC_LOG lines of the edge thread are labelled with its thread id
+    return runEdgeThread();
+  }
   useEnvironmentSnapshot(); // as the CLI does (src/cli.ts)
   const diagnostics = await startDiagnostics(process.env);
   if (process.argv.includes('--worker')) return worker();
@@ -169,17 +194,12 @@ async function main(): Promise<void> {
   if (!Number.isInteger(appWorkers) || appWorkers < 0) throw new Error('--app-workers: a non-negative integer');
 
   const sipPort = await freePort();
-  const edge = new Edge({
-    sip: [{ protocol: 'udp', host: HOST, port: sipPort }],
-    admin: { host: HOST, port: 0 },
-    secret: SECRET,
-  });
-  const addresses = await edge.start();
+  const edge = await startBenchEdge(sipPort);
 
   const nonceSecret = randomBytes(24).toString('hex');
-  const app = await startApp(redisUrl, realm, addresses.admin.port, nonceSecret);
+  const app = await startApp(redisUrl, realm, edge.adminPort, nonceSecret);
   const services = app.services;
-  const workers = await Promise.all(Array.from({ length: appWorkers }, () => startWorker(redisUrl, realm, addresses.admin.port, nonceSecret)));
+  const workers = await Promise.all(Array.from({ length: appWorkers }, () => startWorker(redisUrl, realm, edge.adminPort, nonceSecret)));
 
   let stopping = false;
   const stop = async (): Promise<void> => {
@@ -210,14 +230,14 @@ async function main(): Promise<void> {
       return;
     }
     if (typeof command === 'object' && command !== null && (command as { cmd?: unknown }).cmd === 'memory') {
-      void Promise.all(workers.map((w) => w.memory())).then((workersRssMiB) => {
+      void Promise.all([Promise.all(workers.map((w) => w.memory())), edge.collectGarbage(), edge.stats()]).then(([workersRssMiB, , edgeStats]) => {
         gc?.();
         const usage = process.memoryUsage();
         const memory: RegistrarStackMemory = {
           rssMiB: usage.rss / 1048576,
           heapUsedMiB: usage.heapUsed / 1048576,
           cachedUsers: services.cache.size,
-          serverTransactions: serverTransactionCount(edge),
+          serverTransactions: edgeStats.serverTransactions,
           workersRssMiB,
         };
         process.stdout.write(`${JSON.stringify(memory)}\n`);
@@ -226,7 +246,7 @@ async function main(): Promise<void> {
   });
   commands.on('close', () => void stop());
 
-  const ready: RegistrarStackReady = { pid: process.pid, sipPort, adminPort: addresses.admin.port, workerPids: workers.map((w) => w.child.pid ?? 0) };
+  const ready: RegistrarStackReady = { pid: process.pid, sipPort, adminPort: edge.adminPort, workerPids: workers.map((w) => w.child.pid ?? 0) };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
 }
 

@@ -3,7 +3,8 @@
  */
 import { loadConfig, helpText, redactConfig, ConfigError, type DialcoreConfig } from './config/index.js';
 import { createLogger } from './app/observability/logger.js';
-import { Edge } from './edge/edge.js';
+import { Edge, type EdgeOptions } from './edge/edge.js';
+import { startEdgeThread } from './edge-thread.js';
 import { startCore, type RunningCore } from './app/core.js';
 import { startCallFeature, validateCallConfig, CallConfigError } from './app/calls/feature.js';
 import type { Logger } from 'pino';
@@ -25,9 +26,10 @@ Examples:
   dialcore start --redis redis://127.0.0.1:6379 --http 127.0.0.1:8080
 `;
 
-async function runEdge(config: DialcoreConfig, logger: Logger): Promise<Edge> {
+/** The edge's options from the config (the logger aside). */
+function edgeOptions(config: DialcoreConfig): Omit<EdgeOptions, 'logger'> {
   if (!config.drachtio.secret) throw new ConfigError([{ field: 'drachtio.secret', message: 'a secret is required (--secret or DIALCORE_SECRET)' }]);
-  const edge = new Edge({
+  return {
     sip: config.sip.listen,
     admin: config.drachtio.listen,
     secret: config.drachtio.secret,
@@ -35,10 +37,25 @@ async function runEdge(config: DialcoreConfig, logger: Logger): Promise<Edge> {
     tls: config.sip.tlsCert && config.sip.tlsKey ? { certFile: config.sip.tlsCert, keyFile: config.sip.tlsKey } : undefined,
     timers: { T1: config.sip.t1, T2: config.sip.t2, T4: config.sip.t4 },
     limits: { maxMessageBytes: config.sip.maxMessageBytes, maxConnections: config.sip.maxConnections, maxConnectionsPerIp: config.sip.maxConnectionsPerIp },
-    logger: logger.child({ component: 'edge' }),
-  });
+  };
+}
+
+/** The edge on this thread; returns its stop. */
+async function runEdge(config: DialcoreConfig, logger: Logger): Promise<() => Promise<void>> {
+  const edge = new Edge({ ...edgeOptions(config), logger: logger.child({ component: 'edge' }) });
   await edge.start();
-  return edge;
+  return () => edge.stop();
+}
+
+/** The edge on a thread of its own (edge-thread.ts); returns its stop. If the thread dies, so does the process. */
+async function runEdgeOnThread(config: DialcoreConfig, logger: Logger): Promise<() => Promise<void>> {
+  const edge = await startEdgeThread({ ...edgeOptions(config), logLevel: config.log.level }, {
+    onFailure: (err) => {
+      logger.fatal({ err }, 'the SIP edge thread failed; exiting');
+      process.exit(1);
+    },
+  });
+  return () => edge.stop();
 }
 
 /** Everything the core app needs, checked before anything starts. */
@@ -130,8 +147,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'edge': {
-        const edge = await runEdge(config, logger);
-        stoppers.push(() => edge.stop());
+        stoppers.push(await runEdge(config, logger));
         break;
       }
       case 'app': {
@@ -141,8 +157,7 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'start': {
         checkAppConfig(config);
-        const edge = await runEdge(config, logger);
-        stoppers.push(() => edge.stop());
+        stoppers.push(await (config.edge.thread ? runEdgeOnThread : runEdge)(config, logger));
         const core = await runApp(config, logger, config.drachtio.listen);
         stoppers.unshift(() => core.stop());
         for (let i = 1; i < config.app.workers; i++) stoppers.unshift(startAppWorker(argv, config, logger, i));

@@ -69,6 +69,17 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('edge.thread: on by default; true/false words from flag, environment or file; anything else named', () => {
+    expect(loadConfig({ file: empty, env: {} }).config.edge.thread).toBe(true);
+    expect(loadConfig({ file: empty, env: {}, argv: ['--edge-thread', 'false'] }).config.edge.thread).toBe(false);
+    expect(loadConfig({ file: empty, env: { DIALCORE_EDGE_THREAD: 'no' } }).config.edge.thread).toBe(false);
+    expect(loadConfig({ file: file('thread.jsonc', '{ "edge": { "thread": false } }'), env: {} }).config.edge.thread).toBe(false);
+    expect(loadConfig({ file: empty, env: { DIALCORE_EDGE_THREAD: 'off' }, argv: ['--edge-thread=1'] }).config.edge.thread).toBe(true);
+    expect(problemsOf(() => loadConfig({ file: empty, env: {}, argv: ['--edge-thread', 'maybe'] }))).toEqual(['--edge-thread: must be true or false']);
+    expect(problemsOf(() => loadConfig({ file: file('thread-bad.jsonc', '{ "edge": { "thread": "sometimes" } }'), env: {} })))
+      .toEqual(['edge.thread: must be true or false']);
+  });
+
   it('cross-field rules', () => {
     expect(problemsOf(() => loadConfig({ file: empty, env: {}, argv: ['--min-expires', '600', '--max-expires', '60'] })))
       .toEqual(['registrar.minExpires: must not exceed registrar.maxExpires']);

@@ -41,6 +41,8 @@ export interface DialcoreConfig {
   /** config-file only: { default: plan, named: { name: plan } } (validated by src/app/policies) */
   dialPlans: unknown;
   app: { workers: number };
+  /** start: the SIP edge on a worker thread of its own (default) or on the app's thread */
+  edge: { thread: boolean };
   log: { level: string };
 }
 
@@ -50,7 +52,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = 'string' | 'secret' | 'int' | 'hostport' | 'sip-listen-list' | 'hostport-list' | 'level' | 'redis-url' | 'digest-algorithms';
+type Kind = 'string' | 'secret' | 'bool' | 'int' | 'hostport' | 'sip-listen-list' | 'hostport-list' | 'level' | 'redis-url' | 'digest-algorithms';
 
 interface OptionSpec {
   /** dotted path in the config object and file */
@@ -95,6 +97,7 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'calls.ringTimeoutSeconds', flag: '--ring-timeout', env: 'DIALCORE_RING_TIMEOUT', kind: 'int', min: 5, max: 600, help: 'seconds a call may ring before it is given up (480)' },
   { path: 'calls.maxCallSeconds', flag: '--max-call-seconds', env: 'DIALCORE_MAX_CALL_SECONDS', kind: 'int', min: 60, max: 604_800, help: 'answered calls are ended after this (a vanished peer)' },
   { path: 'app.workers', flag: '--app-workers', env: 'DIALCORE_APP_WORKERS', kind: 'int', min: 1, max: 32, help: 'start: core app processes connected to the edge (requests are shared round robin); the first also serves HTTP' },
+  { path: 'edge.thread', flag: '--edge-thread', env: 'DIALCORE_EDGE_THREAD', kind: 'bool', help: 'start: run the SIP edge on a thread of its own, on a second core (true, the default), or on the app\'s thread (false)' },
   { path: 'log.level', flag: '--log-level', env: 'DIALCORE_LOG_LEVEL', kind: 'level', help: 'trace, debug, info, warn, error, fatal or silent' },
 ];
 
@@ -172,6 +175,13 @@ function coerce(spec: OptionSpec, raw: unknown): { value?: unknown; error?: stri
     case 'string':
     case 'secret':
       return typeof raw === 'string' ? { value: raw } : { error: 'must be a string' };
+    case 'bool': {
+      if (typeof raw === 'boolean') return { value: raw };
+      const word = typeof raw === 'string' ? raw.trim().toLowerCase() : '';
+      if (['true', 'yes', 'on', '1'].includes(word)) return { value: true };
+      if (['false', 'no', 'off', '0'].includes(word)) return { value: false };
+      return { error: 'must be true or false' };
+    }
     case 'level':
       return typeof raw === 'string' && LEVELS.includes(raw) ? { value: raw } : { error: `must be one of ${LEVELS.join(', ')}` };
     case 'redis-url':
@@ -340,6 +350,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     carriers: getPath(fileObj, 'carriers') ?? { outboundGateways: [], inboundTrunks: [] },
     dialPlans: getPath(fileObj, 'dialPlans') ?? { default: {} },
     app: { workers: (c.app?.workers as number | undefined) ?? 1 },
+    edge: { thread: (c.edge?.thread as boolean | undefined) ?? true },
     log: { level: (c.log?.level as string | undefined) ?? 'info' },
   };
   const semantic: Array<{ field: string; message: string }> = [];

@@ -72,8 +72,16 @@ export class Edge {
     return { sip: bound, admin };
   }
 
-  stats(): { dialogs: number; serverRequests: number; clientRequests: number; apps: number } {
-    return { ...(this.controller?.stats() ?? { dialogs: 0, serverRequests: 0, clientRequests: 0 }), apps: this.apps?.connectedApps ?? 0 };
+  /**
+   * dialogs, requests handed to apps and not yet answered (server) or sent for apps (client), connected apps, and
+   * server transactions alive in the transaction layer (those waiting out timer J / I / L included).
+   */
+  stats(): { dialogs: number; serverRequests: number; clientRequests: number; apps: number; serverTransactions: number } {
+    return {
+      ...(this.controller?.stats() ?? { dialogs: 0, serverRequests: 0, clientRequests: 0 }),
+      apps: this.apps?.connectedApps ?? 0,
+      serverTransactions: this.transactions?.serverTransactionCount ?? 0,
+    };
   }
 
   async stop(): Promise<void> {
