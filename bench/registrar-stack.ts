@@ -1,7 +1,9 @@
 /**
- * The process the registrar bench measures: the embedded SIP edge (UDP on one loopback port), a drachtio-srf
- * app connected to it over the drachtio protocol, and the product registrar wired by startRegistrarServices
- * on a node-redis client — the REGISTER path of `dialcore start` (RFC 3261 §10.3, digest per RFC 7616).
+ * The process the registrar bench measures: the embedded SIP edge (UDP on one loopback port) on a thread of its
+ * own (src/edge-thread.ts, as `dialcore start` runs it; BENCH_EDGE_THREAD=0 keeps it on the main thread), a
+ * drachtio-srf app connected to it over the drachtio protocol, and the product registrar wired by
+ * startRegistrarServices on a node-redis client — the REGISTER path of `dialcore start` (RFC 3261 §10.3, digest
+ * per RFC 7616). This bundle is also the edge thread's entry: main() runs the edge when it is that thread.
  *
  * Run: node --import tsx bench/registrar-stack.ts --redis redis://127.0.0.1:<port> [--realm dialcore.test]
  *        [--app-workers N]

@@ -12,7 +12,8 @@
  *
  * What it does, in order (everything on 127.0.0.1, every process it starts is stopped):
  *  1. redis-server (sip-tests/harness startRedis) and the stack process (bench/registrar-stack.ts, bundled with
- *     esbuild and run on plain node with --expose-gc: edge + srf app + startRegistrarServices);
+ *     esbuild and run on plain node with --expose-gc: edge on its own thread as `dialcore start` runs it, srf app
+ *     + startRegistrarServices on the main thread; BENCH_EDGE_THREAD=0: all on one thread);
  *  2. 10,000 users created through UserStore.create from this process (concurrent creates, which node-redis
  *     pipelines), timed; their logins and passwords go to per-SIPp-instance CSV files;
  *  3. "prime": every user registers once -> Redis INFO used_memory delta and stack VmRSS at 10k bindings;
@@ -776,7 +777,7 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
     latency: 'SIPp -trace_rtt: response time 1 of every registration, from the first REGISTER sent to the 200 received (the whole two-step registration); SIPp timestamps come in 4 ms steps on this machine, so p50/p99 are +-4 ms',
     storm: `${quick ? 'quick: 10,000 phones, each user once (this also primes the bindings)' : '10,000 users x 5 rounds'}; all offered at once (-r far above capacity) with at most ${STORM_IN_FLIGHT} registrations in progress per SIPp instance (${STORM_IN_FLIGHT * SIPP_INSTANCES} phones in flight); absorb time = SIPp's elapsed time until the last 200 (whole seconds in its statistics)`,
     memory: 'Redis INFO used_memory deltas and MEMORY USAGE of sampled binding keys; stack process VmRSS (/proc/<pid>/status) after a full GC (--expose-gc), with the live server transactions and cached users at that moment, and peak VmRSS during load',
-    stack: 'bench/registrar-stack.ts bundled with esbuild, on plain node: edge (UDP) + drachtio-srf app + startRegistrarServices (MD5 offered first, 127.0.0.1 exempt from abuse bans since every SIPp phone shares it)',
+    stack: `bench/registrar-stack.ts bundled with esbuild, on plain node: edge (UDP) ${process.env.BENCH_EDGE_THREAD === '0' ? 'on the main thread (BENCH_EDGE_THREAD=0)' : 'on a worker thread of its own, as dialcore start runs it'} + drachtio-srf app + startRegistrarServices on the main thread (MD5 offered first, 127.0.0.1 exempt from abuse bans since every SIPp phone shares it)`,
     transactions: 'as shipped: the edge caps the server transactions still waiting for a final response (20,000); a completed UDP REGISTER transaction is kept 32 s (Timer J) as a compact record in a separate table (500,000 at most), so the cap does not bind at these rates',
     cpuPerRegistration: 'during the storm (closed loop, the stack saturated): stack CPU seconds (utime+stime of the process and its app workers) / registrations; the stack\'s cost per two-step registration independent of SIPp\'s pacing',
   };
@@ -784,7 +785,7 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
   method.appWorkers = appWorkers === 0
     ? 'one app in the stack process (edge + srf app + registrar)'
     : `${appWorkers + 1} apps: one in the stack process and ${appWorkers} worker process(es) on the same edge (round robin); CPU and peak RSS summed over all of them`;
-  console.log(`registrar bench${quick ? ' (quick)' : ''}: ${userCount} users, ${SIPP_INSTANCES} SIPp instances, ${appWorkers} extra app worker(s), work dir ${workDir}`);
+  console.log(`registrar bench${quick ? ' (quick)' : ''}: ${userCount} users, ${SIPP_INSTANCES} SIPp instances, edge ${process.env.BENCH_EDGE_THREAD === '0' ? 'on the app thread' : 'on its own thread'}, ${appWorkers} extra app worker(s), work dir ${workDir}`);
 
   let redisServer: RedisServer | undefined;
   let stack: StackProcess | undefined;
