@@ -79,6 +79,7 @@ export function startEdgeThread(options: EdgeThreadOptions, control: StartEdgeTh
   const worker = createWorker(entry, data);
   let stopping = false;
   let started = false;
+  let exited = false;
   let nextId = 1;
   const pending = new Map<number, (reply: FromEdgeThread) => void>();
 
@@ -109,7 +110,7 @@ export function startEdgeThread(options: EdgeThreadOptions, control: StartEdgeTh
               await ask<'gc'>('gc');
             },
             stop: () => {
-              if (stopping) return Promise.resolve();
+              if (stopping || exited) return Promise.resolve();
               stopping = true;
               const done = new Promise<void>((finish) => {
                 stopped = finish;
@@ -138,18 +139,26 @@ export function startEdgeThread(options: EdgeThreadOptions, control: StartEdgeTh
           break;
       }
     });
+    /** after the start: reported once ('error' is followed by 'exit'), and not while stopping */
+    let failed = false;
+    const fail = (err: Error): void => {
+      if (failed || stopping) return;
+      failed = true;
+      control.onFailure(err);
+    };
     worker.on('error', (err) => {
       if (!started) {
         stopping = true;
         reject(err);
-      } else if (!stopping) {
-        control.onFailure(err);
+      } else {
+        fail(err);
       }
     });
     worker.on('exit', (code) => {
+      exited = true;
       stopped?.();
       if (!started) reject(new Error(`edge thread exited (code ${code}) before it listened`));
-      else if (!stopping) control.onFailure(new Error(`edge thread exited unexpectedly (code ${code})`));
+      else fail(new Error(`edge thread exited unexpectedly (code ${code})`));
     });
   });
 }

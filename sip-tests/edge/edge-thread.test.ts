@@ -8,6 +8,7 @@ import net from 'node:net';
 import { threadId } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../harness/index.js';
+import { waitFor } from '../fixtures/stack.js';
 import { startEdgeThread, isEdgeThread, runEdgeThread, type EdgeThread } from '../../src/edge-thread.js';
 import { connectSrf, createSrf, sendFinalResponse, type Srf } from '../../src/app/sip/srf.js';
 
@@ -129,6 +130,20 @@ describe('edge on its own thread', () => {
       logLevel: 'silent',
     }, { onFailure: () => undefined })).rejects.toThrow(/EADDRINUSE/);
     expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('an uncaught exception in the edge thread reaches onFailure: the process must not run on without its edge', async () => {
+    const failures: Error[] = [];
+    const crashing = await startEdgeThread({
+      sip: [{ protocol: 'udp', host: HOST, port: await freePort() }],
+      admin: { host: HOST, port: 0 },
+      secret: SECRET,
+      logLevel: 'silent',
+    }, { entry: new URL('../fixtures/crashing-edge-thread.ts', import.meta.url), onFailure: (err) => failures.push(err) });
+    expect(crashing.addresses.admin.port).toBeGreaterThan(0);
+    await waitFor(() => failures.length > 0 || undefined, 5000, 'onFailure');
+    expect(failures.map((err) => err.message)).toEqual(['edge defect (test)']);
+    await crashing.stop();
   });
 
   it('stop() closes the SIP listeners and the drachtio port', async () => {
