@@ -2,7 +2,7 @@
  * Memory and CPU of a process, read from Linux /proc (proc(5)): VmRSS from /proc/<pid>/status,
  * utime + stime from /proc/<pid>/stat.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Clock ticks per second for /proc/<pid>/stat times; 100 on every Linux we run on. */
 const CLOCK_TICKS_PER_SECOND = 100;
@@ -20,8 +20,13 @@ export function rssMiB(pid: number): number | undefined {
 
 /** CPU seconds (user + system) used so far by `pid`, or undefined when the process is gone. */
 export function cpuSeconds(pid: number): number | undefined {
+  return statCpuSeconds(`/proc/${pid}/stat`);
+}
+
+/** utime + stime in seconds from a proc(5) stat file (a process's or a thread's), undefined when it is gone. */
+function statCpuSeconds(statFile: string): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(statFile, 'utf8');
     // the command name (field 2) may contain spaces: fields are counted after its closing parenthesis
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const utime = Number(fields[11]);
@@ -30,6 +35,39 @@ export function cpuSeconds(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** CPU seconds (user + system) of each thread of `pid` so far, by thread id (/proc/<pid>/task/<tid>/stat). */
+export function threadCpuSeconds(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    const seconds = statCpuSeconds(`/proc/${pid}/task/${tid}/stat`);
+    if (seconds !== undefined) out.set(Number(tid), seconds);
+  }
+  return out;
+}
+
+/**
+ * Per-thread CPU seconds between two threadCpuSeconds() readings of `pid`, grouped: the main thread (tid = pid),
+ * the busiest other thread (in the registrar bench, the edge thread) and the rest (V8's GC and compiler helpers,
+ * libuv's pool).
+ */
+export function threadCpuSplit(pid: number, before: Map<number, number>, after: Map<number, number>): { main: number; busiestOther: number; rest: number } {
+  let main = 0;
+  const others: number[] = [];
+  for (const [tid, seconds] of after) {
+    const used = seconds - (before.get(tid) ?? 0);
+    if (tid === pid) main = used;
+    else others.push(used);
+  }
+  others.sort((a, b) => b - a);
+  return { main, busiestOther: others[0] ?? 0, rest: others.slice(1).reduce((sum, x) => sum + x, 0) };
 }
 
 /** Samples RSS every `intervalMs` while running; `stop()` returns the peak and last values. */

@@ -76,7 +76,7 @@ import { UserStore } from '../src/app/users/user-store.js';
 import { BindingStore, bindingIdFor } from '../src/app/registrar/binding-store.js';
 import { keys } from '../src/app/users/keys.js';
 import { MAX_FAILURE_PCT, MAX_RETRANSMISSION_PCT, parseSippDuration } from './load.js';
-import { cpuSeconds, rssMiB, sampleRss, udpReceiveBufferErrors } from './process-stats.js';
+import { cpuSeconds, rssMiB, sampleRss, threadCpuSeconds, threadCpuSplit, udpReceiveBufferErrors } from './process-stats.js';
 import type { BenchOptions, BenchSection, BenchSectionResult } from './section.js';
 import type { RegistrarStackMemory, RegistrarStackReady } from './registrar-stack.js';
 
@@ -822,15 +822,21 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
     const probeRates = process.env.BENCH_REGISTRAR_PROBE?.split(',').map(Number).filter((r) => r > 0);
     if (probeRates?.length) {
       // dev knob for A/B work on the hot path: prime, then each rate once with latency traced, then stop
+      const primeThreadsBefore = threadCpuSeconds(stack.pid);
       const prime = await runStep({ ...base, rate: plan.primeRate, callsPerGroup: Math.max(...groups.map((g) => g.rows)), durationS: userCount / plan.primeRate });
-      console.log(stepLine('dialcore prime', prime));
+      const primeSplit = threadCpuSplit(stack.pid, primeThreadsBefore, threadCpuSeconds(stack.pid));
+      const perPrime = (seconds: number): string => (seconds * 1e6 / Math.max(1, prime.successful)).toFixed(0);
+      console.log(`${stepLine('dialcore prime', prime)} first registration of each user, CPU us per registration: main ${perPrime(primeSplit.main)}, busiest other ${perPrime(primeSplit.busiestOther)}, rest ${perPrime(primeSplit.rest)}`);
       await quiesce(base.measuredPids);
       const stormRounds = Number(process.env.BENCH_PROBE_STORM ?? 0);
       for (let i = 0; i < Math.min(3, stormRounds); i++) {
         const rows = Math.max(...groups.map((g) => g.rows));
+        const threadsBefore = threadCpuSeconds(stack.pid);
         const step = await runStep({ ...base, rate: 30_000, durationS: 5, callsPerGroup: rows * stormRounds, maxInFlightPerGroup: STORM_IN_FLIGHT });
+        const split = threadCpuSplit(stack.pid, threadsBefore, threadCpuSeconds(stack.pid));
         const cpuS = ((step.cpuPct ?? 0) / 100) * step.measuredWallS;
-        console.log(`${stepLine('dialcore closed loop', step)} wall ${step.measuredWallS.toFixed(2)} s -> ${(step.successful / step.measuredWallS).toFixed(0)}/s; stack CPU ${(cpuS * 1e6 / step.successful).toFixed(0)} us per registration`);
+        const us = (seconds: number): string => (seconds * 1e6 / step.successful).toFixed(0);
+        console.log(`${stepLine('dialcore closed loop', step)} wall ${step.measuredWallS.toFixed(2)} s -> ${(step.successful / step.measuredWallS).toFixed(0)}/s; stack CPU ${us(cpuS)} us per registration (threads: main ${us(split.main)}, busiest other ${us(split.busiestOther)}, rest ${us(split.rest)})`);
         await quiesce(base.measuredPids);
       }
       for (const rate of probeRates) {
