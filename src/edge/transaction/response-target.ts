@@ -1,4 +1,3 @@
-import { parseVia } from '../message/index.js';
 import type { InboundMessage, SendTarget } from '../transport/index.js';
 
 export function isReliableProtocol(protocol: SendTarget['protocol']): boolean {
@@ -15,8 +14,8 @@ export function isReliableProtocol(protocol: SendTarget['protocol']): boolean {
  */
 export function responseTarget(inbound: Pick<InboundMessage, 'message' | 'flow'>): SendTarget {
   const { flow } = inbound;
-  const topVia = inbound.message.get('Via');
-  const via = topVia === undefined ? null : parseVia(topVia);
+  // the message's memoised parse (the transaction key already read the branch from it)
+  const via = inbound.message.topVia ?? null;
   const defaultPort = flow.protocol === 'tls' || flow.protocol === 'wss' ? 5061 : 5060;
   const sentByPort = via?.port ?? defaultPort;
   if (isReliableProtocol(flow.protocol)) {
