@@ -48,6 +48,8 @@ export interface RegistrarStackReady {
 export interface RegistrarStackMemory {
   rssMiB: number;
   heapUsedMiB: number;
+  /** the edge thread's V8 heap after a full GC in it (0 when the edge runs on the main thread: in heapUsedMiB) */
+  edgeHeapUsedMiB: number;
   cachedUsers: number;
   /** live server transactions in the edge (Completed ones included), when the edge internals expose them */
   serverTransactions: number | null;
@@ -70,7 +72,8 @@ function argument(name: string, fallback?: string): string {
 interface BenchEdge {
   adminPort: number;
   stats(): Promise<EdgeStats>;
-  collectGarbage(): Promise<void>;
+  /** full GC in the edge thread; its heap in use after it, bytes (0 when the edge shares this thread) */
+  collectGarbage(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -79,7 +82,7 @@ async function startBenchEdge(sipPort: number): Promise<BenchEdge> {
   if (process.env.BENCH_EDGE_THREAD === '0') {
     const edge = new Edge(options);
     const addresses = await edge.start();
-    return { adminPort: addresses.admin.port, stats: async () => edge.stats(), collectGarbage: async () => undefined, stop: () => edge.stop() };
+    return { adminPort: addresses.admin.port, stats: async () => edge.stats(), collectGarbage: async () => 0, stop: () => edge.stop() };
   }
   // this bundle is its own worker entry (main() below runs the edge when it is the edge thread)
   const edge = await startEdgeThread({ ...options, logLevel: 'warn' }, {
@@ -232,12 +235,13 @@ async function main(): Promise<void> {
       return;
     }
     if (typeof command === 'object' && command !== null && (command as { cmd?: unknown }).cmd === 'memory') {
-      void Promise.all([Promise.all(workers.map((w) => w.memory())), edge.collectGarbage(), edge.stats()]).then(([workersRssMiB, , edgeStats]) => {
+      void Promise.all([Promise.all(workers.map((w) => w.memory())), edge.collectGarbage(), edge.stats()]).then(([workersRssMiB, edgeHeapBytes, edgeStats]) => {
         gc?.();
         const usage = process.memoryUsage();
         const memory: RegistrarStackMemory = {
           rssMiB: usage.rss / 1048576,
           heapUsedMiB: usage.heapUsed / 1048576,
+          edgeHeapUsedMiB: edgeHeapBytes / 1048576,
           cachedUsers: services.cache.size,
           serverTransactions: edgeStats.serverTransactions,
           workersRssMiB,

@@ -857,16 +857,18 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
         stackVmRssMiB: mem.vmRssMiB,
         workersVmRssMiB: mem.workersVmRssMiB,
         stackHeapUsedMiB: mem.heapUsedMiB,
+        edgeThreadHeapUsedMiB: mem.edgeHeapUsedMiB,
         stackCachedUsers: mem.cachedUsers,
         stackServerTransactions: mem.serverTransactions,
       };
-      console.log(`10k: ${counted.bindingKeys} binding keys, ${counted.nonceCountKeys} nonce-count keys, redis +${(redisNow - redisAfterUsers).toFixed(1)} MiB; stack VmRSS ${mem.vmRssMiB.toFixed(1)} MiB after GC (+ workers ${mem.workersVmRssMiB.toFixed(1)} MiB) (heap ${mem.heapUsedMiB.toFixed(1)}, ${mem.cachedUsers} cached users, ${mem.serverTransactions} live server transactions)`);
+      console.log(`10k: ${counted.bindingKeys} binding keys, ${counted.nonceCountKeys} nonce-count keys, redis +${(redisNow - redisAfterUsers).toFixed(1)} MiB; stack VmRSS ${mem.vmRssMiB.toFixed(1)} MiB after GC (+ workers ${mem.workersVmRssMiB.toFixed(1)} MiB) (heap ${mem.heapUsedMiB.toFixed(1)} + edge thread ${mem.edgeHeapUsedMiB.toFixed(1)} MiB, ${mem.cachedUsers} cached users, ${mem.serverTransactions} live server transactions)`);
     }, quick ? undefined : async () => {
       // An overloaded ramp step leaves ~1 GB of completed transactions and a heap that keeps the process slow for
       // 30+ s: latency and storm run on a fresh process (same Redis), warmed up with a short step.
       const before = await stack!.memory();
       rampPeakRssMiB = rssMiB(stack!.pid) ?? 0;
-      console.log(`after the ramp: VmRSS ${before.vmRssMiB.toFixed(1)} MiB after GC, ${before.serverTransactions} live server transactions; restarting the stack process`);
+      const perTransaction = before.serverTransactions ? ` (edge thread heap ${before.edgeHeapUsedMiB.toFixed(1)} MiB: ${((before.edgeHeapUsedMiB * 1048576) / before.serverTransactions).toFixed(0)} bytes per live transaction, all counted)` : '';
+      console.log(`after the ramp: VmRSS ${before.vmRssMiB.toFixed(1)} MiB after GC, ${before.serverTransactions} live server transactions${perTransaction}; restarting the stack process`);
       await stack!.stop();
       stack = await startStackProcess(redisServer!.url, []);
       const fresh = { ...base, target: `${HOST}:${stack.sipPort}`, measuredPids: [stack.pid, ...stack.workerPids] };
@@ -931,7 +933,7 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
         stackServerTransactions: stackAt100k.serverTransactions,
         ...(registerStep ? { stackPeakRssMiB: registerStep.peakRssMiB, register: registerStep } : {}),
       };
-      console.log(`100k: ${keys100k.bindingKeys} binding keys, ${keys100k.nonceCountKeys} nonce-count keys; redis ${redisAt100k.toFixed(1)} MiB; stack VmRSS ${stackAt100k.vmRssMiB.toFixed(1)} MiB after GC (+ workers ${stackAt100k.workersVmRssMiB.toFixed(1)} MiB) (heap ${stackAt100k.heapUsedMiB.toFixed(1)} MiB, ${stackAt100k.cachedUsers} cached users, ${stackAt100k.serverTransactions} live server transactions)`);
+      console.log(`100k: ${keys100k.bindingKeys} binding keys, ${keys100k.nonceCountKeys} nonce-count keys; redis ${redisAt100k.toFixed(1)} MiB; stack VmRSS ${stackAt100k.vmRssMiB.toFixed(1)} MiB after GC (+ workers ${stackAt100k.workersVmRssMiB.toFixed(1)} MiB) (heap ${stackAt100k.heapUsedMiB.toFixed(1)} + edge thread ${stackAt100k.edgeHeapUsedMiB.toFixed(1)} MiB, ${stackAt100k.cachedUsers} cached users, ${stackAt100k.serverTransactions} live server transactions)`);
     }
     await stack.stop();
     stack = undefined;

@@ -12,6 +12,7 @@
  * main thread; `runEdgeThread` is what the worker runs (edge-thread-main.ts calls it).
  */
 import { extname } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, threadId, workerData, type MessagePort } from 'node:worker_threads';
 import { Edge, type EdgeAddresses, type EdgeOptions } from './edge/edge.js';
@@ -30,8 +31,11 @@ export interface EdgeThread {
   stop(): Promise<void>;
   /** The edge's counters (dialogs, transactions, connected apps). */
   stats(): Promise<EdgeStats>;
-  /** Runs a full GC in the edge thread when node was started with --expose-gc (diagnostics, benchmarks). */
-  collectGarbage(): Promise<void>;
+  /**
+   * Runs a full GC in the edge thread when node was started with --expose-gc (diagnostics, benchmarks); resolves
+   * with the thread's V8 heap in use after it, in bytes.
+   */
+  collectGarbage(): Promise<number>;
 }
 
 export interface StartEdgeThreadOptions {
@@ -52,7 +56,7 @@ type FromEdgeThread =
   | { type: 'start-failed'; name: string; message: string }
   | { type: 'stopped' }
   | { type: 'stats'; id: number; stats: EdgeStats }
-  | { type: 'gc'; id: number };
+  | { type: 'gc'; id: number; heapUsedBytes: number };
 
 const STOP_TIMEOUT_MS = 5000;
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -106,9 +110,7 @@ export function startEdgeThread(options: EdgeThreadOptions, control: StartEdgeTh
           resolve({
             addresses: message.addresses,
             stats: async () => (await ask<'stats'>('stats')).stats,
-            collectGarbage: async () => {
-              await ask<'gc'>('gc');
-            },
+            collectGarbage: async () => (await ask<'gc'>('gc')).heapUsedBytes,
             stop: () => {
               if (stopping || exited) return Promise.resolve();
               stopping = true;
@@ -190,7 +192,7 @@ export function runEdgeThread(): void {
         break;
       case 'gc':
         (globalThis as { gc?: () => void }).gc?.();
-        send({ type: 'gc', id: message.id });
+        send({ type: 'gc', id: message.id, heapUsedBytes: getHeapStatistics().used_heap_size });
         break;
     }
   });

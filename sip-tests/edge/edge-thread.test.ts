@@ -118,7 +118,7 @@ describe('edge on its own thread', () => {
     const stats = await edge.stats();
     expect(stats.apps).toBe(1);
     expect(stats.serverTransactions).toBeGreaterThanOrEqual(1);
-    await expect(edge.collectGarbage()).resolves.toBeUndefined();
+    expect(await edge.collectGarbage()).toBeGreaterThan(1_000_000);
   });
 
   it('a listener that cannot bind fails the start with the edge\'s own error', async () => {
