@@ -17,7 +17,7 @@ import { afterAll, afterEach, beforeAll } from 'vitest';
 import { createRequire } from 'node:module';
 import { createClient } from 'redis';
 import { startStack, waitFor, type StackOptions, type TestStack } from '../fixtures/stack.js';
-import { freePort, runSipp, startRedis, startRtpengine, type RedisServer, type RtpengineServer, type SippServer } from '../harness/index.js';
+import { freePort, runSipp, startRedis, startRtpengine, type RedisServer, type RtpengineServer, type SippServer, waitUntil } from '../harness/index.js';
 import { MediaSessionRegistry, RtpenginePool } from '../../src/app/media/index.js';
 import { startRegistrarServices, type RegistrarServices } from '../../src/app/registrar/services.js';
 import { validateCarrierConfig, type CarrierConfig, type OutboundGateway } from '../../src/app/carriers/index.js';
@@ -216,9 +216,10 @@ export async function startCallStack(options: CallStackOptions = {}): Promise<Ca
       return [session.aTag, session.bTag].map((tag) => packetsOf(reply.tags[tag]));
     },
     async expectIdle(timeoutMs = 10_000) {
-      await waitFor(() => (calls.count === 0 && media.count === 0 && (stack.serverDialogs() ?? 0) === 0) || undefined, timeoutMs,
-        'no live call, media session or edge dialog').catch(() => {
-        throw new Error(`not idle: calls ${calls.count}, media ${media.count}, edge dialogs ${stack.serverDialogs()}`);
+      await waitUntil(async () => calls.count === 0 && media.count === 0 && ((await stack.serverDialogs()) ?? 0) === 0, {
+        timeoutMs, what: 'no live call, media session or edge dialog',
+      }).catch(async () => {
+        throw new Error(`not idle: calls ${calls.count}, media ${media.count}, edge dialogs ${await stack.serverDialogs()}`);
       });
       const start = Date.now();
       let left = await rtpengineCalls();

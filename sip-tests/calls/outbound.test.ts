@@ -219,7 +219,7 @@ describe('rtpengine outage', () => {
     expect(receivedRequest((await gw.server.stop()).messages, 'INVITE'), 'no B leg without media').toBeUndefined();
     expect(cs.calls.count).toBe(0);
     expect(cs.media.count).toBe(0);
-    expect(cs.stack.serverDialogs() ?? 0).toBe(0);
+    expect((await cs.stack.serverDialogs()) ?? 0).toBe(0);
     cs.expectIdle = async () => undefined; // rtpengine is gone: the afterEach `list` check cannot run
   });
 });

@@ -4,7 +4,7 @@
  * UDP loss with retransmissions recovering; re-INVITE.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runSipp, startSippServer, type SippTransport } from '../harness/index.js';
+import { runSipp, startSippServer, type SippTransport, waitUntil } from '../harness/index.js';
 import { startStack, testSdp, waitFor, type TestStack } from '../fixtures/stack.js';
 import type { Dialog, Srf } from '../../src/app/sip/srf.js';
 
@@ -63,7 +63,7 @@ describe.each<[string, SippTransport]>([['udp', 'u1'], ['tcp', 't1']])('edge ove
     expect(r.stats.successful).toBe(20);
     expect(r.stats.failed).toBe(0);
     await waitFor(() => destroyed.length - before >= 20 || undefined, 5000, 'app dialogs destroyed by BYE');
-    expect(stack.serverDialogs() ?? 0).toBe(0);
+    expect((await stack.serverDialogs()) ?? 0).toBe(0);
   });
 
   it('runs INVITE/200/ACK/BYE from the app to the network (app hangs up)', async () => {
@@ -75,7 +75,7 @@ describe.each<[string, SippTransport]>([['udp', 'u1'], ['tcp', 't1']])('edge ove
         expect(dialog.remote.sdp).toContain('m=audio');
         await dialog.destroy();
       }
-      await waitFor(() => (stack.serverDialogs() ?? 0) === 0 || undefined, 3000, 'edge dialogs gone');
+      await waitUntil(async () => ((await stack.serverDialogs()) ?? 0) === 0, { timeoutMs: 3000, what: 'edge dialogs gone' });
     } finally {
       const result = await uas.stop();
       expect(result.stats.successful).toBe(5);
@@ -110,7 +110,7 @@ describe.each<[string, SippTransport]>([['udp', 'u1'], ['tcp', 't1']])('edge ove
     const r = await runSipp({ scenario: 'no-ack-uac.xml', target: stack.target, transport: sippTransport, calls: 1, timeoutMs: 30_000 });
     expect(r.stats.successful).toBe(1);
     await waitFor(() => destroyed.length > before || undefined, 3000, 'app dialog destroyed after ACK timeout');
-    await waitFor(() => (stack.serverDialogs() ?? 0) === 0 || undefined, 3000, 'edge dialog gone');
+    await waitUntil(async () => ((await stack.serverDialogs()) ?? 0) === 0, { timeoutMs: 3000, what: 'edge dialog gone' });
   });
 
   it('re-INVITE inside a dialog reaches the app as modify and is answered', async () => {

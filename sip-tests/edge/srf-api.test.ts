@@ -4,7 +4,7 @@
  */
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runSipp, startSippServer } from '../harness/index.js';
+import { runSipp, startSippServer, waitUntil } from '../harness/index.js';
 import { startStack, testSdp, waitFor, type TestStack } from '../fixtures/stack.js';
 import type { Dialog, Srf, SrfRequest } from '../../src/app/sip/srf.js';
 import { encodeFrame, FrameDecoder } from '../../src/edge/drachtio/framing.js';
@@ -78,14 +78,14 @@ describe('drachtio-srf API on the edge', () => {
     const r = await runSipp({ scenario: 'uac', target: stack.target, calls: 10, rate: 10, service: 'b2b' });
     expect(r.stats.successful).toBe(10);
     expect(b2bCalls.length - before).toBe(10);
-    await waitFor(() => (stack.serverDialogs() ?? 0) === 0 || undefined, 5000, 'all dialogs torn down');
+    await waitUntil(async () => ((await stack.serverDialogs()) ?? 0) === 0, { timeoutMs: 5000, what: 'all dialogs torn down' });
   });
 
   it('createB2BUA passes a failure from the B side back to the A side', async () => {
     const r = await runSipp({ scenario: 'uac', target: stack.target, calls: 1, timeoutMs: 20_000, service: 'nobody', traceMessages: true });
     expect(r.stats.successful).toBe(0);
     expect(r.messages ?? '').toMatch(/SIP\/2\.0 5\d\d /);
-    await waitFor(() => (stack.serverDialogs() ?? 0) === 0 || undefined, 3000, 'no dialog left');
+    await waitUntil(async () => ((await stack.serverDialogs()) ?? 0) === 0, { timeoutMs: 3000, what: 'no dialog left' });
   });
 
   it('a second app can connect; a wrong secret is refused with NO and the connection closed', async () => {

@@ -19,7 +19,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { createRequire } from 'node:module';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, runSipp, startRtpengine, startSippServer, type RtpengineServer, type SippServer } from '../harness/index.js';
+import { freePort, runSipp, startRtpengine, startSippServer, type RtpengineServer, type SippServer, waitUntil } from '../harness/index.js';
 import { startBrowser, type CallInfo, type Webphone, type WebphoneBrowser } from '../harness/browser.js';
 import { startStack, waitFor, type TestStack } from '../fixtures/stack.js';
 import { isSipFailure, type Srf, type SrfRequest, type SrfResponse } from '../../src/app/sip/srf.js';
@@ -296,7 +296,7 @@ describe('browser webphone over WSS, bridged to SIP through rtpengine', () => {
     await waitFor(() => media.count === 0 || undefined, 5000, 'media sessions deleted');
     const left = await rtpengineCallIds(rtpengine);
     expect(left, 'rtpengine calls left').toEqual([]);
-    await waitFor(() => (stack.serverDialogs() ?? 0) === 0 || undefined, 5000, `edge dialogs gone (${stack.serverDialogs()})`);
+    await waitUntil(async () => ((await stack.serverDialogs()) ?? 0) === 0, { timeoutMs: 5000, what: 'edge dialogs gone' });
     calls.length = 0;
   }, 20_000);
 
