@@ -89,6 +89,7 @@ export function startEdgeThread(options: EdgeThreadOptions, control: StartEdgeTh
 
   const ask = <T extends FromEdgeThread['type']>(type: 'stats' | 'gc'): Promise<Extract<FromEdgeThread, { type: T }>> =>
     new Promise((resolve, reject) => {
+      if (exited) return reject(new Error('the edge thread has exited'));
       const id = nextId++;
       const timer = setTimeout(() => {
         pending.delete(id);
@@ -149,6 +150,8 @@ export function startEdgeThread(options: EdgeThreadOptions, control: StartEdgeTh
       control.onFailure(err);
     };
     worker.on('error', (err) => {
+      // an uncaught exception ends the worker ('exit' follows)
+      exited = true;
       if (!started) {
         stopping = true;
         reject(err);

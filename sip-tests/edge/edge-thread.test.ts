@@ -143,6 +143,7 @@ describe('edge on its own thread', () => {
     expect(crashing.addresses.admin.port).toBeGreaterThan(0);
     await waitFor(() => failures.length > 0 || undefined, 5000, 'onFailure');
     expect(failures.map((err) => err.message)).toEqual(['edge defect (test)']);
+    await expect(crashing.stats()).rejects.toThrow(/has exited/);
     await crashing.stop();
   });
 
