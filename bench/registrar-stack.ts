@@ -51,8 +51,8 @@ export interface RegistrarStackMemory {
   /** the edge thread's V8 heap after a full GC in it (0 when the edge runs on the main thread: in heapUsedMiB) */
   edgeHeapUsedMiB: number;
   cachedUsers: number;
-  /** live server transactions in the edge (Completed ones included), when the edge internals expose them */
-  serverTransactions: number | null;
+  /** live server transactions in the edge (Completed ones included), from Edge.stats() */
+  serverTransactions: number;
   /** each app worker's VmRSS after a full GC in it, MiB */
   workersRssMiB: number[];
 }

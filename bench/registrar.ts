@@ -867,7 +867,8 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
       // 30+ s: latency and storm run on a fresh process (same Redis), warmed up with a short step.
       const before = await stack!.memory();
       rampPeakRssMiB = rssMiB(stack!.pid) ?? 0;
-      const perTransaction = before.serverTransactions ? ` (edge thread heap ${before.edgeHeapUsedMiB.toFixed(1)} MiB: ${((before.edgeHeapUsedMiB * 1048576) / before.serverTransactions).toFixed(0)} bytes per live transaction, all counted)` : '';
+      // the edge thread's heap is known only when the edge has a thread of its own (BENCH_EDGE_THREAD != 0)
+      const perTransaction = before.serverTransactions && before.edgeHeapUsedMiB ? ` (edge thread heap ${before.edgeHeapUsedMiB.toFixed(1)} MiB: ${((before.edgeHeapUsedMiB * 1048576) / before.serverTransactions).toFixed(0)} bytes per live transaction, all counted)` : '';
       console.log(`after the ramp: VmRSS ${before.vmRssMiB.toFixed(1)} MiB after GC, ${before.serverTransactions} live server transactions${perTransaction}; restarting the stack process`);
       await stack!.stop();
       stack = await startStackProcess(redisServer!.url, []);
@@ -911,7 +912,7 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
       // measured once Timer J has let the storm's completed transactions go (at most ~32 s), so what remains is state
       let stackAt100k = await stack.memory();
       const drainDeadline = Date.now() + 40_000;
-      while ((stackAt100k.serverTransactions ?? 0) > 0 && Date.now() < drainDeadline) {
+      while (stackAt100k.serverTransactions > 0 && Date.now() < drainDeadline) {
         await sleep(3000);
         stackAt100k = await stack.memory();
       }
