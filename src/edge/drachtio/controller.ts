@@ -17,6 +17,7 @@ import { buildResponse as buildTxnResponse, generateBranch, generateTag, type Tr
 import { DialogStore, dialogIdFor, type Dialog } from '../dialog/dialog.js';
 import type { AppConnection, AppServer, AppSipCommand } from './app-server.js';
 import { readAppMessage } from './app-message.js';
+import { TransientMap } from '../../shared/transient-map.js';
 import { apiResponse, newMsgId, sentRequestEchoHead, sentResponseEchoHead, sipEventHead, type WireMeta } from './wire-format.js';
 import {
   contactFor, ensureContentType, generateCallId, generateCSeq, localizeContact, localUri, replaceLocalhost, viaFor, type LocalAddress,
@@ -92,9 +93,11 @@ interface PendingClientRequest {
 
 export class SipController {
   readonly dialogs: DialogStore;
-  private readonly serverRequests = new Map<string, PendingServerRequest>();
-  private readonly serverRequestByTxn = new WeakMap<ServerTransaction, PendingServerRequest>();
-  private readonly clientRequests = new Map<string, PendingClientRequest>();
+  // TransientMap: an answered request is let go of at once, not kept by V8's replaced hash tables (see there)
+  private readonly serverRequests = new TransientMap<string, PendingServerRequest>();
+  /** INVITE server transaction id -> its pending request, until the app's final (what a CANCEL looks up, 9.2) */
+  private readonly pendingInvites = new TransientMap<string, PendingServerRequest>();
+  private readonly clientRequests = new TransientMap<string, PendingClientRequest>();
   private readonly log?: Logger;
   private readonly T1: number;
   private readonly T2: number;
@@ -164,8 +167,8 @@ export class SipController {
     return flowTarget(inb.flow);
   }
 
-  private respondStateless(stx: ServerTransaction, status: number, reason?: string, extra?: Record<string, string>): void {
-    const res = buildResponse(stx.request.message, status, reason, generateTag());
+  private respondStateless(stx: ServerTransaction, status: number, reason?: string, extra?: Record<string, string>, toTag = generateTag()): void {
+    const res = buildResponse(stx.request.message, status, reason, toTag);
     for (const [k, v] of Object.entries(extra ?? {})) res.set(k, v);
     stx.respond(res).catch((err: unknown) => this.log?.debug({ err }, 'failed to send response'));
   }
@@ -226,7 +229,7 @@ export class SipController {
       toTag: dialog ? undefined : generateTag(),
     };
     this.serverRequests.set(txnId, pending);
-    this.serverRequestByTxn.set(stx, pending);
+    if (method === 'INVITE') this.pendingInvites.set(stx.id, pending);
     stx.on('terminated', onTerminated);
     const meta = this.metaOf(inb);
     const local = inb.flow;
@@ -241,6 +244,7 @@ export class SipController {
     clearTimeout(p.timer);
     p.stx.off('terminated', p.onTerminated);
     this.serverRequests.delete(txnId);
+    if (this.pendingInvites.get(p.stx.id) === p) this.pendingInvites.delete(p.stx.id);
   }
 
   private onAppResponseTimeout(txnId: string): void {
@@ -252,16 +256,16 @@ export class SipController {
 
   private onNetworkCancel(inb: InboundMessage, stx: ServerTransaction): void {
     const invite = stx.cancelTarget;
-    const pending = invite ? this.serverRequestByTxn.get(invite) : undefined;
-    if (!invite || !pending) {
-      // 9.2: a matching transaction that already has its final response: 200 and no effect; none at all: 481
-      if (stx.cancelMatched) this.respondStateless(stx, 200, 'OK');
+    const pending = invite ? this.pendingInvites.get(invite.id) : undefined;
+    if (!invite || !pending || pending.finalSent) {
+      // 9.2: a matching transaction that already has its final response: 200 (with the To tag of that final) and
+      // no effect; none at all: 481
+      if (stx.cancelMatched) this.respondStateless(stx, 200, 'OK', undefined, invite?.lastResponse?.toTag);
       else this.respondStateless(stx, 481, 'Call/Transaction Does Not Exist');
       return;
     }
     const ok = buildResponse(inb.message, 200, 'OK', pending.toTag);
     stx.respond(ok).catch(() => undefined);
-    if (pending.finalSent) return;
     pending.canceled = true;
     pending.finalSent = true;
     const terminated = buildResponse(pending.inbound.message, 487, 'Request Terminated', pending.toTag);
@@ -364,12 +368,12 @@ export class SipController {
 
   private onAppGone(app: AppConnection): void {
     // pending requests are answered, not left hanging (drachtio: 480 when the app can't be reached)
-    for (const p of [...this.serverRequests.values()]) {
+    for (const p of this.serverRequests.valuesSnapshot()) {
       if (p.app !== app) continue;
       if (!p.finalSent && p.inbound.message.method !== 'ACK') this.respondStateless(p.stx, 480, 'Temporarily Unavailable');
       this.forgetServerRequest(p.txnId);
     }
-    for (const c of [...this.clientRequests.values()]) if (c.app === app) this.clientRequests.delete(c.txnId);
+    for (const c of this.clientRequests.valuesSnapshot()) if (c.app === app) this.clientRequests.delete(c.txnId);
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import type { ClientTransactionBase } from './client-transaction.js';
 import { ackFor2xxKey, clientTransactionKey, isRfc3261Branch, serverTransactionKey } from './matching.js';
 import { CompletedTransactionTable, type CompletedTransaction } from './completed-table.js';
 import { buildResponse } from './response-builder.js';
+import { TransientMap } from '../../shared/transient-map.js';
 import { responseTarget } from './response-target.js';
 import { ServerInviteTransaction } from './server-invite.js';
 import { ServerNonInviteTransaction } from './server-non-invite.js';
@@ -41,10 +42,11 @@ export interface TransactionLayerEvents {
  */
 export class TransactionLayer extends EventEmitter<TransactionLayerEvents> {
   readonly timers: Readonly<TransactionTimers>;
-  private readonly servers = new Map<string, ServerTransactionBase>();
-  private readonly clients = new Map<string, ClientTransactionBase>();
+  // TransientMap: a finished transaction is let go of at once, not kept by V8's replaced hash tables (see there)
+  private readonly servers = new TransientMap<string, ServerTransactionBase>();
+  private readonly clients = new TransientMap<string, ClientTransactionBase>();
   /** ACK for 2xx (new branch) -> the INVITE server transaction that sent the 2xx */
-  private readonly acksFor2xx = new Map<string, ServerInviteTransaction>();
+  private readonly acksFor2xx = new TransientMap<string, ServerInviteTransaction>();
   /** finished transactions reduced to what absorbing retransmissions needs (17.2.1/17.2.2 Completed etc.) */
   private readonly completedServers: CompletedTransactionTable;
   private readonly completedClients: CompletedTransactionTable;
@@ -138,8 +140,8 @@ export class TransactionLayer extends EventEmitter<TransactionLayerEvents> {
     this.stopped = true;
     this.transport.off('message', this.onMessage);
     this.transport.off('malformed', this.onMalformed);
-    for (const stx of [...this.servers.values()]) stx.removeAllListeners().terminate();
-    for (const ctx of [...this.clients.values()]) ctx.removeAllListeners().terminate();
+    for (const stx of this.servers.valuesSnapshot()) stx.removeAllListeners().terminate();
+    for (const ctx of this.clients.valuesSnapshot()) ctx.removeAllListeners().terminate();
     this.acksFor2xx.clear();
     this.completedServers.clear();
     this.completedClients.clear();
