@@ -18,6 +18,7 @@
  *    lazy msg.fromAddr / msg.toAddr (NameAddr) and msg.topVia (Via), memoised until the header text changes
  *  - SipUri.opaque for unknown schemes (absoluteURI); tel: keeps the number in `user`
  *  - getParam(params, name), parseHeaderParams, quote/unquote, isToken, isCallId, parseBoundedInt
+ *  - detachFromMessage(s): a flat copy of a string cut from a message, for keys kept long after it
  *  - ParseResult.verbatim (a request received exactly in serialised form) + verbatimBytes(message, verbatim): its
  *    wire bytes without re-serialising, the (edited) top Via spliced in
  *
@@ -26,6 +27,7 @@
  * problem (missing / negative / multiple Content-Length, oversize) => { fatal } (close the connection).
  */
 export { SipMessage, type SipHeader } from './sip-message.js';
+export { detachFromMessage } from './detach.js';
 export {
   parseMessage, StreamFramer, type ParseResult, type ParseLimits, DEFAULT_PARSE_LIMITS, type ParseOptions,
   type VerbatimRequest, verbatimBytes,

@@ -1,4 +1,4 @@
-import { parseVia, type SipMessage } from '../message/index.js';
+import { detachFromMessage, parseVia, type SipMessage } from '../message/index.js';
 import { BRANCH_MAGIC_COOKIE } from './ids.js';
 
 /**
@@ -31,13 +31,14 @@ export function serverTransactionKey(req: SipMessage, asMethod?: string): string
   if (isRfc3261Branch(branch)) {
     const via = parseVia(topVia);
     if (via === null) return undefined;
-    return `${branch}|${via.host.toLowerCase()}:${via.port ?? ''}|${method}`;
+    // detached: the key outlives the message (completed-transaction table) and must not keep its text alive
+    return detachFromMessage(`${branch}|${via.host.toLowerCase()}:${via.port ?? ''}|${method}`);
   }
   const callId = req.callId;
   const cseq = req.cseq;
   if (callId === undefined || cseq === undefined || req.requestUri === undefined) return undefined;
   const normalisedVia = topVia.replace(/\s+/g, '').toLowerCase();
-  return `2543|${req.requestUri}|${req.fromTag ?? ''}|${callId}|${cseq.seq}|${normalisedVia}|${method}`;
+  return detachFromMessage(`2543|${req.requestUri}|${req.fromTag ?? ''}|${callId}|${cseq.seq}|${normalisedVia}|${method}`);
 }
 
 /** Client transaction key of a request we send or a response we receive (17.1.3): top Via branch + CSeq method. */
