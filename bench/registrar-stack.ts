@@ -35,6 +35,7 @@ import { isEdgeThread, runEdgeThread, startEdgeThread, type EdgeStats } from '..
 import { connectSrf, createSrf, useEnvironmentSnapshot } from '../src/app/sip/srf.js';
 import { startRegistrarServices } from '../src/app/registrar/services.js';
 import { freePort } from '../sip-tests/harness/ports.js';
+import { tuneGarbageCollection } from '../src/gc-tuning.js';
 import { startDiagnostics } from './diagnostics.js';
 
 export interface RegistrarStackReady {
@@ -191,6 +192,7 @@ async function main(): Promise<void> {
     return runEdgeThread();
   }
   useEnvironmentSnapshot(); // as the CLI does (src/cli.ts)
+  tuneGarbageCollection(); // likewise
   const diagnostics = await startDiagnostics(process.env);
   if (process.argv.includes('--worker')) return worker();
   const redisUrl = argument('redis');

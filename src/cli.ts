@@ -12,6 +12,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { uriHost } from './app/sip/uri-host.js';
 import { useEnvironmentSnapshot } from './app/sip/srf.js';
+import { tuneGarbageCollection } from './gc-tuning.js';
 
 const USAGE = `Usage: dialcore <command> [options]
 
@@ -125,6 +126,7 @@ function startAppWorker(argv: string[], config: DialcoreConfig, logger: Logger, 
 
 export async function main(argv: string[]): Promise<number> {
   useEnvironmentSnapshot();
+  tuneGarbageCollection();
   let loaded;
   try {
     loaded = loadConfig({ argv });
