@@ -391,7 +391,10 @@ async function ramp(
     return isClean(step);
   };
   for (const rate of rates) {
-    if (steps.length > 0 && Date.now() + (base.durationS + 4) * 1000 > deadline) break;
+    if (steps.length > 0 && Date.now() + (base.durationS + 4) * 1000 > deadline) {
+      console.log(`${label}: ramp budget (${budgetMs / 1000} s) spent before ${rate}/s: the maximum is at least ${maxCleanRate}/s`);
+      break;
+    }
     if (!(await offer(rate))) {
       firstUnclean = rate;
       break;
@@ -765,8 +768,8 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
   const plan: Plan = quick
     ? { stepS: 2, rates: [2500, 5000, 10000], kamailioRates: [2500, 5000, 10000], rampBudgetMs: 15_000, latencyS: 2, stormPhones: 10_000, primeRate: 1000 }
     : {
-      stepS: 4, rates: [1000, 2000, 2500, 3000, 3500, 4000, 5000, 6000, 8000],
-      kamailioRates: [2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000, 20000], rampBudgetMs: 45_000, latencyS: 4,
+      stepS: 4, rates: [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000],
+      kamailioRates: [2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000, 20000], rampBudgetMs: 60_000, latencyS: 4,
       stormPhones: TARGETS.stormPhones, primeRate: 1000,
     };
   const userCount = 10_000;
