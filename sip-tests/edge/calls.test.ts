@@ -3,9 +3,10 @@
  * OPTIONS; INVITE/200/ACK/BYE both ways; CANCEL before answer; a caller that never ACKs;
  * UDP loss with retransmissions recovering; re-INVITE.
  */
+import { createSocket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSipp, startSippServer, type SippTransport, waitUntil } from '../harness/index.js';
-import { startStack, testSdp, waitFor, type TestStack } from '../fixtures/stack.js';
+import { drachtioServerBinary, startStack, testSdp, waitFor, type TestStack } from '../fixtures/stack.js';
 import type { Dialog, Srf } from '../../src/app/sip/srf.js';
 
 const T1 = 100; // short timers so ACK timeouts etc. fit in a test (64*T1 = 6.4 s)
@@ -121,6 +122,50 @@ describe.each<[string, SippTransport]>([['udp', 'u1'], ['tcp', 't1']])('edge ove
   });
 
   if (proto === 'udp') {
+    // RFC 3261 9.2: a CANCEL for an INVITE that already has its final gets 200 and has no effect; the To tag of
+    // that 200 SHOULD be the To tag of the INVITE's response. The edge keeps the INVITE transaction after its 2xx
+    // (RFC 6026 Accepted), so the CANCEL matches it. drachtio-server (sofia-sip) ends the transaction with the 2xx
+    // as RFC 3261 alone did, and answers 481: both leave the call alone.
+    it('CANCEL after the 200: 200 to the CANCEL with the To tag of the INVITE\'s 200, the call goes on', async () => {
+      const socket = createSocket('udp4');
+      await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', () => resolve()));
+      const port = socket.address().port;
+      const [host, sipPort] = stack.target.split(':');
+      const responses: string[] = [];
+      socket.on('message', (buf) => responses.push(buf.toString('latin1')));
+      const send = (text: string): void => { socket.send(Buffer.from(text.replace(/\n/g, '\r\n'), 'latin1'), Number(sipPort), host); };
+      const callId = `cancel-after-200-${Date.now()}@127.0.0.1`;
+      const branch = `z9hG4bK-cancel-after-200-${Date.now()}`;
+      const from = `<sip:caller@127.0.0.1:${port}>;tag=c1`;
+      const sdp = testSdp(43000);
+      const dialogLines = (method: string, seq: number, to: string, viaBranch: string): string =>
+        `Via: SIP/2.0/UDP 127.0.0.1:${port};branch=${viaBranch}\nMax-Forwards: 70\nFrom: ${from}\nTo: ${to}\nCall-ID: ${callId}\nCSeq: ${seq} ${method}\n`;
+      const to = `<sip:callee@${stack.target}>`;
+      const finalOf = (method: string, status: number): string | undefined =>
+        responses.find((r) => r.startsWith(`SIP/2.0 ${status} `) && new RegExp(`^CSeq: 1 ${method}\r$`, 'm').test(r));
+      const toTagOf = (response: string): string | undefined => /^To:.*;tag=([^;\s>]+)/m.exec(response)?.[1];
+      try {
+        send(`INVITE sip:callee@${stack.target} SIP/2.0\n${dialogLines('INVITE', 1, to, branch)}Contact: <sip:caller@127.0.0.1:${port}>\nContent-Type: application/sdp\nContent-Length: ${Buffer.byteLength(sdp)}\n\n${sdp.replace(/\r\n/g, '\n')}`);
+        const ok = await waitFor(() => finalOf('INVITE', 200), 3000, '200 to the INVITE');
+        const inviteTag = toTagOf(ok);
+        expect(inviteTag).toBeTruthy();
+        send(`CANCEL sip:callee@${stack.target} SIP/2.0\n${dialogLines('CANCEL', 1, to, branch)}Content-Length: 0\n\n`);
+        if (drachtioServerBinary) {
+          await waitFor(() => finalOf('CANCEL', 481), 3000, '481 to the CANCEL (drachtio-server)');
+        } else {
+          const cancelOk = await waitFor(() => finalOf('CANCEL', 200), 3000, '200 to the CANCEL');
+          expect(toTagOf(cancelOk)).toBe(inviteTag);
+        }
+        expect(responses.some((r) => r.startsWith('SIP/2.0 487 '))).toBe(false);
+        const tagged = `${to};tag=${inviteTag}`;
+        send(`ACK sip:callee@${stack.target} SIP/2.0\n${dialogLines('ACK', 1, tagged, `${branch}-ack`)}Content-Length: 0\n\n`);
+        send(`BYE sip:callee@${stack.target} SIP/2.0\n${dialogLines('BYE', 2, tagged, `${branch}-bye`)}Content-Length: 0\n\n`);
+        await waitFor(() => responses.find((r) => r.startsWith('SIP/2.0 200 ') && /^CSeq: 2 BYE\r$/m.test(r)), 3000, '200 to the BYE');
+      } finally {
+        socket.close();
+      }
+    });
+
     it('recovers from 10% UDP loss through retransmissions', async () => {
       const r = await runSipp({
         scenario: 'uac', target: stack.target, transport: sippTransport, calls: 30, rate: 10, extraArgs: ['-lost', '10'], timeoutMs: 90_000,
