@@ -867,7 +867,9 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
       console.log(`10k: ${counted.bindingKeys} binding keys, ${counted.nonceCountKeys} nonce-count keys, redis +${(redisNow - redisAfterUsers).toFixed(1)} MiB; stack VmRSS ${mem.vmRssMiB.toFixed(1)} MiB after GC (+ workers ${mem.workersVmRssMiB.toFixed(1)} MiB) (heap ${mem.heapUsedMiB.toFixed(1)} + edge thread ${mem.edgeHeapUsedMiB.toFixed(1)} MiB, ${mem.cachedUsers} cached users, ${mem.serverTransactions} live server transactions)`);
     }, quick ? undefined : async () => {
       // An overloaded ramp step leaves ~1 GB of completed transactions and a heap that keeps the process slow for
-      // 30+ s: latency and storm run on a fresh process (same Redis), warmed up with a short step.
+      // 30+ s: latency and storm run on a fresh process (same Redis), warmed up as the first one was by the prime:
+      // each user registers once, so the latency step measures the steady state of this load (every user
+      // re-registers every few seconds), not the first seconds of a restart (JIT, heap growth, users uncached).
       const before = await stack!.memory();
       rampPeakRssMiB = rssMiB(stack!.pid) ?? 0;
       // the edge thread's heap is known only when the edge has a thread of its own (BENCH_EDGE_THREAD != 0)
@@ -877,7 +879,7 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
       stack = await startStackProcess(redisServer!.url, []);
       const fresh = { ...base, target: `${HOST}:${stack.sipPort}`, measuredPids: [stack.pid, ...stack.workerPids] };
       await sleep(1000);
-      const warm = await runStep({ ...fresh, rate: 500, durationS: 2 });
+      const warm = await runStep({ ...fresh, rate: plan.primeRate, callsPerGroup: Math.max(...groups.map((g) => g.rows)), durationS: userCount / plan.primeRate });
       console.log(stepLine('dialcore warm-up (new)', warm));
       await quiesce(fresh.measuredPids);
       return fresh;
