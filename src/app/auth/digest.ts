@@ -24,6 +24,16 @@ export interface DigestCredentials {
 const MAX_HEADER_LENGTH = 4096;
 const MAX_PARAMS = 32;
 
+/** RFC 7230 3.2.6 tchar and the whitespace between auth-params, by char code (ASCII; anything else is neither). */
+const IS_TCHAR = charCodeSet("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+const IS_SPACE = charCodeSet(' \t\r\n');
+
+function charCodeSet(chars: string): Uint8Array {
+  const set = new Uint8Array(128);
+  for (let k = 0; k < chars.length; k++) set[chars.charCodeAt(k)] = 1;
+  return set;
+}
+
 /**
  * Splits an auth header value into its challenges/credentials: `Digest a=1, b="x"` (several may
  * be comma-joined when a stack folds repeated headers). Returns null on malformed input.
@@ -34,11 +44,11 @@ export function parseAuthParams(value: string): Array<{ scheme: string; params: 
   let i = 0;
   const n = value.length;
   const skipSpace = (): void => {
-    while (i < n && (value[i] === ' ' || value[i] === '\t' || value[i] === '\r' || value[i] === '\n')) i++;
+    while (i < n && IS_SPACE[value.charCodeAt(i)] === 1) i++;
   };
   const token = (): string => {
     const start = i;
-    while (i < n && /[!#$%&'*+\-.^_`|~0-9A-Za-z]/.test(value[i]!)) i++;
+    while (i < n && IS_TCHAR[value.charCodeAt(i)] === 1) i++;
     return value.slice(start, i);
   };
   let current: { scheme: string; params: Map<string, string> } | null = null;
