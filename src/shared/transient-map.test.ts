@@ -1,6 +1,5 @@
-import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { measureInGcFixture } from './gc-fixture.js';
 import { TransientMap } from './transient-map.js';
 
 describe('TransientMap', () => {
@@ -42,9 +41,8 @@ describe('TransientMap', () => {
   // young-generation GCs until it is promoted. 40 values of ~0.4 MB each go through the map; with a plain Map about
   // 6 MB of them are promoted (measured 6.2-6.4 MB), with TransientMap about 0.6 MB (the boxes and keys).
   it('lets go of a deleted value at the next young-generation GC, where a plain Map has it promoted', () => {
-    const fixture = fileURLToPath(new URL('./transient-map.gc-fixture.ts', import.meta.url));
-    const oldGenerationGrowth = (kind: string): number =>
-      Number(execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', fixture, kind], { encoding: 'utf8' }).trim());
+    const fixture = new URL('./transient-map.gc-fixture.ts', import.meta.url);
+    const oldGenerationGrowth = (kind: string): number => measureInGcFixture(fixture, kind);
     const plain = oldGenerationGrowth('plain');
     const transient = oldGenerationGrowth('transient');
     // the hazard is real on this V8 (if a newer V8 fixes it, this line says so and the class can go)

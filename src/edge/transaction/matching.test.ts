@@ -1,9 +1,8 @@
-import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { buildResponse } from './response-builder.js';
 import { useLayerOnFakeClock, flowFor, makeRequest, makeResponse } from './test-support.js';
 import { isRfc3261Branch, serverTransactionKey } from './matching.js';
+import { measureInGcFixture } from '../../shared/gc-fixture.js';
 import type { InboundMessage, SendTarget } from '../transport/index.js';
 
 describe('transaction matching (RFC 3261 17.1.3, 17.2.3, 9.2)', () => {
@@ -138,8 +137,7 @@ describe('transaction matching (RFC 3261 17.1.3, 17.2.3, 9.2)', () => {
   // A key is kept 32 s in the completed-transaction table: it must not keep the message text it was cut from
   // alive. Measured: ~220 bytes per key detached, ~1,700 (the whole 1.3 KB message) when not.
   it('server transaction keys hold none of the message they came from', () => {
-    const fixture = fileURLToPath(new URL('./matching.gc-fixture.ts', import.meta.url));
-    const bytesPerKey = Number(execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', fixture], { encoding: 'utf8' }).trim());
+    const bytesPerKey = measureInGcFixture(new URL('./matching.gc-fixture.ts', import.meta.url));
     expect(bytesPerKey).toBeGreaterThan(0);
     expect(bytesPerKey).toBeLessThan(600);
   }, 30_000);
