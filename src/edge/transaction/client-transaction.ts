@@ -109,7 +109,7 @@ export abstract class ClientTransactionBase
     this.timers.clearAll();
     const observed = this.observed('terminated');
     this.completedEntry = this.services.compactClient(this, {
-      key: this.key, role, wire: ackWire?.toString('latin1'), target: ackTarget,
+      key: this.key, role, wire: ackWire, target: ackTarget,
       onExpired: observed ? () => this.finishCompacted() : undefined,
     }, lifetimeMs);
   }

@@ -1,4 +1,5 @@
 import type { SendTarget } from './types.js';
+import { WireSlabs } from './wire-slabs.js';
 
 /**
  * What a finished transaction still does with what arrives for it (RFC 3261 17.2.1 / 17.2.2 / 17.1.1.2 / 17.1.2.2,
@@ -19,11 +20,8 @@ export type CompletedRole = 'resend' | 'confirmed' | 'accepted' | 'absorb' | 'ac
 export interface CompletedTransaction {
   readonly key: string;
   readonly role: CompletedRole;
-  /**
-   * 'resend': the last response as sent; 'ack': the ACK as sent. Kept as a latin1 string (byte-exact): a small
-   * heap string costs less than a Buffer, which would also pin the 8 KiB pool slab it was cut from.
-   */
-  readonly wire?: string;
+  /** 'resend': the last response as sent; 'ack': the ACK as sent. A view into the table's WireSlabs. */
+  readonly wire?: Buffer;
   readonly target?: SendTarget;
   /** INVITE server, RFC 2543 requests only: the To tag of the final sent, which the ACK must carry (17.2.3) */
   readonly sentToTag?: string;
@@ -63,6 +61,7 @@ export class CompletedTransactionTable {
   private lastSweepAt = Number.NEGATIVE_INFINITY;
   private readonly maxEntries: number;
   private readonly resolutionMs: number;
+  private readonly wires = new WireSlabs();
 
   constructor(private readonly options: CompletedTableOptions = {}) {
     this.maxEntries = Math.max(1, options.maxEntries ?? DEFAULT_MAX_COMPLETED_TRANSACTIONS);
@@ -89,7 +88,8 @@ export class CompletedTransactionTable {
     const now = Date.now();
     // one literal with every field, so every entry shares one hidden class
     const stored: CompletedTransaction = {
-      key: entry.key, role: entry.role, wire: entry.wire, target: entry.target, sentToTag: entry.sentToTag,
+      key: entry.key, role: entry.role, wire: entry.wire === undefined ? undefined : this.wires.keep(entry.wire),
+      target: entry.target, sentToTag: entry.sentToTag,
       onExpired: entry.onExpired, expiresAt: entry.expiresAt ?? now + lifetimeMs, expired: false,
     };
     this.remove(stored.key);

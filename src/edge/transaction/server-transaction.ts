@@ -106,7 +106,7 @@ export abstract class ServerTransactionBase
     this.completedEntry = this.services.compactServer(this, {
       key: this.key,
       role,
-      wire: role === 'resend' ? this.lastResponseWire?.toString('latin1') : undefined,
+      wire: role === 'resend' ? this.lastResponseWire : undefined,
       target: role === 'resend' ? this.responseTarget : undefined,
       sentToTag: this.key.startsWith('2543|') ? this.lastResponse?.toTag ?? this.request.message.toTag : undefined,
       onExpired: observed ? () => this.finishCompacted() : undefined,

@@ -209,7 +209,7 @@ export class TransactionLayer extends EventEmitter<TransactionLayerEvents> {
     if (completed.role !== 'ack' || completed.wire === undefined || completed.target === undefined) return;
     const status = inbound.message.status ?? 0;
     if (status < 300 || status > 699) return;
-    this.transport.send(Buffer.from(completed.wire, 'latin1'), completed.target).catch((err: unknown) => {
+    this.transport.send(completed.wire, completed.target).catch((err: unknown) => {
       this.logger?.debug({ err }, 'could not resend the ACK for a non-2xx final');
     });
   }
@@ -217,7 +217,7 @@ export class TransactionLayer extends EventEmitter<TransactionLayerEvents> {
   /** A request retransmission for a compacted server transaction (17.2.1 / 17.2.2, RFC 6026 8.5). */
   private completedServerRetransmission(completed: CompletedTransaction): void {
     if (completed.role !== 'resend' || completed.wire === undefined || completed.target === undefined) return;
-    this.transport.send(Buffer.from(completed.wire, 'latin1'), completed.target).catch((err: unknown) => {
+    this.transport.send(completed.wire, completed.target).catch((err: unknown) => {
       // 17.2.4: a transport failure ends the transaction
       this.logger?.debug({ err }, 'could not resend the final response');
       this.completedServers.expire(completed);
