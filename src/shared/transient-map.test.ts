@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { measureInGcFixture } from './gc-fixture.js';
+import { measureInGcFixture } from './testing.js';
 import { TransientMap } from './transient-map.js';
 
 describe('TransientMap', () => {

@@ -2,7 +2,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { buildResponse } from './response-builder.js';
 import { useLayerOnFakeClock, flowFor, makeRequest, makeResponse } from './test-support.js';
 import { isRfc3261Branch, serverTransactionKey } from './matching.js';
-import { measureInGcFixture } from '../../shared/gc-fixture.js';
+import { measureInGcFixture } from '../../shared/testing.js';
 import type { InboundMessage, SendTarget } from '../transport/index.js';
 
 describe('transaction matching (RFC 3261 17.1.3, 17.2.3, 9.2)', () => {
