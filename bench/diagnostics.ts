@@ -2,6 +2,8 @@
  * Diagnostics a bench stack process can turn on from its environment, for work on the hot path:
  *   BENCH_GC_LOG=1          every 5 s on stderr: event-loop delay (p50/p99/max) and GC pauses by kind (count,
  *                           total, max, how many over 10 ms);
+ *   BENCH_STALL_LOG=1       each event-loop gap over 8 ms and each GC pause over 3 ms on stderr, with wall-clock
+ *                           times (to line up with SIPp's per-registration times, BENCH_RTT_DIR);
  *   BENCH_ALLOC_PROF=<file> V8's sampling heap profiler with collected objects included (allocation volume, not
  *                           only what survives), written to <file> as JSON (.heapprofile format) by stop().
  */
@@ -48,6 +50,30 @@ function logGcAndLoopDelay(): () => void {
   };
 }
 
+/** BENCH_STALL_LOG=1: every event-loop gap over 8 ms and every GC pause over 3 ms, with wall-clock times. */
+function logStalls(): () => void {
+  const label = isMainThread ? 'main' : 'edge';
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      if (entry.duration < 3) continue;
+      const kind = GC_KINDS[(entry as { detail?: { kind?: number } }).detail?.kind ?? 0] ?? 'other';
+      process.stderr.write(`stall ${label} gc ${kind} at ${Math.round(performance.timeOrigin + entry.startTime)} ${entry.duration.toFixed(1)} ms\n`);
+    }
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    if (now - last > 8) process.stderr.write(`stall ${label} loop at ${Math.round(performance.timeOrigin + last)} ${(now - last).toFixed(1)} ms\n`);
+    last = now;
+  }, 2);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    observer.disconnect();
+  };
+}
+
 async function sampleAllocations(file: string): Promise<() => Promise<void>> {
   const session = new Session();
   session.connect();
@@ -65,10 +91,12 @@ async function sampleAllocations(file: string): Promise<() => Promise<void>> {
 /** Starts what the environment asks for; stop() writes the allocation profile, if any. */
 export async function startDiagnostics(env: NodeJS.ProcessEnv): Promise<{ stop(): Promise<void> }> {
   const stopLog = env.BENCH_GC_LOG === '1' ? logGcAndLoopDelay() : undefined;
+  const stopStalls = env.BENCH_STALL_LOG === '1' ? logStalls() : undefined;
   const stopSampling = env.BENCH_ALLOC_PROF ? await sampleAllocations(env.BENCH_ALLOC_PROF) : undefined;
   return {
     async stop() {
       stopLog?.();
+      stopStalls?.();
       await stopSampling?.();
     },
   };

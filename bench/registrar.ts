@@ -22,7 +22,9 @@
  *     registrations and <= 1 % SIPp retransmissions (a late response means the stack is saturated);
  *  5. latency at half the max rate and at 2,500/s (the target's rate): SIPp `-trace_rtt` records response time 1
  *     of every registration, which the scenario starts at the first REGISTER and stops at the 200: the whole
- *     two-step registration. SIPp's timestamps come in 4 ms steps here, so p50/p99 are +-4 ms;
+ *     two-step registration. SIPp's timestamps come in 4 ms steps here, so p50/p99 are +-4 ms. Each latency
+ *     step lasts 10 s (25,000 registrations at 2,500/s, p99 = the 250 slowest): slow registrations come in
+ *     clusters of 50-200 (a GC, or both cores busy for a moment), so a 4 s step's p99 swung on one cluster;
  *  6. storm: 50,000 registrations (10k users x 5 rounds) offered at once, at most STORM_IN_FLIGHT in progress per
  *     SIPp instance (phones coming back after an outage, each finishing its registration before the next
  *     starts): the time until all are absorbed;
@@ -45,6 +47,7 @@
  *   BENCH_PROBE_STORM=<rounds>            with the probe: first up to 3 closed-loop storms of <rounds> x 10k
  *                                         registrations each, printing the stack's CPU per registration;
  *   BENCH_NODE_FLAGS="<flags>"            extra node flags for the stack process (e.g. --max-semi-space-size=32);
+ *   BENCH_RTT_DIR=<dir>                   SIPp's rtt files of every latency step are copied there;
  *   BENCH_GC_LOG=1                        the stack prints GC pauses and event-loop delay to stderr every 5 s;
  *   BENCH_ALLOC_PROF=<file>               the stack samples allocations (collected objects included) and writes a
  *                                         .heapprofile-format JSON there on exit.
@@ -248,6 +251,16 @@ function readResponseTimes(dir: string): number[] {
   return out;
 }
 
+/** BENCH_RTT_DIR=<dir>: SIPp's rtt files of every latency step are copied there (for per-registration analysis). */
+function keepRttFiles(dir: string, label: string): void {
+  const keepDir = process.env.BENCH_RTT_DIR;
+  if (!keepDir) return;
+  mkdirSync(keepDir, { recursive: true });
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('_rtt.csv'))) {
+    writeFileSync(join(keepDir, `${label}-${file}`), readFileSync(join(dir, file)));
+  }
+}
+
 async function redisCpuSeconds(redis: Redis | undefined): Promise<number | undefined> {
   if (!redis) return undefined;
   const info = String(await redis.send(['INFO', 'cpu']));
@@ -264,6 +277,7 @@ async function runStep(plan: StepPlan): Promise<StepResult> {
   const dropsBefore = udpReceiveBufferErrors();
   const rss = plan.measuredPids.map((pid) => sampleRss(pid));
   const started = process.hrtime.bigint();
+  const startedWallMs = Date.now();
   const runs = await Promise.all(plan.groups.map((group) => launchSipp(plan, group, Math.round(perGroupRate), calls)));
   const hardKillMs = (plan.durationS + 40) * 1000;
   const exits = await Promise.all(runs.map(async (run) => {
@@ -296,7 +310,10 @@ async function runStep(plan: StepPlan): Promise<StepResult> {
     failed += stats.failed;
     retransmissions += stats.retransmissions;
     elapsedS = Math.max(elapsedS, parseSippDuration(stats.raw['ElapsedTime(C)']) ?? 0);
-    if (plan.latency) times.push(...readResponseTimes(run.service.dir));
+    if (plan.latency) {
+      times.push(...readResponseTimes(run.service.dir));
+      keepRttFiles(run.service.dir, `${startedWallMs}-${plan.rate}-${index}`);
+    }
     if (stats.failed > 0 || stats.successful < calls) {
       let text = '';
       try {
@@ -769,7 +786,7 @@ export async function runRegistrarBench(opts: BenchOptions): Promise<RegistrarBe
     ? { stepS: 2, rates: [2500, 5000, 10000], kamailioRates: [2500, 5000, 10000], rampBudgetMs: 15_000, latencyS: 2, stormPhones: 10_000, primeRate: 1000 }
     : {
       stepS: 4, rates: [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000],
-      kamailioRates: [2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000, 20000], rampBudgetMs: 60_000, latencyS: 4,
+      kamailioRates: [2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000, 20000], rampBudgetMs: 60_000, latencyS: 10,
       stormPhones: TARGETS.stormPhones, primeRate: 1000,
     };
   const userCount = 10_000;

@@ -2,6 +2,7 @@
  * drachtio-srf's API against the edge (issue 2 item 5): request, createUAC, createUAS,
  * createB2BUA, and how the edge completes the app's skeletal messages (drachtio wire protocol).
  */
+import dgram from 'node:dgram';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSipp, startSippServer, waitUntil } from '../harness/index.js';
@@ -86,6 +87,52 @@ describe('drachtio-srf API on the edge', () => {
     expect(r.stats.successful).toBe(0);
     expect(r.messages ?? '').toMatch(/SIP\/2\.0 5\d\d /);
     await waitUntil(async () => ((await stack.serverDialogs()) ?? 0) === 0, { timeoutMs: 3000, what: 'no dialog left' });
+  });
+
+  it('the echo of a sent non-INVITE final reaches srf: on its own when nothing follows, and in a burst', async () => {
+    // The embedded edge holds such an echo until its next frame to the app, or a few ms (AppConnection.sendSipDeferred):
+    // srf's send callback must still fire. Same test against drachtio-server, which sends echoes at once.
+    const echoApp = await stack.connectApp();
+    const events: string[] = [];
+    echoApp.message((req, res) => {
+      const n = req.get('Subject') ?? '?';
+      events.push(`request ${n}`);
+      res.send(200, (err: unknown) => events.push(err ? `echo ${n} error` : `echo ${n}`));
+    });
+    const udp = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', () => resolve()));
+    const local = udp.address().port;
+    const message = (n: number): string => [
+      `MESSAGE sip:echo@${stack.target} SIP/2.0`,
+      `Via: SIP/2.0/UDP 127.0.0.1:${local};rport;branch=z9hG4bK-echo-${n}-${local}`,
+      'Max-Forwards: 70',
+      `From: <sip:a@127.0.0.1>;tag=echo${n}`,
+      `To: <sip:echo@${stack.target}>`,
+      `Call-ID: echo-${n}-${local}`,
+      `CSeq: ${n} MESSAGE`,
+      `Subject: ${n}`,
+      'Content-Length: 0',
+      '', '',
+    ].join('\r\n');
+    const answered: number[] = [];
+    udp.on('message', (msg) => {
+      const text = msg.toString('latin1');
+      if (text.startsWith('SIP/2.0 200')) answered.push(Number(/^CSeq: (\d+)/m.exec(text)?.[1]));
+    });
+    try {
+      // one alone: its echo comes although nothing follows it
+      udp.send(message(1), stack.sipPort, '127.0.0.1');
+      await waitFor(() => (events.includes('echo 1') ? true : undefined), 2000, 'echo of the lone 200');
+      // a burst: requests and echoes interleave as they come, but every echo arrives, after its own request
+      for (let n = 2; n <= 6; n++) udp.send(message(n), stack.sipPort, '127.0.0.1');
+      await waitFor(() => (events.filter((e) => e.startsWith('echo')).length === 6 ? true : undefined), 2000, 'all six echoes');
+      for (let n = 1; n <= 6; n++) expect(events.indexOf(`echo ${n}`)).toBeGreaterThan(events.indexOf(`request ${n}`));
+      expect(events.filter((e) => e.endsWith('error'))).toEqual([]);
+      await waitFor(() => (answered.length === 6 ? true : undefined), 2000, 'six 200s');
+      expect([...answered].sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6]);
+    } finally {
+      udp.close(); // the app stays connected: stack.stop() disconnects every app
+    }
   });
 
   it('a second app can connect; a wrong secret is refused with NO and the connection closed', async () => {

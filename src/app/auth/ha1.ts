@@ -2,7 +2,7 @@
  * Digest HA1 (RFC 7616 §3.4.2): H(username ":" realm ":" password), hex, for each algorithm we
  * accept. Only these hashes are stored, never the password.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 export const DIGEST_ALGORITHMS = ['SHA-256', 'MD5', 'SHA-512-256'] as const;
 export type DigestAlgorithm = (typeof DIGEST_ALGORITHMS)[number];
@@ -20,9 +20,9 @@ const NODE_HASH: Record<DigestAlgorithm, string> = {
   'SHA-512-256': 'sha512-256',
 };
 
-/** Hex digest H(data) for a digest algorithm (RFC 7616 §3.2, RFC 8760 §2). */
+/** Hex digest H(data) for a digest algorithm (RFC 7616 §3.2, RFC 8760 §2). One-shot: no Hash object per call. */
 export function digestHash(algorithm: DigestAlgorithm, data: string): string {
-  return createHash(NODE_HASH[algorithm]).update(data, 'utf8').digest('hex');
+  return hash(NODE_HASH[algorithm], data, 'hex');
 }
 
 export function computeHa1(algorithm: DigestAlgorithm, username: string, realm: string, password: string): string {

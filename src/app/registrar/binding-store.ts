@@ -19,7 +19,7 @@
  * bindings there are. A binding that just expires needs no bookkeeping (its minute passes, and the
  * bucket key expires); deltas lost in a crash correct themselves the same way.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { keys } from '../users/keys.js';
 import { LuaScript, hashReply, type Redis } from '../users/redis.js';
 
@@ -224,7 +224,7 @@ const RESULT_STATUSES = new Set(['stale-user', 'gone', 'banned', 'replay', 'too-
 /** A stable id per contact (RFC 3261 §10.3 step 7) or per instance + reg-id (RFC 5626 §6). */
 export function bindingIdFor(contactUri: string, instance: string | null, regId: string | null): string {
   const identity = instance ? `i:${instance}|${regId ?? ''}` : `c:${normaliseContactUri(contactUri)}`;
-  return createHash('sha256').update(identity).digest('base64url').slice(0, 22);
+  return hash('sha256', identity, 'base64url').slice(0, 22);
 }
 
 /** Case-insensitive scheme and host for matching (RFC 3261 §19.1.4, simplified). */
