@@ -97,7 +97,7 @@ describe('drachtio-srf API on the edge', () => {
     echoApp.message((req, res) => {
       const n = req.get('Subject') ?? '?';
       events.push(`request ${n}`);
-      res.send(200, (err: unknown) => events.push(err ? `echo ${n} error` : `echo ${n}`));
+      res.send(200, 'OK', {}, (err) => events.push(err ? `echo ${n} error` : `echo ${n}`));
     });
     const udp = dgram.createSocket('udp4');
     await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', () => resolve()));

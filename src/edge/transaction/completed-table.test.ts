@@ -82,6 +82,70 @@ describe('CompletedTransactionTable', () => {
   });
 });
 
+describe('CompletedTransactionTable: plain resend entries outside the heap', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: 0 });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('keeps a resend entry nobody listens to as a record, and gives its bytes and target back until it expires', () => {
+    const table = new CompletedTransactionTable({ recordSlabBytes: 4096 });
+    const wire = Buffer.from('SIP/2.0 200 OK\r\n\r\n');
+    const added = table.add({ key: 'r1', role: 'resend', wire, target: udp }, 32_000);
+    expect(table.recordSlabs).toBe(1);
+    wire.fill(0);
+    const found = table.get('r1');
+    expect(found?.role).toBe('resend');
+    expect(found?.wire?.toString()).toBe('SIP/2.0 200 OK\r\n\r\n');
+    expect(found?.target).toEqual(udp);
+    expect(found?.expiresAt).toBe(32_000);
+    expect(added.expired).toBe(false);
+    vi.advanceTimersByTime(32_000);
+    expect(table.get('r1')).toBeUndefined();
+    expect(added.expired).toBe(true);
+    expect(found?.expired).toBe(true);
+    expect(table.size).toBe(0);
+  });
+
+  it('keeps entries with a listener or an RFC 2543 To tag as objects, and mixes both in one lane in expiry order', () => {
+    const table = new CompletedTransactionTable({ recordSlabBytes: 4096, maxEntries: 3 });
+    const expired: string[] = [];
+    table.add({ key: 'plain-1', role: 'resend', wire: Buffer.from('a'), target: udp }, 32_000);
+    vi.advanceTimersByTime(10);
+    table.add({ key: 'listened', role: 'resend', wire: Buffer.from('b'), target: udp, onExpired: () => expired.push('listened') }, 32_000);
+    vi.advanceTimersByTime(10);
+    table.add({ key: 'plain-2', role: 'resend', wire: Buffer.from('c'), target: udp }, 32_000);
+    expect(table.get('listened')?.wire?.toString()).toBe('b');
+    // the bound evicts the oldest, a record, without a callback
+    table.add({ key: 'plain-3', role: 'resend', wire: Buffer.from('d'), target: udp }, 32_000);
+    expect(table.get('plain-1')).toBeUndefined();
+    expect(expired).toEqual([]);
+    vi.advanceTimersByTime(31_979);
+    expect(expired).toEqual([]);
+    expect(table.get('plain-2')?.wire?.toString()).toBe('c');
+    // due at 32,010 and 32,020: swept together at the sweep resolution (250 ms after the sweep at 32,000)
+    vi.advanceTimersByTime(300);
+    expect(expired).toEqual(['listened']);
+    expect(table.size).toBe(0);
+  });
+
+  it('expire() and forget() act on a record only while it is the one under its key', () => {
+    const table = new CompletedTransactionTable({ recordSlabBytes: 4096 });
+    const first = table.add({ key: 'k', role: 'resend', wire: Buffer.from('first'), target: udp }, 32_000);
+    const second = table.add({ key: 'k', role: 'resend', wire: Buffer.from('second'), target: udp }, 32_000);
+    expect(first.expired).toBe(true);
+    table.expire(first);
+    table.forget(first);
+    expect(table.get('k')?.wire?.toString()).toBe('second');
+    table.forget(second);
+    expect(table.get('k')).toBeUndefined();
+    expect(second.expired).toBe(true);
+    expect(table.size).toBe(0);
+  });
+});
+
 describe('transaction layer: finished transactions kept compact', () => {
   const layer = useLayerOnFakeClock({ maxServerTransactions: 1 });
 

@@ -1,4 +1,5 @@
 import type { SendTarget } from './types.js';
+import { ResendRecords } from './resend-records.js';
 import { WireSlabs } from './wire-slabs.js';
 
 /**
@@ -20,7 +21,7 @@ export type CompletedRole = 'resend' | 'confirmed' | 'accepted' | 'absorb' | 'ac
 export interface CompletedTransaction {
   readonly key: string;
   readonly role: CompletedRole;
-  /** 'resend': the last response as sent; 'ack': the ACK as sent. A view into the table's WireSlabs. */
+  /** 'resend': the last response as sent; 'ack': the ACK as sent. */
   readonly wire?: Buffer;
   readonly target?: SendTarget;
   /** INVITE server, RFC 2543 requests only: the To tag of the final sent, which the ACK must carry (17.2.3) */
@@ -28,8 +29,43 @@ export interface CompletedTransaction {
   /** the full transaction's end, called once when the entry expires or is evicted (only set when the TU listens) */
   readonly onExpired?: () => void;
   /** Date.now() after which the entry expires */
-  expiresAt: number;
+  readonly expiresAt: number;
+  /** gone from the table (expired, evicted, forgotten) */
+  readonly expired: boolean;
+}
+
+/** An entry kept as an object (every role but the plain 'resend' ones, which go to ResendRecords). */
+interface StoredEntry extends CompletedTransaction {
   expired: boolean;
+}
+
+/**
+ * A 'resend' entry kept in ResendRecords, as its transaction or a lookup sees it: the table holds only its handle,
+ * and the fields are read from the record when asked for.
+ */
+class ResendRecordView implements CompletedTransaction {
+  readonly role = 'resend';
+  constructor(
+    private readonly table: CompletedTransactionTable,
+    readonly key: string,
+    readonly handle: number,
+  ) {}
+
+  get wire(): Buffer | undefined {
+    return this.expired ? undefined : this.table.records.wire(this.handle);
+  }
+
+  get target(): SendTarget | undefined {
+    return this.expired ? undefined : this.table.records.target(this.handle);
+  }
+
+  get expiresAt(): number {
+    return this.expired ? 0 : this.table.records.expiresAt(this.handle);
+  }
+
+  get expired(): boolean {
+    return !this.table.holds(this);
+  }
 }
 
 export interface CompletedTableOptions {
@@ -42,6 +78,8 @@ export interface CompletedTableOptions {
   sweepResolutionMs?: number;
   /** an onExpired callback threw */
   onError?: (err: unknown) => void;
+  /** size of the buffers plain 'resend' records are packed into (default 1 MiB; tests use small ones) */
+  recordSlabBytes?: number;
 }
 
 export const DEFAULT_MAX_COMPLETED_TRANSACTIONS = 500_000;
@@ -53,8 +91,8 @@ const DEFAULT_SWEEP_RESOLUTION_MS = 250;
  * inserted in (nearly) expiry order, so a sweep only looks at the lanes' heads.
  */
 export class CompletedTransactionTable {
-  /** lifetime (ms) -> entries in insertion order */
-  private readonly lanes = new Map<number, Map<string, CompletedTransaction>>();
+  /** lifetime (ms) -> entries in insertion order: an object, or the handle of a record in `records` */
+  private readonly lanes = new Map<number, Map<string, StoredEntry | number>>();
   private entryCount = 0;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Number.POSITIVE_INFINITY;
@@ -62,22 +100,27 @@ export class CompletedTransactionTable {
   private readonly maxEntries: number;
   private readonly resolutionMs: number;
   private readonly wires = new WireSlabs();
+  /** @internal the plain 'resend' entries (no listener, no RFC 2543 To tag), outside the heap */
+  readonly records: ResendRecords;
 
   constructor(private readonly options: CompletedTableOptions = {}) {
     this.maxEntries = Math.max(1, options.maxEntries ?? DEFAULT_MAX_COMPLETED_TRANSACTIONS);
     this.resolutionMs = Math.max(0, options.sweepResolutionMs ?? DEFAULT_SWEEP_RESOLUTION_MS);
+    this.records = new ResendRecords(options.recordSlabBytes);
   }
 
   get size(): number {
     return this.entryCount;
   }
 
+  /** Slabs of ResendRecords in use (for stats and tests). */
+  get recordSlabs(): number {
+    return this.records.slabsInUse;
+  }
+
   get(key: string): CompletedTransaction | undefined {
-    for (const lane of this.lanes.values()) {
-      const entry = lane.get(key);
-      if (entry !== undefined) return entry;
-    }
-    return undefined;
+    const stored = this.lookup(key);
+    return typeof stored === 'number' ? new ResendRecordView(this, key, stored) : stored;
   }
 
   /**
@@ -86,59 +129,95 @@ export class CompletedTransactionTable {
    */
   add(entry: Omit<CompletedTransaction, 'expiresAt' | 'expired'> & { expiresAt?: number }, lifetimeMs: number): CompletedTransaction {
     const now = Date.now();
-    // one literal with every field, so every entry shares one hidden class
-    const stored: CompletedTransaction = {
-      key: entry.key, role: entry.role, wire: entry.wire === undefined ? undefined : this.wires.keep(entry.wire),
-      target: entry.target, sentToTag: entry.sentToTag,
-      onExpired: entry.onExpired, expiresAt: entry.expiresAt ?? now + lifetimeMs, expired: false,
-    };
-    this.remove(stored.key);
+    const expiresAt = entry.expiresAt ?? now + lifetimeMs;
+    this.remove(entry.key);
     while (this.entryCount >= this.maxEntries) this.evictOne();
     let lane = this.lanes.get(lifetimeMs);
     if (lane === undefined) {
       lane = new Map();
       this.lanes.set(lifetimeMs, lane);
     }
-    lane.set(stored.key, stored);
+    let result: CompletedTransaction;
+    const handle = entry.role === 'resend' && entry.onExpired === undefined && entry.sentToTag === undefined && entry.wire !== undefined
+      && entry.target !== undefined ? this.records.put(expiresAt, entry.target, entry.wire) : -1;
+    if (handle >= 0) {
+      lane.set(entry.key, handle);
+      result = new ResendRecordView(this, entry.key, handle);
+    } else {
+      // one literal with every field, so every entry shares one hidden class
+      const stored: StoredEntry = {
+        key: entry.key, role: entry.role, wire: entry.wire === undefined ? undefined : this.wires.keep(entry.wire),
+        target: entry.target, sentToTag: entry.sentToTag, onExpired: entry.onExpired, expiresAt, expired: false,
+      };
+      lane.set(stored.key, stored);
+      result = stored;
+    }
     this.entryCount++;
-    if (stored.expiresAt < this.timerAt) this.arm(stored.expiresAt, now);
-    return stored;
+    if (expiresAt < this.timerAt) this.arm(expiresAt, now);
+    return result;
   }
 
   /** Remove `entry` (if it is still the one stored under its key) and run its onExpired: it ended early. */
   expire(entry: CompletedTransaction): void {
-    if (this.get(entry.key) !== entry) return;
+    if (!this.holds(entry)) return;
+    const stored = this.lookup(entry.key);
     this.remove(entry.key);
-    this.finish(entry);
+    if (typeof stored === 'object') this.finish(stored);
   }
 
   /** Remove `entry` if it is still stored, without running onExpired (its transaction was terminated already). */
   forget(entry: CompletedTransaction): void {
-    if (this.get(entry.key) === entry) this.remove(entry.key);
-    entry.expired = true;
+    if (this.holds(entry)) {
+      const stored = this.lookup(entry.key);
+      this.remove(entry.key);
+      if (typeof stored === 'object') stored.expired = true;
+    } else if (!(entry instanceof ResendRecordView)) {
+      (entry as StoredEntry).expired = true;
+    }
   }
 
   /** Drop everything without callbacks (shutdown). */
   clear(): void {
-    for (const lane of this.lanes.values()) for (const entry of lane.values()) entry.expired = true;
+    for (const lane of this.lanes.values()) for (const entry of lane.values()) if (typeof entry === 'object') entry.expired = true;
     this.lanes.clear();
+    this.records.clear();
     this.entryCount = 0;
     clearTimeout(this.timer);
     this.timer = undefined;
     this.timerAt = Number.POSITIVE_INFINITY;
   }
 
+  /** @internal whether `entry` is (still) what the table holds under its key */
+  holds(entry: CompletedTransaction): boolean {
+    const stored = this.lookup(entry.key);
+    return entry instanceof ResendRecordView ? stored === entry.handle : stored === entry;
+  }
+
+  private lookup(key: string): StoredEntry | number | undefined {
+    for (const lane of this.lanes.values()) {
+      const entry = lane.get(key);
+      if (entry !== undefined) return entry;
+    }
+    return undefined;
+  }
+
   private remove(key: string): boolean {
     for (const lane of this.lanes.values()) {
-      if (lane.delete(key)) {
-        this.entryCount--;
-        return true;
-      }
+      const entry = lane.get(key);
+      if (entry === undefined) continue;
+      lane.delete(key);
+      if (typeof entry === 'number') this.records.release(entry);
+      this.entryCount--;
+      return true;
     }
     return false;
   }
 
-  private finish(entry: CompletedTransaction): void {
+  private expiryOf(entry: StoredEntry | number): number {
+    return typeof entry === 'number' ? this.records.expiresAt(entry) : entry.expiresAt;
+  }
+
+  private finish(entry: StoredEntry): void {
     entry.expired = true;
     if (entry.onExpired === undefined) return;
     try {
@@ -150,17 +229,24 @@ export class CompletedTransactionTable {
 
   /** Bound reached: the entry expiring first goes now. */
   private evictOne(): void {
-    let victim: CompletedTransaction | undefined;
+    let victimKey: string | undefined;
+    let victimExpiry = Number.POSITIVE_INFINITY;
     for (const lane of this.lanes.values()) {
-      const head = lane.values().next();
-      if (!head.done && (victim === undefined || head.value.expiresAt < victim.expiresAt)) victim = head.value;
+      const head = lane.entries().next();
+      if (head.done) continue;
+      const expiry = this.expiryOf(head.value[1]);
+      if (victimKey === undefined || expiry < victimExpiry) {
+        victimKey = head.value[0];
+        victimExpiry = expiry;
+      }
     }
-    if (victim === undefined) {
+    if (victimKey === undefined) {
       this.entryCount = 0;
       return;
     }
-    this.remove(victim.key);
-    this.finish(victim);
+    const victim = this.lookup(victimKey);
+    this.remove(victimKey);
+    if (typeof victim === 'object') this.finish(victim);
   }
 
   private arm(at: number, now: number): void {
@@ -176,17 +262,19 @@ export class CompletedTransactionTable {
     this.timerAt = Number.POSITIVE_INFINITY;
     const now = Date.now();
     this.lastSweepAt = now;
-    const due: CompletedTransaction[] = [];
+    const due: StoredEntry[] = [];
     let next = Number.POSITIVE_INFINITY;
     for (const [lifetime, lane] of this.lanes) {
       for (const [key, entry] of lane) {
-        if (entry.expiresAt > now) {
-          next = Math.min(next, entry.expiresAt);
+        const expiresAt = this.expiryOf(entry);
+        if (expiresAt > now) {
+          next = Math.min(next, expiresAt);
           break;
         }
         lane.delete(key);
         this.entryCount--;
-        due.push(entry);
+        if (typeof entry === 'number') this.records.release(entry);
+        else due.push(entry);
       }
       if (lane.size === 0) this.lanes.delete(lifetime);
     }

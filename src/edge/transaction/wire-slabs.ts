@@ -1,12 +1,12 @@
 /**
- * Where completed transactions keep the bytes they may have to send again (the last response, or the ACK for a
- * non-2xx final: RFC 3261 17.2.1 / 17.2.2 / 17.1.1.3) for up to 32 s: copied into large shared buffers outside
- * the V8 heap, each record holding only a view of its bytes.
+ * Where completed transactions kept as objects keep the bytes they may have to send again (the ACK for a non-2xx
+ * final, RFC 3261 17.1.1.3, or the last response of a transaction whose end someone listens for: 17.2.2) for up to
+ * 32 s: copied into large shared buffers outside the V8 heap, each record holding only a view of its bytes. The
+ * common case, a non-INVITE final nobody listens for, goes to ResendRecords, which keeps the whole record there.
  *
- * At 5,000 transactions/s, 160,000 records are alive at once. Kept as heap strings (~500 bytes each), they made
- * up most of the edge thread's old generation: every scavenge copied and promoted them, and every full GC marked
- * them. Outside the heap, a record costs the heap a small view object. A slab is freed by the GC once no view of
- * it is left; records expire roughly in the order they were made, so slabs empty in order too.
+ * As heap strings (~500 bytes each) these bytes made up most of the edge thread's old generation under load:
+ * every scavenge copied and promoted them, and every full GC marked them. A slab is freed by the GC once no view
+ * of it is left; records expire roughly in the order they were made, so slabs empty in order too.
  */
 export const DEFAULT_SLAB_BYTES = 1 << 20;
 
