@@ -80,16 +80,8 @@ describe('CompletedTransactionTable', () => {
     expect(calls).toEqual(['y']);
     expect(table.size).toBe(0);
   });
-});
 
-describe('CompletedTransactionTable: plain resend entries outside the heap', () => {
-  beforeEach(() => {
-    vi.useFakeTimers({ now: 0 });
-  });
-  afterEach(() => {
-    vi.useRealTimers();
-  });
-
+  // plain resend entries (nobody listens for their end) live in ResendRecords, outside the heap
   it('keeps a resend entry nobody listens to as a record, and gives its bytes and target back until it expires', () => {
     const table = new CompletedTransactionTable({ recordSlabBytes: 4096 });
     const wire = Buffer.from('SIP/2.0 200 OK\r\n\r\n');
