@@ -448,10 +448,11 @@ export class SipController {
     const meta: WireMeta = { source: 'application', bytes: sent.bytes, protocol: sent.flow.protocol, address: sent.flow.remoteAddress, port: sent.flow.remotePort };
     const dialogId = method === 'INVITE' && status >= 200 && status < 300 ? (dialog?.id ?? '') : (pending.dialog?.id ?? '');
     const echoHead = sentResponseEchoHead(cmd.msgId, meta, pending.txnId, dialogId);
+    const echo = wire ?? res.serialise();
     // srf builds nothing on the echo of a non-INVITE final (an INVITE's echo creates its dialog): it may wait
     // for the next frame to this app
-    if (status >= 200 && method !== 'INVITE') cmd.app.sendSipDeferred(echoHead, wire ?? res.serialise());
-    else cmd.app.sendSip(echoHead, wire ?? res.serialise());
+    if (status >= 200 && method !== 'INVITE') cmd.app.sendSipDeferred(echoHead, echo);
+    else cmd.app.sendSip(echoHead, echo);
   }
 
   private createUasDialog(pending: PendingServerRequest, res: SipMessage, local: LocalAddress): Dialog {

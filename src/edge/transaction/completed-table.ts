@@ -160,20 +160,15 @@ export class CompletedTransactionTable {
   /** Remove `entry` (if it is still the one stored under its key) and run its onExpired: it ended early. */
   expire(entry: CompletedTransaction): void {
     if (!this.holds(entry)) return;
-    const stored = this.lookup(entry.key);
     this.remove(entry.key);
-    if (typeof stored === 'object') this.finish(stored);
+    if (!(entry instanceof ResendRecordView)) this.finish(entry as StoredEntry);
   }
 
   /** Remove `entry` if it is still stored, without running onExpired (its transaction was terminated already). */
   forget(entry: CompletedTransaction): void {
-    if (this.holds(entry)) {
-      const stored = this.lookup(entry.key);
-      this.remove(entry.key);
-      if (typeof stored === 'object') stored.expired = true;
-    } else if (!(entry instanceof ResendRecordView)) {
-      (entry as StoredEntry).expired = true;
-    }
+    if (this.holds(entry)) this.remove(entry.key);
+    // a record's view reports expired by itself once the table no longer holds it
+    if (!(entry instanceof ResendRecordView)) (entry as StoredEntry).expired = true;
   }
 
   /** Drop everything without callbacks (shutdown). */
