@@ -224,24 +224,24 @@ export class CompletedTransactionTable {
 
   /** Bound reached: the entry expiring first goes now. */
   private evictOne(): void {
-    let victimKey: string | undefined;
+    let victim: [string, StoredEntry | number] | undefined;
     let victimExpiry = Number.POSITIVE_INFINITY;
     for (const lane of this.lanes.values()) {
       const head = lane.entries().next();
       if (head.done) continue;
       const expiry = this.expiryOf(head.value[1]);
-      if (victimKey === undefined || expiry < victimExpiry) {
-        victimKey = head.value[0];
+      if (victim === undefined || expiry < victimExpiry) {
+        victim = head.value;
         victimExpiry = expiry;
       }
     }
-    if (victimKey === undefined) {
+    if (victim === undefined) {
       this.entryCount = 0;
       return;
     }
-    const victim = this.lookup(victimKey);
-    this.remove(victimKey);
-    if (typeof victim === 'object') this.finish(victim);
+    const [key, entry] = victim;
+    this.remove(key);
+    if (typeof entry === 'object') this.finish(entry);
   }
 
   private arm(at: number, now: number): void {
