@@ -3,3 +3,4 @@ export * from './rtpengine.js';
 export * from './leg-flags.js';
 export * from './sdp-inspect.js';
 export * from './media-session.js';
+export * from './parked-sdp.js';
