@@ -91,6 +91,7 @@ async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.
     dialPlans: config.dialPlans,
     ringTimeoutSeconds: config.calls.ringTimeoutSeconds,
     maxCallSeconds: config.calls.maxCallSeconds,
+    agents: { promptsDir: config.agents.promptsDir, holdMusic: config.agents.holdMusic },
   }));
 }
 

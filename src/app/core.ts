@@ -15,7 +15,7 @@ import { connectSrf, createSrf, onFlowClosed, sendFinalResponse, type Srf, type 
 import { startRegistrarServices, type RegistrarServices } from './registrar/services.js';
 import type { DigestAlgorithm } from './auth/ha1.js';
 import type { SessionDirectory, SessionTerminator } from './registrar/kick.js';
-import { startAdminApi, type RunningAdminApi } from './admin/server.js';
+import { startAdminApi, type ApiRoute, type ApiUpgrade, type RunningAdminApi } from './admin/server.js';
 
 export const ALLOW = 'INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK, REGISTER, MESSAGE, NOTIFY, REFER';
 
@@ -55,6 +55,10 @@ export interface CallFeature {
   connected?(): void;
   terminator: SessionTerminator;
   sessions: SessionDirectory;
+  /** Routes and WebSocket endpoints the feature adds to the admin API (the dialer control API). */
+  api?: { routes: ApiRoute[]; upgrades: ApiUpgrade[] };
+  /** Told where the admin API listens (other instances send commands there). */
+  apiListening?(url: string): void;
   stop(): Promise<void>;
 }
 
@@ -128,9 +132,18 @@ export async function startCore(
   }
 
   const admin = opts.http
-    ? await startAdminApi({ ...services.adminApiOptions, token: opts.http.adminToken, host: opts.http.host, port: opts.http.port })
+    ? await startAdminApi({
+        ...services.adminApiOptions,
+        ...(feature?.api ? { routes: feature.api.routes, upgrades: feature.api.upgrades } : {}),
+        token: opts.http.adminToken,
+        host: opts.http.host,
+        port: opts.http.port,
+      })
     : null;
-  if (admin) log.info({ http: `${admin.host}:${admin.port}` }, 'admin API, /metrics and /healthz listening');
+  if (admin) {
+    log.info({ http: `${admin.host}:${admin.port}` }, 'admin API, /metrics and /healthz listening');
+    feature?.apiListening?.(`http://${admin.host.includes(':') ? `[${admin.host}]` : admin.host}:${admin.port}`);
+  }
 
   return {
     srf,

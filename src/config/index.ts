@@ -6,6 +6,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_DIGEST_ALGORITHMS, DIGEST_ALGORITHMS, type DigestAlgorithm } from '../app/auth/ha1.js';
 
@@ -36,6 +37,8 @@ export interface DialcoreConfig {
     digestAlgorithms: DigestAlgorithm[];
   };
   calls: { domain: string; ringTimeoutSeconds: number; maxCallSeconds: number };
+  /** agent sessions: hold music between calls, where the agent prompts are written */
+  agents: { holdMusic: string | null; promptsDir: string };
   /** config-file only: outbound gateways and inbound trunks (validated by src/app/carriers) */
   carriers: unknown;
   /** config-file only: { default: plan, named: { name: plan } } (validated by src/app/policies) */
@@ -96,6 +99,8 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'calls.domain', flag: '--domain', env: 'DIALCORE_DOMAIN', kind: 'string', help: 'SIP domain in the From/To of calls delivered to devices' },
   { path: 'calls.ringTimeoutSeconds', flag: '--ring-timeout', env: 'DIALCORE_RING_TIMEOUT', kind: 'int', min: 5, max: 600, help: 'seconds a call may ring before it is given up (480)' },
   { path: 'calls.maxCallSeconds', flag: '--max-call-seconds', env: 'DIALCORE_MAX_CALL_SECONDS', kind: 'int', min: 60, max: 604_800, help: 'answered calls are ended after this (a vanished peer)' },
+  { path: 'agents.holdMusic', flag: '--hold-music', env: 'DIALCORE_HOLD_MUSIC', kind: 'string', help: 'audio file (WAV) looped to agents between calls and to held customers; none = silence' },
+  { path: 'agents.promptsDir', flag: '--prompts-dir', env: 'DIALCORE_PROMPTS_DIR', kind: 'string', help: 'directory the agent prompts (hang-up beep, call-connect chime) are written to at start' },
   { path: 'app.workers', flag: '--app-workers', env: 'DIALCORE_APP_WORKERS', kind: 'int', min: 1, max: 32, help: 'start: core app processes connected to the edge (requests are shared round robin); the first also serves HTTP' },
   { path: 'edge.thread', flag: '--edge-thread', env: 'DIALCORE_EDGE_THREAD', kind: 'bool', help: 'start: run the SIP edge on a thread of its own, on a second core (true, the default), or on the app\'s thread (false)' },
   { path: 'log.level', flag: '--log-level', env: 'DIALCORE_LOG_LEVEL', kind: 'level', help: 'trace, debug, info, warn, error, fatal or silent' },
@@ -346,6 +351,10 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       domain: (c.calls?.domain as string | undefined) ?? 'dialcore.invalid',
       ringTimeoutSeconds: (c.calls?.ringTimeoutSeconds as number | undefined) ?? 60,
       maxCallSeconds: (c.calls?.maxCallSeconds as number | undefined) ?? 14_400,
+    },
+    agents: {
+      holdMusic: (c.agents?.holdMusic as string | undefined) || null,
+      promptsDir: (c.agents?.promptsDir as string | undefined) ?? path.join(os.tmpdir(), 'dialcore-prompts'),
     },
     carriers: getPath(fileObj, 'carriers') ?? { outboundGateways: [], inboundTrunks: [] },
     dialPlans: getPath(fileObj, 'dialPlans') ?? { default: {} },

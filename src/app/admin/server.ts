@@ -8,7 +8,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { metricsRegistry } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import type { Binding, BindingStore } from '../registrar/binding-store.js';
@@ -28,9 +28,34 @@ export interface AdminApiOptions {
   metricsRequireAuth?: boolean;
   maxBodyBytes?: number;
   log?: Logger;
+  /** More routes (the control API of the calls feature), behind the same token. */
+  routes?: ApiRoute[];
+  /** WebSocket endpoints (GET with Upgrade), behind the same token. */
+  upgrades?: ApiUpgrade[];
 }
 
-type ErrorCode =
+/** A route another module adds to the API. */
+export interface ApiRoute {
+  method: string;
+  pattern: RegExp;
+  handler: (ctx: ApiContext) => Promise<void>;
+}
+
+export interface ApiContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  params: string[];
+  url: URL;
+  /** The request's JSON body (bounded; 400/413/415 as HttpErrors). */
+  body(required: boolean): Promise<unknown>;
+}
+
+export interface ApiUpgrade {
+  pattern: RegExp;
+  handle(req: IncomingMessage, socket: Socket, head: Buffer): void;
+}
+
+export type ErrorCode =
   | 'bad_request'
   | 'validation_failed'
   | 'unauthorized'
@@ -40,25 +65,24 @@ type ErrorCode =
   | 'payload_too_large'
   | 'unsupported_media_type'
   | 'unavailable'
+  | 'forbidden'
+  | 'not_implemented'
   | 'internal';
 
-class HttpError extends Error {
+export class HttpError extends Error {
   constructor(
     readonly status: number,
     readonly code: ErrorCode,
     message: string,
     readonly details: FieldError[] = [],
+    /** More members of the error object (e.g. where a call lives). */
+    readonly extra: Record<string, unknown> = {},
   ) {
     super(message);
   }
 }
 
-interface Context {
-  req: IncomingMessage;
-  res: ServerResponse;
-  params: string[];
-  url: URL;
-}
+type Context = ApiContext;
 
 type Handler = (ctx: Context) => Promise<void>;
 
@@ -73,7 +97,7 @@ interface Route {
 const ID = '([0-9a-fA-F-]{36})';
 const JSON_TYPE = 'application/json; charset=utf-8';
 
-function send(res: ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}): void {
+export function send(res: ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}): void {
   const text = body === undefined ? '' : JSON.stringify(body);
   res.writeHead(status, {
     ...(body === undefined ? {} : { 'Content-Type': JSON_TYPE }),
@@ -96,6 +120,7 @@ function sendError(res: ServerResponse, err: HttpError, headers: Record<string, 
         message: err.message,
         ...(first ? { field: first.field } : {}),
         ...(err.details.length ? { details: err.details } : {}),
+        ...err.extra,
       },
     },
     headers,
@@ -332,6 +357,7 @@ export function createAdminApi(options: AdminApiOptions): Server {
         send(res, 202, { registrations: 1 });
       },
     },
+    ...(options.routes ?? []),
   ];
 
   const dispatch = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -353,10 +379,10 @@ export function createAdminApi(options: AdminApiOptions): Server {
       sendError(res, new HttpError(405, 'method_not_allowed', `use ${allow}`), { Allow: allow });
       return;
     }
-    await chosen.route.handler({ req, res, params: chosen.match.slice(1), url });
+    await chosen.route.handler({ req, res, params: chosen.match.slice(1), url, body: (required) => readJson(req, required) });
   };
 
-  return createServer((req, res) => {
+  const server = createServer((req, res) => {
     dispatch(req, res).catch((err: unknown) => {
       if (res.headersSent) {
         res.destroy();
@@ -374,6 +400,23 @@ export function createAdminApi(options: AdminApiOptions): Server {
       sendError(res, new HttpError(500, 'internal', 'internal error'));
     });
   });
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const refuse = (status: number, reason: string): void => {
+      socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    };
+    socket.on('error', () => socket.destroy());
+    let path: string;
+    try {
+      path = new URL(req.url ?? '/', 'http://admin.invalid').pathname;
+    } catch {
+      return refuse(400, 'Bad Request');
+    }
+    const upgrade = (options.upgrades ?? []).find((u) => u.pattern.test(path));
+    if (!upgrade) return refuse(404, 'Not Found');
+    if (!authorised(req)) return refuse(401, 'Unauthorized');
+    upgrade.handle(req, socket, head);
+  });
+  return server;
 }
 
 export interface RunningAdminApi {

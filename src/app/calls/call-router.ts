@@ -68,6 +68,10 @@ export interface CallRouterDeps {
   /** System default Caller ID Number for users without one (none: anonymous). */
   defaultCallerNumber?: string | null;
   maskStyle?: MaskStyle;
+  /** An inbound DID call to an agent with a ready session is bridged into it (true: handled). */
+  agentSessions?: {
+    deliverInbound(user: UserRecord, req: SrfRequest, res: SrfResponse, callerNumber: string | undefined, customerNumbers: readonly string[]): Promise<boolean>;
+  };
   logger?: Logger;
 }
 
@@ -134,12 +138,13 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
   };
 
   /** A call from a carrier trunk to a DID. */
-  const inboundPlan = async (req: SrfRequest, trunk: NonNullable<ReturnType<typeof carrierTrunkOf>>): Promise<CallPlan | { status: number; reason?: string }> => {
+  const inboundPlan = async (req: SrfRequest, res: SrfResponse, trunk: NonNullable<ReturnType<typeof carrierTrunkOf>>): Promise<CallPlan | { status: number; reason?: string } | { handled: true }> => {
     const route = await routeInboundCall(req, trunk, deps.redis);
     if (!route) return { status: 404 };
     const user = await deps.users.get(route.userId);
     if (!user) return { status: 404 };
     const caller = customerPresentation(req);
+    if (user.active && (await deps.agentSessions?.deliverInbound(user, req, res, caller.number, caller.customerNumbers))) return { handled: true };
     const planned = await planUserCall(user, caller, { bindings: deps.bindings, domain: deps.domain, direction: 'inbound', ...(deps.maskStyle ? { maskStyle: deps.maskStyle } : {}) });
     if (!planned.ok) return { status: planned.status, reason: planned.reason };
     planned.plan.summary = { ...planned.plan.summary, trunk: trunk.name };
@@ -198,15 +203,15 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
       if (deps.abuse?.isSourceBanned(req.source_address)) return; // dropped, like the registrar
       if (deps.calls.full) return reply(res, 503, 'Service Unavailable', { 'Retry-After': '5' });
       const trunk = carrierTrunkOf(req, deps.carriers);
-      let plan: CallPlan | { status: number; reason?: string };
+      let plan: CallPlan | { status: number; reason?: string } | { handled: true };
       if (trunk) {
-        plan = await inboundPlan(req, trunk);
+        plan = await inboundPlan(req, res, trunk);
       } else {
         const auth = await authenticate(req);
         if (!auth.ok) return canceled ? undefined : reply(res, auth.status, auth.reason, auth.headers);
         plan = await devicePlan(req, auth.user);
       }
-      if (canceled) return;
+      if ('handled' in plan || canceled) return;
       if ('status' in plan) {
         log?.info({ status: plan.status, reason: plan.reason, callId: req.get('Call-ID') }, 'INVITE refused');
         return reply(res, plan.status, plan.reason ?? reasonPhrase(plan.status));

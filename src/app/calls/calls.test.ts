@@ -15,7 +15,7 @@ function user(fields: Partial<UserRecord> = {}): UserRecord {
     allowedAddresses: [], maxSessions: 0, sessionTimeoutSeconds: 43_200, manualDial: true, restrictManualCalls: false,
     threeWay: true, transfer: true, callerIdName: null, callerIdNumber: null, transferCidType: 'campaign',
     masking: { enabled: false, keepLastDigits: 4 }, maskingExcluded: false, dialPlan: null, internalNumber: null,
-    language: null, credentials: null, sipAddress: null, dialIn: null, createdAt: '', updatedAt: '', version: 1,
+    language: null, callConnectAnnouncement: false, hangupBeep: false, recordDirectCalls: false, credentials: null, sipAddress: null, dialIn: null, createdAt: '', updatedAt: '', version: 1,
     ...fields,
   };
 }

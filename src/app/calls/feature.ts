@@ -15,6 +15,9 @@ import { CallRegistry } from './call-registry.js';
 import { GatewayChannels } from './carrier-routing.js';
 import { createCallRouter } from './call-router.js';
 import { GatewayMonitor } from './gateway-monitor.js';
+import { startAgentFeature } from '../agents/index.js';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export interface CallFeatureConfig {
   /** rtpengine ng endpoints, "host:port" */
@@ -28,6 +31,8 @@ export interface CallFeatureConfig {
   dialPlans: unknown;
   ringTimeoutSeconds: number;
   maxCallSeconds: number;
+  /** Agent sessions: where the prompts are written, the hold music (none = silence). */
+  agents?: { promptsDir: string; holdMusic?: string | null };
 }
 
 export class CallConfigError extends Error {
@@ -80,7 +85,23 @@ export async function startCallFeature(
   });
   const channels = new GatewayChannels();
   const monitor = new GatewayMonitor(srf, validated.carriers.config.outboundGateways, channels, { logger });
+  const agents = await startAgentFeature({
+    srf,
+    media,
+    redis: services.redis,
+    users: { get: (id) => services.store.get(id) },
+    bindings: services.bindings,
+    carriers: validated.carriers.config,
+    channels,
+    dialPlans: { plans: validated.plans, defaultPlan: validated.defaultPlan },
+    domain: config.domain,
+    ringTimeoutMs: config.ringTimeoutSeconds * 1000,
+    promptsDir: config.agents?.promptsDir ?? join(tmpdir(), 'dialcore-prompts'),
+    holdMusic: config.agents?.holdMusic ?? null,
+    logger,
+  });
   const invite = createCallRouter({
+    agentSessions: agents.service,
     calls,
     users: {
       get: (id) => services.store.get(id),
@@ -102,9 +123,13 @@ export async function startCallFeature(
     invite,
     // gateway probes need the server link, which the core opens after this returns
     connected: () => monitor.start(),
-    sessions: calls,
+    sessions: {
+      listUserSessions: async (userId) => [...agents.service.listUserSessions(userId), ...(await calls.listUserSessions(userId))],
+    },
+    api: agents.api,
+    apiListening: (url) => agents.apiListening(url),
     terminator: {
-      terminateUserSessions: (userId) => calls.terminateUserSessions(userId),
+      terminateUserSessions: async (userId) => (await agents.service.terminateUser(userId)) + (await calls.terminateUserSessions(userId)),
       // close the WebSocket/TCP/TLS connections the user's devices registered over
       async closeUserFlows(userId) {
         for (const flow of services.flows.flowsOf(userId)) requestCloseFlow(srf, flow.transport, flow.address, flow.port);
@@ -112,6 +137,7 @@ export async function startCallFeature(
     },
     async stop() {
       monitor.stop();
+      await agents.stop();
       await calls.hangupAll();
       await pool.close();
     },

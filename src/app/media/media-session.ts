@@ -31,7 +31,7 @@ import { inspectSdp, isHoldSdp, type LegKind, type SdpSummary } from './sdp-insp
 /** The part of the pool a media session uses (a test double can stand in). */
 export type MediaEngine = Pick<
   RtpenginePool,
-  'offer' | 'answer' | 'delete' | 'query' | 'playMedia' | 'stopMedia' | 'playDtmf' | 'blockDtmf' | 'unblockDtmf' | 'startRecording' | 'stopRecording'
+  'offer' | 'answer' | 'delete' | 'query' | 'playMedia' | 'stopMedia' | 'playDtmf' | 'blockDtmf' | 'unblockDtmf' | 'controlMedia' | 'startRecording' | 'stopRecording'
 >;
 
 export type Leg = 'a' | 'b';
@@ -213,6 +213,16 @@ export class MediaSession {
     await this.engineCall(() =>
       this.engine.playDtmf({ 'call-id': this.callId, 'from-tag': this.tagOf(fromLeg), code, duration: durationMs }),
     );
+  }
+
+  /**
+   * Mutes or unmutes what `fromLeg` sends: `silence` replaces it with silence (the other side still
+   * gets RTP, a mute), `block` drops it (hold).
+   */
+  async setMediaFlow(fromLeg: Leg, how: 'block' | 'silence', on: boolean): Promise<void> {
+    this.assertLive();
+    const command = `${on ? '' : 'un'}${how} media` as 'block media' | 'unblock media' | 'silence media' | 'unsilence media';
+    await this.engineCall(() => this.engine.controlMedia(command, { 'call-id': this.callId, 'from-tag': this.tagOf(fromLeg) }));
   }
 
   async startRecording(): Promise<void> {

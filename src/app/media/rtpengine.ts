@@ -154,6 +154,10 @@ export interface NgBlockDtmfRequest extends NgCallRef {
 }
 
 export type NgUnblockDtmfRequest = NgCallRef;
+/** `block media` / `silence media` (and their `un` forms): media *from* the party named by `from-tag`. */
+export interface NgMediaControlRequest extends NgCallRef {
+  'from-tag': string;
+}
 export type NgRecordingRequest = NgCallRef;
 
 /** Every ng reply: `result` is `ok`/`pong`; `error` replies become `RtpengineError`s. */
@@ -186,6 +190,10 @@ export interface NgCommands {
   'play DTMF': { request: NgPlayDtmfRequest; reply: NgReply };
   'block DTMF': { request: NgBlockDtmfRequest; reply: NgReply };
   'unblock DTMF': { request: NgUnblockDtmfRequest; reply: NgReply };
+  'block media': { request: NgMediaControlRequest; reply: NgReply };
+  'unblock media': { request: NgMediaControlRequest; reply: NgReply };
+  'silence media': { request: NgMediaControlRequest; reply: NgReply };
+  'unsilence media': { request: NgMediaControlRequest; reply: NgReply };
   'start recording': { request: NgRecordingRequest; reply: NgReply };
   'stop recording': { request: NgRecordingRequest; reply: NgReply };
 }
@@ -203,6 +211,10 @@ const CLIENT_METHOD: Record<NgCommand, string> = {
   'play DTMF': 'playDTMF',
   'block DTMF': 'blockDTMF',
   'unblock DTMF': 'unblockDTMF',
+  'block media': 'blockMedia',
+  'unblock media': 'unblockMedia',
+  'silence media': 'silenceMedia',
+  'unsilence media': 'unsilenceMedia',
   'start recording': 'startRecording',
   'stop recording': 'stopRecording',
 };
@@ -596,6 +608,11 @@ export class RtpenginePool {
 
   unblockDtmf(request: NgUnblockDtmfRequest): Promise<NgReply> {
     return this.send(this.engineOfCall(request['call-id'], 'unblock DTMF'), 'unblock DTMF', request);
+  }
+
+  /** block / unblock / silence / unsilence media from `from-tag` (mute, hold). */
+  controlMedia(command: 'block media' | 'unblock media' | 'silence media' | 'unsilence media', request: NgMediaControlRequest): Promise<NgReply> {
+    return this.send(this.engineOfCall(request['call-id'], command), command, request);
   }
 
   startRecording(request: NgRecordingRequest): Promise<NgReply> {

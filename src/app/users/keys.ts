@@ -28,6 +28,15 @@ export const keys = {
    * epoch / 60,000): the registration census, kept with HINCRBY outside any user's slot.
    */
   censusBucket: (minute: number) => `${KEY_PREFIX}:census:${minute}`,
+  /** JSON of the user's agent session (one per agent), claimed with SET NX. */
+  agentSession: (id: string) => `${KEY_PREFIX}:{u:${id}}:agent-session`,
+  /** JSON of a customer call (control API). */
+  controlCall: (callId: string) => `${KEY_PREFIX}:call:${callId}`,
+  controlCallRecordings: (callId: string) => `${KEY_PREFIX}:call:${callId}:recordings`,
+  /** ZSET call id -> created (ms): the calls GET /v1/calls lists. */
+  controlCalls: () => `${KEY_PREFIX}:calls`,
+  /** A live core instance (expires unless refreshed): where its API listens. */
+  instance: (instanceId: string) => `${KEY_PREFIX}:instance:${instanceId}`,
 };
 
 /** The pub/sub channel for change, kick and ban events. */

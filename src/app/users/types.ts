@@ -76,6 +76,12 @@ export interface UserSettings {
   internalNumber: string | null;
   /** Prompt language for dial-in and announcements (BCP 47 tag), null = system default. */
   language: string | null;
+  /** Agent sessions: a short announcement to the agent when a customer is put through. */
+  callConnectAnnouncement: boolean;
+  /** Agent sessions: a beep to the agent when the customer hangs up. */
+  hangupBeep: boolean;
+  /** Record calls this agent takes or places (rtpengine recording), from answer to hang-up. */
+  recordDirectCalls: boolean;
 }
 
 export interface UserRecord extends UserSettings {

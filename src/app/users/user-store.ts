@@ -59,6 +59,7 @@ const RECORD_FIELDS = [
   'id', 'username', 'displayName', 'active', 'connectionMethod', 'login', 'allowedAddresses', 'maxSessions',
   'sessionTimeoutSeconds', 'manualDial', 'restrictManualCalls', 'threeWay', 'transfer', 'callerIdName',
   'callerIdNumber', 'transferCidType', 'masking', 'maskingExcluded', 'dialPlan', 'internalNumber', 'language',
+  'callConnectAnnouncement', 'hangupBeep', 'recordDirectCalls',
   'credentials', 'sipAddress', 'dialIn', 'createdAt', 'updatedAt',
 ] as const satisfies ReadonlyArray<keyof UserRecord>;
 
@@ -78,6 +79,9 @@ const DEFAULT_SETTINGS: Omit<UserSettings, 'username' | 'login' | 'connectionMet
   masking: { enabled: false, keepLastDigits: 4 },
   maskingExcluded: false,
   dialPlan: null,
+  callConnectAnnouncement: false,
+  hangupBeep: false,
+  recordDirectCalls: false,
   internalNumber: null,
   language: null,
 };

@@ -1,0 +1,797 @@
+/**
+ * Agent sessions and customer calls (the dialer control API's engine).
+ *
+ * - An agent session is the agent's leg, kept up between customer calls: dialcore INVITEs the
+ *   agent by their connection method (every registration of a webrtc/sip-phone user, first
+ *   answer wins, with the usual auto-answer hints when asked; the PBX URI of a sip-address user
+ *   with its credentials); a dial-in agent's session is the call they made (adoptLeg). Between
+ *   calls the agent's internal side is parked: silence, or the hold music looped.
+ * - A customer call is dialled through the outbound gateways (dial plan, E.164, failover, the
+ *   campaign or user caller ID) and, when answered, bridged into the session: the two legs'
+ *   internal sides are pointed at each other (sip-leg.ts), no new INVITE to the agent.
+ *   An inbound DID call to a connected agent is answered and bridged the same way.
+ * - Transfers (blind, attended) and 3-way, mute, hold, DTMF and recording act on the legs.
+ *
+ * State lives in Redis (agent-state.ts) so that any instance can show any session or call and
+ * send a command to the instance that owns it; events go out on the control event bus.
+ */
+import type { Logger } from 'pino';
+import type { CarrierConfig } from '../carriers/index.js';
+import type { MediaSessionRegistry } from '../media/index.js';
+import {
+  applyDialPlan,
+  createNumberMasker,
+  maskingApplies,
+  resolveUserDialPlan,
+  transferCallerNumber,
+  type MaskStyle,
+} from '../policies/index.js';
+import type { SessionSummary } from '../registrar/kick.js';
+import type { SipHeaders, Srf, SrfRequest, SrfResponse } from '../sip/srf.js';
+import { uriHost } from '../sip/uri-host.js';
+import type { UserRecord } from '../users/types.js';
+import type { DialPlans } from '../calls/call-rules.js';
+import { outboundCallerHeaders } from '../calls/call-rules.js';
+import { outboundGatewayGroups, type GatewayChannels } from '../calls/carrier-routing.js';
+import type { CallTarget } from '../calls/call-session.js';
+import { planUserCall, type BindingLister } from '../calls/user-calls.js';
+import { answerLeg } from './answer.js';
+import { AgentStateStore } from './agent-state.js';
+import type { ControlEventBus, ControlEventInput } from './control-events.js';
+import { DialFailure, dialLeg } from './dial.js';
+import { AgentSession, CustomerCall, type AgentSessionView, type CustomerCallView } from './model.js';
+import type { AgentPrompts } from './prompts.js';
+import type { SipLeg } from './sip-leg.js';
+import type { ConferenceBridge } from './conference.js';
+
+/** A refusal the API shows as it is (status, machine code, message naming the field or the rule). */
+export class ControlError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: 'not_found' | 'conflict' | 'forbidden' | 'validation_failed' | 'unavailable' | 'not_implemented',
+    message: string,
+    readonly field?: string,
+    /** Where the session or call lives when it is on another instance. */
+    readonly location?: { instance: string; apiUrl: string | null },
+  ) {
+    super(message);
+  }
+}
+
+export interface AgentServiceOptions {
+  srf: Srf;
+  media: MediaSessionRegistry;
+  state: AgentStateStore;
+  events: ControlEventBus;
+  users: { get(id: string): Promise<UserRecord | null> };
+  bindings: BindingLister;
+  carriers: CarrierConfig;
+  channels: GatewayChannels;
+  dialPlans: DialPlans;
+  /** Host of the From/To URIs agents' devices see. */
+  domain: string;
+  instanceId: string;
+  prompts: AgentPrompts;
+  ringTimeoutMs: number;
+  noResponseFailoverMs?: number;
+  defaultCallerNumber?: string | null;
+  maskStyle?: MaskStyle;
+  /** 3-way calls: absent = refused with 501 and the reason. */
+  conference?: ConferenceBridge;
+  logger?: Logger;
+}
+
+export interface StartSessionOptions {
+  /** Send Call-Info answer-after=0 / Alert-Info auto-answer to the agent's device. */
+  autoAnswer?: boolean;
+}
+
+export type TransferTarget = { number: string } | { agent: string };
+
+export class AgentService {
+  private readonly sessions = new Map<string, AgentSession>(); // by user id
+  private readonly calls = new Map<string, CustomerCall>();
+  private readonly log?: Logger;
+
+  constructor(private readonly o: AgentServiceOptions) {
+    this.log = o.logger?.child({ component: 'agents' });
+  }
+
+  get instanceId(): string {
+    return this.o.instanceId;
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  get callCount(): number {
+    return this.calls.size;
+  }
+
+  // ---------------------------------------------------------------------------------- sessions
+
+  async startSession(userId: string, options: StartSessionOptions = {}): Promise<AgentSessionView> {
+    const user = await this.o.users.get(userId);
+    if (!user) throw new ControlError(404, 'not_found', 'no such user');
+    if (!user.active) throw new ControlError(403, 'forbidden', 'the user is inactive');
+    if (user.connectionMethod === 'dial-in') {
+      throw new ControlError(409, 'conflict', 'a dial-in agent connects by calling an access number', 'connectionMethod');
+    }
+    await this.assertNoSession(userId);
+    await this.assertSessionAllowed(user);
+    const planned = await planUserCall(
+      user,
+      { number: 'dialer', displayName: 'Dialer', customerNumbers: [] },
+      { bindings: this.o.bindings, domain: this.o.domain, direction: 'internal' },
+    );
+    if (!planned.ok) {
+      throw new ControlError(409, 'unavailable', user.connectionMethod === 'sip-address' ? 'the agent has no SIP address' : 'the agent has no registered device');
+    }
+    const session = new AgentSession(user, user.connectionMethod);
+    if (!(await this.o.state.claimSession(session.view(this.instanceId)))) {
+      throw new ControlError(409, 'conflict', 'the agent already has a session');
+    }
+    this.sessions.set(userId, session);
+    this.publish({ type: 'agent.session.connecting', agent: userId, sessionId: session.id, connectionMethod: session.method });
+    const hints: SipHeaders = options.autoAnswer
+      ? { 'Call-Info': `<sip:${this.o.domain}>;answer-after=0`, 'Alert-Info': '<urn:alert:service:auto-answer>' }
+      : {};
+    const groups = planned.plan.groups.map((group) => group.map((t): CallTarget => ({ ...t, headers: { ...t.headers, ...hints } })));
+    void dialLeg({
+      srf: this.o.srf,
+      media: this.o.media,
+      groups,
+      kind: planned.plan.bLegKind,
+      ringTimeoutMs: this.o.ringTimeoutMs,
+      ...(this.o.noResponseFailoverMs !== undefined ? { noResponseFailoverMs: this.o.noResponseFailoverMs } : {}),
+      signal: session.abort.signal,
+      ...(this.log ? { logger: this.log } : {}),
+    }).then(
+      ({ leg }) => this.sessionConnected(session, leg),
+      (err: unknown) => {
+        const cause = err instanceof DialFailure ? (err.reason === 'aborted' ? 'ended-by-api' : `agent-${err.reason}`) : 'error';
+        void this.endSession(session, cause);
+      },
+    );
+    return session.view(this.instanceId);
+  }
+
+  /**
+   * A leg that is already up becomes the agent's session (dial-in: the agent called an access
+   * number and logged in). Refused (false) when the agent already has one.
+   */
+  async adoptLeg(user: UserRecord, leg: SipLeg): Promise<AgentSessionView | null> {
+    if (this.sessions.has(user.id) || (await this.o.state.getSession(user.id))) return null;
+    const session = new AgentSession(user, user.connectionMethod);
+    if (!(await this.o.state.claimSession(session.view(this.instanceId)))) return null;
+    this.sessions.set(user.id, session);
+    this.publish({ type: 'agent.session.connecting', agent: user.id, sessionId: session.id, connectionMethod: session.method });
+    await this.sessionConnected(session, leg);
+    return session.view(this.instanceId);
+  }
+
+  async getSession(userId: string): Promise<AgentSessionView> {
+    const local = this.sessions.get(userId);
+    if (local) return local.view(this.instanceId);
+    const stored = await this.o.state.getSession(userId);
+    if (!stored) throw new ControlError(404, 'not_found', 'the agent has no session');
+    return stored;
+  }
+
+  async deleteSession(userId: string): Promise<void> {
+    const session = this.sessions.get(userId);
+    if (!session) {
+      const stored = await this.o.state.getSession(userId);
+      if (!stored) throw new ControlError(404, 'not_found', 'the agent has no session');
+      throw await this.elsewhere(stored.instance, 'the session lives on another instance');
+    }
+    await this.endSession(session, 'ended-by-api');
+  }
+
+  /** Kick-off (deactivate, delete, reset, logout) on this instance: ends the agent's session and calls. */
+  async terminateUser(userId: string): Promise<number> {
+    const session = this.sessions.get(userId);
+    const calls = [...this.calls.values()].filter((c) => c.agentId === userId);
+    await Promise.all([...calls.map((c) => this.endCall(c, 'agent-kicked')), ...(session ? [this.endSession(session, 'kicked')] : [])]);
+    return calls.length + (session ? 1 : 0);
+  }
+
+  listUserSessions(userId: string): SessionSummary[] {
+    const session = this.sessions.get(userId);
+    if (!session) return [];
+    return [{ id: session.id, kind: 'agent-session', startedAt: session.startedAt.toISOString(), state: session.state, connectionMethod: session.method, callId: session.callId ?? null }];
+  }
+
+  private async sessionConnected(session: AgentSession, leg: SipLeg): Promise<void> {
+    if (session.state === 'ended') {
+      await leg.hangup();
+      return;
+    }
+    session.leg = leg;
+    session.state = 'ready';
+    leg.on('ended', () => void this.endSession(session, 'agent-hangup'));
+    leg.on('dtmf', (digit, source) => this.publish({ type: 'call.dtmf', agent: session.userId, sessionId: session.id, ...(session.callId ? { callId: session.callId } : {}), digit, source, from: 'agent' }));
+    leg.on('refer', (req, res) => void this.onAgentRefer(session, req, res));
+    await this.saveSession(session);
+    this.publish({ type: 'agent.session.up', agent: session.userId, sessionId: session.id, connectionMethod: session.method });
+    await this.idle(session);
+  }
+
+  /** Between calls: parked, hold music looped if configured, idle timeout (sessionTimeoutSeconds) armed. */
+  private async idle(session: AgentSession): Promise<void> {
+    const leg = session.leg;
+    if (!leg || session.state === 'ended') return;
+    session.state = 'ready';
+    session.callId = undefined;
+    await leg.park().catch((err: unknown) => this.warn(err, 'parking the agent failed'));
+    if (this.o.prompts.holdMusic) await leg.play(this.o.prompts.holdMusic, true).catch((err: unknown) => this.warn(err, 'hold music failed'));
+    clearTimeout(session.idleTimer);
+    const idleMs = session.user.sessionTimeoutSeconds * 1000;
+    if (idleMs > 0) {
+      session.idleTimer = setTimeout(() => void this.endSession(session, 'session-timeout'), idleMs);
+      session.idleTimer.unref();
+    }
+    await this.saveSession(session);
+  }
+
+  private async endSession(session: AgentSession, cause: string): Promise<void> {
+    if (session.state === 'ended') return;
+    session.state = 'ended';
+    session.endCause = cause;
+    clearTimeout(session.idleTimer);
+    session.abort.abort();
+    const call = session.callId ? this.calls.get(session.callId) : undefined;
+    if (call && call.agentId === session.userId) await this.endCall(call, cause === 'agent-hangup' ? 'agent-hangup' : 'session-ended');
+    await session.leg?.hangup();
+    if (this.sessions.get(session.userId) === session) this.sessions.delete(session.userId);
+    await this.o.state.releaseSession(session.userId, session.id).catch((err: unknown) => this.warn(err, 'session state not released'));
+    this.publish({ type: 'agent.session.down', agent: session.userId, sessionId: session.id, cause });
+  }
+
+  // ----------------------------------------------------------------------------- customer calls
+
+  /**
+   * A call the dialer places for an agent: dialled through the gateways, bridged on answer. The
+   * dialer's own calls are not subject to the agent's manual-dial privilege; the dial plan applies.
+   */
+  async placeCall(request: { agent: string; to: string; callerId?: string }): Promise<CustomerCallView> {
+    const session = this.sessions.get(request.agent);
+    if (!session) {
+      const stored = await this.o.state.getSession(request.agent);
+      if (!stored) throw new ControlError(409, 'conflict', 'the agent has no session', 'agent');
+      throw await this.elsewhere(stored.instance, 'the agent session lives on another instance');
+    }
+    if (session.state !== 'ready') throw new ControlError(409, 'conflict', `the agent session is ${session.state}`, 'agent');
+    const user = (await this.o.users.get(session.userId)) ?? session.user;
+    session.user = user;
+    const { plan, userRules } = resolveUserDialPlan(user.dialPlan, this.o.dialPlans.plans, this.o.dialPlans.defaultPlan);
+    const dialled = applyDialPlan(request.to, plan, userRules);
+    if (!dialled.ok) throw new ControlError(dialled.status === 403 ? 403 : 400, dialled.status === 403 ? 'forbidden' : 'validation_failed', `to: ${dialled.reason}`, 'to');
+    const e164 = dialled.e164;
+    const callerUser = request.callerId ? { callerIdName: user.callerIdName, callerIdNumber: request.callerId } : user;
+    const groups = this.gatewayGroups(e164, callerUser);
+    if (groups.length === 0) throw new ControlError(503, 'unavailable', 'no outbound gateway can take the call');
+    const call = new CustomerCall(user.id, session.id, 'outbound', `+${e164.replace(/^\+/, '')}`, request.callerId ?? user.callerIdNumber ?? null, this.maskerFor(user, [e164, `+${e164}`]));
+    this.calls.set(call.id, call);
+    session.callId = call.id;
+    session.state = 'on-call';
+    clearTimeout(session.idleTimer);
+    await Promise.all([this.saveSession(session), this.saveCall(call)]);
+    this.publishCall(call, 'call.dialing', { to: call.number });
+    void dialLeg({
+      srf: this.o.srf,
+      media: this.o.media,
+      groups,
+      kind: 'plain',
+      injectDtmf: true,
+      ringTimeoutMs: this.o.ringTimeoutMs,
+      ...(this.o.noResponseFailoverMs !== undefined ? { noResponseFailoverMs: this.o.noResponseFailoverMs } : {}),
+      signal: call.abort.signal,
+      onRinging: () => {
+        if (call.state !== 'dialing') return;
+        call.state = 'ringing';
+        void this.saveCall(call);
+        this.publishCall(call, 'call.ringing');
+      },
+      ...(this.log ? { logger: this.log } : {}),
+    }).then(
+      ({ leg }) => this.customerAnswered(call, leg),
+      (err: unknown) => {
+        const cause = err instanceof DialFailure ? (err.reason === 'aborted' ? 'hangup-by-api' : err.reason) : 'error';
+        void this.endCall(call, cause, err instanceof DialFailure ? err.status : undefined);
+      },
+    );
+    return call.view(this.instanceId);
+  }
+
+  /**
+   * An inbound DID call for `user`: bridged into their session when it is on this instance and
+   * ready (true); false leaves the call to the normal routing (ring their devices).
+   */
+  async deliverInbound(user: UserRecord, req: SrfRequest, res: SrfResponse, callerNumber: string | undefined, customerNumbers: readonly string[]): Promise<boolean> {
+    const session = this.sessions.get(user.id);
+    if (!session || session.state !== 'ready') return false;
+    const call = new CustomerCall(user.id, session.id, 'inbound', callerNumber ?? 'anonymous', req.calledNumber || null, this.maskerFor(user, customerNumbers));
+    this.calls.set(call.id, call);
+    session.callId = call.id;
+    session.state = 'on-call';
+    clearTimeout(session.idleTimer);
+    this.publishCall(call, 'call.ringing', { from: call.number });
+    try {
+      const leg = await answerLeg({ srf: this.o.srf, media: this.o.media, req, res, injectDtmf: true, ...(this.log ? { logger: this.log } : {}) });
+      await this.customerAnswered(call, leg);
+    } catch (err) {
+      this.warn(err, 'inbound call to an agent session failed');
+      await this.endCall(call, 'media-failure');
+    }
+    return true;
+  }
+
+  private async customerAnswered(call: CustomerCall, leg: SipLeg): Promise<void> {
+    call.leg = leg;
+    if (call.state === 'ended') {
+      await leg.hangup();
+      return;
+    }
+    call.state = 'answered';
+    call.answeredAt = new Date();
+    leg.on('ended', () => void this.endCall(call, call.partner ? 'hangup' : 'customer-hangup'));
+    leg.on('dtmf', (digit, source) => this.publishCall(call, 'call.dtmf', { digit, source, from: 'customer' }));
+    this.publishCall(call, 'call.answered');
+    const session = this.sessions.get(call.agentId);
+    if (!session?.leg || session.state === 'ended') {
+      await this.endCall(call, 'session-ended');
+      return;
+    }
+    const user = session.user;
+    await this.bridge(session.leg, leg);
+    call.state = 'bridged';
+    await this.saveCall(call);
+    this.publishCall(call, 'call.bridged');
+    if (user.callConnectAnnouncement) await session.leg.play(this.o.prompts.callConnected).catch((err: unknown) => this.warn(err, 'announcement failed'));
+    if (user.recordDirectCalls) await this.startRecording(call.id).catch((err: unknown) => this.warn(err, 'recording failed to start'));
+  }
+
+  private async bridge(a: SipLeg, b: SipLeg): Promise<void> {
+    await Promise.all([a.stopPlaying(), b.stopPlaying()]);
+    await Promise.all([a.connect(b.internalSdp), b.connect(a.internalSdp)]);
+  }
+
+  private localCall(callId: string): CustomerCall | undefined {
+    return this.calls.get(callId);
+  }
+
+  /** The call (local, else as stored); throws 404 when unknown. */
+  async getCall(callId: string): Promise<CustomerCallView> {
+    const call = this.localCall(callId);
+    if (call) return call.view(this.instanceId);
+    const stored = await this.o.state.getCall(callId);
+    if (!stored) throw new ControlError(404, 'not_found', 'no such call');
+    return stored;
+  }
+
+  async listCalls(): Promise<CustomerCallView[]> {
+    return this.o.state.listCalls();
+  }
+
+  /** A live call owned by this instance, or the right refusal (404 unknown, 409 ended, 307 elsewhere). */
+  private async commandTarget(callId: string, allowEnded = false): Promise<CustomerCall | CustomerCallView> {
+    const call = this.localCall(callId);
+    if (call) return call;
+    const stored = await this.o.state.getCall(callId);
+    if (!stored) throw new ControlError(404, 'not_found', 'no such call');
+    if (stored.state === 'ended') {
+      if (allowEnded) return stored;
+      throw new ControlError(409, 'conflict', 'the call has ended');
+    }
+    throw await this.elsewhere(stored.instance, 'the call lives on another instance');
+  }
+
+  private async liveCall(callId: string, states?: readonly CustomerCall['state'][]): Promise<CustomerCall> {
+    const target = await this.commandTarget(callId);
+    if (!(target instanceof CustomerCall) || target.state === 'ended') throw new ControlError(409, 'conflict', 'the call has ended');
+    if (states && !states.includes(target.state)) throw new ControlError(409, 'conflict', `the call is ${target.state}`);
+    return target;
+  }
+
+  /** Idempotent: hanging up an ended call answers with the call as it ended. */
+  async hangupCall(callId: string): Promise<CustomerCallView> {
+    const target = await this.commandTarget(callId, true);
+    if (!(target instanceof CustomerCall)) return target;
+    await this.endCall(target, 'hangup-by-api');
+    return target.view(this.instanceId);
+  }
+
+  async hold(callId: string, held: boolean): Promise<CustomerCallView> {
+    const call = await this.liveCall(callId, held ? ['bridged', 'held'] : ['held', 'bridged']);
+    const leg = call.leg!;
+    const agentLeg = this.sessions.get(call.agentId)?.leg;
+    if (held && call.state === 'bridged') {
+      await Promise.all([leg.park(), agentLeg?.park()]);
+      if (this.o.prompts.holdMusic) await leg.play(this.o.prompts.holdMusic, true).catch((err: unknown) => this.warn(err, 'hold music failed'));
+      call.state = 'held';
+      this.publishCall(call, 'call.held');
+    } else if (!held && call.state === 'held') {
+      if (!agentLeg) throw new ControlError(409, 'conflict', 'the agent session has ended');
+      await this.bridge(agentLeg, leg);
+      call.state = 'bridged';
+      this.publishCall(call, 'call.resumed');
+    }
+    await this.saveCall(call);
+    return call.view(this.instanceId);
+  }
+
+  /** Mute the agent: the customer hears silence instead of the agent (rtpengine `silence media`). */
+  async mute(callId: string, muted: boolean): Promise<CustomerCallView> {
+    const call = await this.liveCall(callId, ['bridged', 'held', 'answered']);
+    const agentLeg = this.sessions.get(call.agentId)?.leg;
+    if (!agentLeg) throw new ControlError(409, 'conflict', 'the agent session has ended');
+    if (call.muted !== muted) {
+      await agentLeg.setMuted(muted);
+      call.muted = muted;
+      this.publishCall(call, muted ? 'call.muted' : 'call.unmuted');
+      await this.saveCall(call);
+    }
+    return call.view(this.instanceId);
+  }
+
+  /** RFC 4733 digits to the customer (rtpengine `play DTMF`), one after the other. */
+  async sendDtmf(callId: string, digits: string): Promise<CustomerCallView> {
+    if (typeof digits !== 'string' || !/^[0-9A-Da-d*#]{1,32}$/.test(digits)) {
+      throw new ControlError(400, 'validation_failed', 'digits must be 1-32 of 0-9 * # A-D', 'digits');
+    }
+    const call = await this.liveCall(callId, ['bridged', 'held', 'answered']);
+    for (const digit of digits.toUpperCase()) {
+      await call.leg!.sendDtmf(digit);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return call.view(this.instanceId);
+  }
+
+  async startRecording(callId: string): Promise<CustomerCallView> {
+    const call = await this.liveCall(callId, ['bridged', 'held', 'answered', 'transferred']);
+    if (!call.recording) {
+      await call.leg!.media.startRecording();
+      call.recording = true;
+      call.recordings.push({ startedAt: new Date().toISOString(), stoppedAt: null });
+      this.publishCall(call, 'recording.started');
+      await this.saveCall(call);
+    }
+    return call.view(this.instanceId);
+  }
+
+  async stopRecording(callId: string): Promise<CustomerCallView> {
+    const call = await this.liveCall(callId);
+    if (call.recording) await this.recordingStopped(call, true);
+    return call.view(this.instanceId);
+  }
+
+  async listRecordings(callId: string): Promise<{ startedAt: string; stoppedAt: string | null }[]> {
+    const call = this.localCall(callId);
+    if (call) return call.recordings;
+    const stored = await this.o.state.getCall(callId);
+    if (!stored) throw new ControlError(404, 'not_found', 'no such call');
+    return this.o.state.getRecordings(callId);
+  }
+
+  private async recordingStopped(call: CustomerCall, command: boolean): Promise<void> {
+    if (command) await call.leg?.media.stopRecording().catch((err: unknown) => this.warn(err, 'stop recording failed'));
+    call.recording = false;
+    const last = call.recordings[call.recordings.length - 1];
+    if (last && !last.stoppedAt) last.stoppedAt = new Date().toISOString();
+    this.publishCall(call, 'recording.stopped');
+    await this.o.state.saveRecordings(call.id, call.recordings);
+  }
+
+  // ---------------------------------------------------------------------------------- transfers
+
+  /**
+   * Transfer the customer to a number or another agent. Blind: the agent is released at once and
+   * the customer is bridged to the target when it answers. Attended: the customer waits on hold
+   * while the agent talks to the target; `completeTransfer` bridges customer and target,
+   * `cancelTransfer` returns the customer to the agent.
+   */
+  async transfer(callId: string, target: TransferTarget, mode: 'blind' | 'attended'): Promise<CustomerCallView> {
+    const call = await this.liveCall(callId, ['bridged', 'held']);
+    const session = this.sessions.get(call.agentId);
+    const agent = session?.user ?? (await this.o.users.get(call.agentId));
+    if (!agent?.transfer) throw new ControlError(403, 'forbidden', 'the agent does not have the transfer privilege');
+    if ('agent' in target) return this.transferToAgent(call, target.agent, mode);
+    const e164 = this.transferNumber(agent, target.number);
+    const callerNumber = transferCallerNumber(agent, { campaignNumber: call.direction === 'outbound' ? call.presented : null, contactNumber: call.number });
+    const groups = this.gatewayGroups(e164, { callerIdName: agent.callerIdName, callerIdNumber: callerNumber ?? null });
+    if (groups.length === 0) throw new ControlError(503, 'unavailable', 'no outbound gateway can take the call');
+    if (mode === 'blind') {
+      await this.releaseAgent(call);
+      call.state = 'transferring';
+      this.publishCall(call, 'call.transferring', { mode, to: `+${e164}` });
+      await call.leg!.park();
+      if (this.o.prompts.holdMusic) await call.leg!.play(this.o.prompts.holdMusic, true).catch(() => undefined);
+      void this.dialThird(call, groups).then(
+        async (leg) => {
+          if (call.state === 'ended') return void (await leg.hangup());
+          await this.bridge(call.leg!, leg);
+          this.handOver(call, leg, `+${e164}`, mode);
+        },
+        () => void this.endCall(call, 'transfer-failed'),
+      );
+    } else {
+      await this.consult(call, groups, `+${e164}`, 'attended');
+    }
+    await this.saveCall(call);
+    return call.view(this.instanceId);
+  }
+
+  async completeTransfer(callId: string): Promise<CustomerCallView> {
+    const call = await this.liveCall(callId);
+    const third = call.third;
+    if (!third?.leg || third.mode !== 'attended') throw new ControlError(409, 'conflict', 'no answered consultation to complete');
+    await this.releaseAgent(call);
+    await this.bridge(call.leg!, third.leg);
+    this.handOver(call, third.leg, third.to, 'attended');
+    call.third = undefined;
+    await this.saveCall(call);
+    return call.view(this.instanceId);
+  }
+
+  async cancelTransfer(callId: string): Promise<CustomerCallView> {
+    const call = await this.liveCall(callId);
+    const third = call.third;
+    if (!third) throw new ControlError(409, 'conflict', 'no transfer or 3-way in progress');
+    await this.dropThird(call);
+    return call.view(this.instanceId);
+  }
+
+  /** 3-way: agent, customer and a third party in a real mixer (conference.ts). */
+  async threeWay(callId: string, to: string): Promise<CustomerCallView> {
+    const call = await this.liveCall(callId, ['bridged']);
+    const session = this.sessions.get(call.agentId);
+    const agent = session?.user;
+    if (!agent?.threeWay) throw new ControlError(403, 'forbidden', 'the agent does not have the 3-way privilege');
+    if (!this.o.conference) throw new ControlError(501, 'not_implemented', '3-way calls need a conference mixer (config mixer.janusUrl)');
+    const e164 = this.transferNumber(agent, to);
+    const callerNumber = transferCallerNumber(agent, { campaignNumber: call.direction === 'outbound' ? call.presented : null, contactNumber: call.number });
+    const groups = this.gatewayGroups(e164, { callerIdName: agent.callerIdName, callerIdNumber: callerNumber ?? null });
+    if (groups.length === 0) throw new ControlError(503, 'unavailable', 'no outbound gateway can take the call');
+    await this.consult(call, groups, `+${e164}`, 'three-way');
+    return call.view(this.instanceId);
+  }
+
+  private async consult(call: CustomerCall, groups: CallTarget[][], to: string, mode: 'attended' | 'three-way'): Promise<void> {
+    if (call.third) throw new ControlError(409, 'conflict', 'a transfer or 3-way is already in progress');
+    const third: NonNullable<CustomerCall['third']> = { to, mode, abort: new AbortController() };
+    call.third = third;
+    this.publishCall(call, mode === 'three-way' ? 'call.three-way' : 'call.transferring', { mode, to, phase: 'dialing' });
+    const agentLeg = this.sessions.get(call.agentId)?.leg;
+    if (mode === 'attended' && agentLeg) {
+      // the customer waits on hold while the agent consults
+      await Promise.all([call.leg!.park(), agentLeg.park()]);
+      if (this.o.prompts.holdMusic) await call.leg!.play(this.o.prompts.holdMusic, true).catch(() => undefined);
+      call.state = 'held';
+    }
+    void this.dialThird(call, groups, third.abort.signal).then(
+      async (leg) => {
+        if (call.third !== third || call.state === 'ended') return void (await leg.hangup());
+        third.leg = leg;
+        leg.on('ended', () => {
+          if (call.third === third) void this.dropThird(call);
+        });
+        const agent = this.sessions.get(call.agentId)?.leg;
+        if (!agent) return void (await this.dropThird(call));
+        if (mode === 'attended') {
+          await this.bridge(agent, leg);
+        } else {
+          third.roomLeave = await this.o.conference!.join([agent, call.leg!, leg]);
+        }
+        this.publishCall(call, mode === 'three-way' ? 'call.three-way' : 'call.transferring', { mode, to, phase: 'connected' });
+        await this.saveCall(call);
+      },
+      () => {
+        if (call.third === third) void this.dropThird(call, 'failed');
+      },
+    );
+  }
+
+  /** Ends a consultation or the 3-way's third party; agent and customer are bridged again. */
+  private async dropThird(call: CustomerCall, phase = 'canceled'): Promise<void> {
+    const third = call.third;
+    if (!third) return;
+    call.third = undefined;
+    third.abort.abort();
+    await third.roomLeave?.().catch((err: unknown) => this.warn(err, 'leaving the conference failed'));
+    await third.leg?.hangup();
+    this.publishCall(call, third.mode === 'three-way' ? 'call.three-way' : 'call.transferring', { mode: third.mode, to: third.to, phase });
+    const agentLeg = this.sessions.get(call.agentId)?.leg;
+    if (call.state !== 'ended' && call.leg && agentLeg) {
+      await this.bridge(agentLeg, call.leg).catch((err: unknown) => this.warn(err, 're-bridging after a transfer failed'));
+      call.state = 'bridged';
+      this.publishCall(call, 'call.resumed');
+    }
+    await this.saveCall(call);
+  }
+
+  private async transferToAgent(call: CustomerCall, targetAgentId: string, mode: 'blind' | 'attended'): Promise<CustomerCallView> {
+    if (mode !== 'blind') throw new ControlError(400, 'validation_failed', 'transfer to an agent is blind (the agent session is already connected)', 'mode');
+    const target = this.sessions.get(targetAgentId);
+    if (!target?.leg || target.state !== 'ready') throw new ControlError(409, 'conflict', 'the target agent has no ready session on this instance', 'to.agent');
+    await this.releaseAgent(call);
+    const targetUser = (await this.o.users.get(targetAgentId)) ?? target.user;
+    call.agentId = targetAgentId;
+    call.sessionId = target.id;
+    call.masker = this.maskerFor(targetUser, [call.number]);
+    target.callId = call.id;
+    target.state = 'on-call';
+    clearTimeout(target.idleTimer);
+    await this.bridge(target.leg, call.leg!);
+    call.state = 'bridged';
+    this.publishCall(call, 'call.transferred', { mode, toAgent: targetAgentId });
+    await Promise.all([this.saveCall(call), this.saveSession(target)]);
+    return call.view(this.instanceId);
+  }
+
+  /** The customer no longer belongs to the agent: the agent's session is back to ready. */
+  private async releaseAgent(call: CustomerCall): Promise<void> {
+    const session = this.sessions.get(call.agentId);
+    if (session && session.callId === call.id) {
+      if (call.muted) await session.leg?.setMuted(false).catch(() => undefined);
+      call.muted = false;
+      await this.idle(session);
+    }
+  }
+
+  /** After a completed transfer: customer and target talk; the call ends when either hangs up. */
+  private handOver(call: CustomerCall, leg: SipLeg, to: string, mode: string): void {
+    call.partner = leg;
+    call.state = 'transferred';
+    leg.on('ended', () => void this.endCall(call, 'hangup'));
+    this.publishCall(call, 'call.transferred', { mode, to });
+    void this.saveCall(call);
+  }
+
+  private dialThird(call: CustomerCall, groups: CallTarget[][], signal?: AbortSignal): Promise<SipLeg> {
+    const abort = new AbortController();
+    call.abort.signal.addEventListener('abort', () => abort.abort(), { once: true });
+    signal?.addEventListener('abort', () => abort.abort(), { once: true });
+    return dialLeg({
+      srf: this.o.srf, media: this.o.media, groups, kind: 'plain', ringTimeoutMs: this.o.ringTimeoutMs,
+      ...(this.o.noResponseFailoverMs !== undefined ? { noResponseFailoverMs: this.o.noResponseFailoverMs } : {}),
+      signal: abort.signal, ...(this.log ? { logger: this.log } : {}),
+    }).then(({ leg }) => leg);
+  }
+
+  /** REFER from the agent's device (RFC 3515): a blind transfer of the current customer. */
+  private async onAgentRefer(session: AgentSession, req: SrfRequest, res: SrfResponse): Promise<void> {
+    const call = session.callId ? this.calls.get(session.callId) : undefined;
+    if (!session.user.transfer) return res.send(403, 'Transfer Not Allowed');
+    if (!call || (call.state !== 'bridged' && call.state !== 'held')) return res.send(488, 'Not Acceptable Here');
+    const referTo = req.get('Refer-To') ?? '';
+    const uri = /<([^>]*)>/.exec(referTo)?.[1] ?? referTo.trim();
+    if (/[?&]replaces=/i.test(uri)) {
+      // RFC 3891: the device's second call is a call of its own, not a dialer call we could join
+      return res.send(501, 'Replaces Not Supported For Agent Sessions');
+    }
+    const user = /^sips?:([^@;>]+)@/i.exec(uri)?.[1];
+    if (!user) return res.send(400, 'Bad Refer-To');
+    let number: string;
+    try {
+      number = decodeURIComponent(user);
+    } catch {
+      return res.send(400, 'Bad Refer-To');
+    }
+    try {
+      await this.transfer(call.id, { number }, 'blind');
+    } catch (err) {
+      const status = err instanceof ControlError ? (err.status === 403 ? 403 : err.status === 400 ? 400 : 480) : 500;
+      return res.send(status);
+    }
+    // RFC 3515 §2.4.4 / §2.4.5: 202, then the implicit subscription's NOTIFY with the outcome
+    res.send(202, 'Accepted');
+    const notify = (fragment: string, state: string): void => {
+      void session.leg?.dialog
+        .request({ method: 'NOTIFY', headers: { Event: 'refer', 'Subscription-State': state, 'Content-Type': 'message/sipfrag;version=2.0' }, body: fragment })
+        .catch(() => undefined);
+    };
+    notify('SIP/2.0 100 Trying\r\n', 'active;expires=60');
+    notify('SIP/2.0 200 OK\r\n', 'terminated;reason=noresource');
+  }
+
+  // ------------------------------------------------------------------------------------ ending
+
+  private async endCall(call: CustomerCall, cause: string, status?: number): Promise<void> {
+    if (call.state === 'ended') return;
+    const wasBridged = call.state === 'bridged' || call.state === 'held';
+    call.state = 'ended';
+    call.endedAt = new Date();
+    call.endCause = cause;
+    call.abort.abort();
+    if (call.recording) await this.recordingStopped(call, false);
+    const third = call.third;
+    call.third = undefined;
+    third?.abort.abort();
+    await third?.roomLeave?.().catch(() => undefined);
+    await Promise.all([call.leg?.hangup(), call.partner?.hangup(), third?.leg?.hangup()]);
+    this.calls.delete(call.id);
+    const session = this.sessions.get(call.agentId);
+    if (session && session.callId === call.id && session.state !== 'ended') {
+      if (call.muted) await session.leg?.setMuted(false).catch(() => undefined);
+      await this.idle(session);
+      if (wasBridged && cause === 'customer-hangup' && session.user.hangupBeep) {
+        await session.leg?.play(this.o.prompts.hangupBeep).catch((err: unknown) => this.warn(err, 'hang-up beep failed'));
+      }
+    }
+    await this.saveCall(call);
+    this.publishCall(call, 'call.ended', { cause, ...(status ? { status } : {}) });
+  }
+
+  /** Shutdown: every call and session of this instance ended. */
+  async stop(): Promise<void> {
+    await Promise.all([...this.calls.values()].map((c) => this.endCall(c, 'shutdown')));
+    await Promise.all([...this.sessions.values()].map((s) => this.endSession(s, 'shutdown')));
+  }
+
+  // ----------------------------------------------------------------------------------- helpers
+
+  private async assertNoSession(userId: string): Promise<void> {
+    if (this.sessions.has(userId) || (await this.o.state.getSession(userId))) throw new ControlError(409, 'conflict', 'the agent already has a session');
+  }
+
+  /** maxSessions counts the agent session with the user's registrations. */
+  private async assertSessionAllowed(user: UserRecord): Promise<void> {
+    if (user.maxSessions <= 0) return;
+    const registrations = user.connectionMethod === 'sip-address' ? 0 : (await this.o.bindings.list(user.id)).length;
+    // the session itself rides on one registration; only a limit of 0 registrations left blocks it
+    if (registrations > user.maxSessions) throw new ControlError(409, 'conflict', `the user is over maxSessions (${user.maxSessions})`, 'maxSessions');
+  }
+
+  private transferNumber(agent: UserRecord, to: string): string {
+    if (typeof to !== 'string' || to.length === 0 || to.length > 32) throw new ControlError(400, 'validation_failed', 'to must be a phone number', 'to');
+    const { plan, userRules } = resolveUserDialPlan(agent.dialPlan, this.o.dialPlans.plans, this.o.dialPlans.defaultPlan);
+    const result = applyDialPlan(to, plan, userRules);
+    if (!result.ok) throw new ControlError(result.status === 403 ? 403 : 400, result.status === 403 ? 'forbidden' : 'validation_failed', `to: ${result.reason}`, 'to');
+    return result.e164.replace(/^\+/, '');
+  }
+
+  private gatewayGroups(e164: string, caller: Pick<UserRecord, 'callerIdName' | 'callerIdNumber'>): CallTarget[][] {
+    return outboundGatewayGroups(e164.replace(/^\+/, ''), this.o.carriers, this.o.channels, (gateway) =>
+      outboundCallerHeaders(caller, {
+        domain: uriHost(gateway.host),
+        ...(this.o.defaultCallerNumber !== undefined ? { defaultNumber: this.o.defaultCallerNumber } : {}),
+      }),
+    );
+  }
+
+  private maskerFor(user: UserRecord, numbers: readonly string[]) {
+    if (!maskingApplies(user) || numbers.length === 0) return undefined;
+    return createNumberMasker(numbers, user.masking.keepLastDigits, this.o.maskStyle);
+  }
+
+  private async elsewhere(instance: string, message: string): Promise<ControlError> {
+    const apiUrl = await this.o.state.instanceApiUrl(instance);
+    return new ControlError(409, 'conflict', message, undefined, { instance, apiUrl });
+  }
+
+  private async saveSession(session: AgentSession): Promise<void> {
+    if (session.state === 'ended') return;
+    await this.o.state.saveSession(session.view(this.instanceId)).catch((err: unknown) => this.warn(err, 'session state not saved'));
+  }
+
+  private async saveCall(call: CustomerCall): Promise<void> {
+    await this.o.state.saveCall(call.view(this.instanceId), call.state === 'ended').catch((err: unknown) => this.warn(err, 'call state not saved'));
+  }
+
+  private publish(event: ControlEventInput): void {
+    this.o.events.publish(event);
+  }
+
+  /** Call events carry the call's numbers as the agent sees them (masked for a masked agent). */
+  private publishCall(call: CustomerCall, type: ControlEventInput['type'], detail: Record<string, unknown> = {}): void {
+    const payload = { ...detail };
+    const masked = call.masker ? (call.masker.maskPayload(payload) as Record<string, unknown>) : payload;
+    this.publish({ type, agent: call.agentId, sessionId: call.sessionId, callId: call.id, direction: call.direction, state: call.state, ...masked });
+  }
+
+  private warn(err: unknown, message: string): void {
+    this.log?.warn({ err: err instanceof Error ? err.message : String(err) }, message);
+  }
+}
