@@ -27,6 +27,8 @@ import { requestCloseFlow, type Srf } from '../../src/app/sip/srf.js';
 import type { SessionTerminator } from '../../src/app/registrar/kick.js';
 import type { DigestAlgorithm } from '../../src/app/auth/ha1.js';
 import type { Registry } from 'prom-client';
+import type { CallRouterDeps } from '../../src/app/calls/call-router.js';
+import type { DialPlans } from '../../src/app/calls/call-rules.js';
 
 export const CARRIER_IP = '127.0.0.2';
 export const DOMAIN = 'dialcore.test';
@@ -65,6 +67,14 @@ export interface CallStack {
   rtpengineCalls(): Promise<string[]>;
   /** Packets rtpengine received per leg of a live call (ng `query`), [leg a, leg b]. */
   packetsByLeg(callId: string): Promise<number[]>;
+  /** The dial plans the router applies (default country 44). */
+  dialPlans: DialPlans;
+  /** Set by stacks built on this one: agent sessions take inbound DID calls and kicks. */
+  hooks: {
+    agentSessions?: NonNullable<CallRouterDeps['agentSessions']>;
+    terminateUserSessions?: (userId: string) => Promise<number>;
+    idle?: () => boolean;
+  };
   /** Waits until no call, media session, rtpengine call or edge dialog is left. */
   expectIdle(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -113,15 +123,18 @@ export async function startCallStack(options: CallStackOptions = {}): Promise<Ca
   const calls = new CallRegistry({ srf, media, timers: { ringTimeoutMs: 15_000, noResponseFailoverMs: 3_000, ...options.timers }, ...(options.registry ? { registry: options.registry } : {}) });
   // the services are created after the terminator that needs their flows: reached through this
   let flowsOf: ((userId: string) => Array<{ transport: string; address: string; port: number }>) | undefined;
+  const hooks: CallStack['hooks'] = {};
+  const terminateAll = async (userId: string): Promise<number> =>
+    (await calls.terminateUserSessions(userId)) + ((await hooks.terminateUserSessions?.(userId)) ?? 0);
   const terminator: SessionTerminator = options.closeUserFlowsOnKick
     ? {
-        terminateUserSessions: (userId) => calls.terminateUserSessions(userId),
+        terminateUserSessions: terminateAll,
         // as src/app/calls/feature.ts: close the connections the user's devices registered over
         async closeUserFlows(userId) {
           for (const flow of flowsOf?.(userId) ?? []) requestCloseFlow(srf, flow.transport, flow.address, flow.port);
         },
       }
-    : calls;
+    : { terminateUserSessions: terminateAll };
   const services = await startRegistrarServices({
     client,
     realm: DOMAIN,
@@ -143,6 +156,7 @@ export async function startCallStack(options: CallStackOptions = {}): Promise<Ca
   const plan = validateDialPlanConfig({ defaultCountryCode: '44', minDigits: 11, maxDigits: 13, blockedPrefixes: ['449'] });
   if (!plan.ok) throw new Error(JSON.stringify(plan.errors));
   const channels = new GatewayChannels();
+  const dialPlans: DialPlans = { plans: {}, defaultPlan: plan.plan };
 
   srf.invite(
     createCallRouter({
@@ -155,8 +169,11 @@ export async function startCallStack(options: CallStackOptions = {}): Promise<Ca
       carriers,
       channels,
       redis: services.redis,
-      dialPlans: { plans: {}, defaultPlan: plan.plan },
+      dialPlans,
       domain: DOMAIN,
+      agentSessions: {
+        deliverInbound: (...args) => hooks.agentSessions?.deliverInbound(...args) ?? Promise.resolve(false),
+      },
     }),
   );
 
@@ -172,7 +189,7 @@ export async function startCallStack(options: CallStackOptions = {}): Promise<Ca
 
   let userCount = 0;
   return {
-    redis, rtpengine, stack, srf, services, pool, media, calls, channels, carriers,
+    redis, rtpengine, stack, srf, services, pool, media, calls, channels, carriers, dialPlans, hooks,
     target: stack.target,
     async createUser(fields) {
       userCount++;
@@ -216,7 +233,7 @@ export async function startCallStack(options: CallStackOptions = {}): Promise<Ca
       return [session.aTag, session.bTag].map((tag) => packetsOf(reply.tags[tag]));
     },
     async expectIdle(timeoutMs = 10_000) {
-      await waitUntil(async () => calls.count === 0 && media.count === 0 && ((await stack.serverDialogs()) ?? 0) === 0, {
+      await waitUntil(async () => calls.count === 0 && media.count === 0 && (hooks.idle?.() ?? true) && ((await stack.serverDialogs()) ?? 0) === 0, {
         timeoutMs, what: 'no live call, media session or edge dialog',
       }).catch(async () => {
         throw new Error(`not idle: calls ${calls.count}, media ${media.count}, edge dialogs ${await stack.serverDialogs()}`);

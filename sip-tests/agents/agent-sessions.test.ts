@@ -1,0 +1,310 @@
+/**
+ * Agent sessions and the dialer control API on real peers: SIPp agent phones (registered through
+ * the registrar) and SIPp carrier gateways, a real rtpengine with RTP counted on every leg, the
+ * admin HTTP server and its WebSocket event stream.
+ */
+import { createSocket } from 'node:dgram';
+import { describe, expect, it } from 'vitest';
+import { freePort, startSippServer, waitUntil, type SippServer } from '../harness/index.js';
+import { receivedRequest, headerValues } from '../calls/sipp-trace.js';
+import { useAgentStack, type AgentStack } from './agent-stack.js';
+
+let st: AgentStack;
+const servers: SippServer[] = [];
+useAgentStack((started) => (st = started), servers);
+
+async function sipp(scenario: string, port?: number, extraArgs: string[] = []): Promise<{ server: SippServer; port: number }> {
+  const localPort = port ?? (await freePort());
+  const server = await startSippServer({ scenario, localPort, traceMessages: true, timeoutMs: 60_000, extraArgs });
+  servers.push(server);
+  return { server, port: localPort };
+}
+
+/** A sip-phone agent whose SIPp phone answers with audio; its session is up and ready. */
+async function readyAgent(fields: Record<string, unknown> = {}, scenario = 'uas-answer-rtp.xml') {
+  const user = await st.cs.createUser({ connectionMethod: 'sip-phone', ...fields });
+  const port = await st.cs.registerPhone(user);
+  const phone = await sipp(scenario, port);
+  const created = await st.api('POST', `/v1/agents/${user.id}/session`, { autoAnswer: true });
+  expect(created.status).toBe(201);
+  await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent session ready' });
+  return { user, phone };
+}
+
+async function customerGateway(scenario = 'uas-answer-rtp.xml', name = 'gw-a', extraArgs: string[] = []) {
+  const gw = await sipp(scenario, undefined, extraArgs);
+  st.cs.carriers.outboundGateways.push(st.cs.gateway(name, gw.port));
+  return gw;
+}
+
+async function callState(id: string, state: string): Promise<void> {
+  await waitUntil(async () => (await st.api('GET', `/v1/calls/${id}`)).body?.state === state, { timeoutMs: 15_000, what: `call ${state}` });
+}
+
+/**
+ * RTP on both monologues (the external peer and the bridge side) of every live rtpengine call,
+ * or of at least `legs` of them (after a transfer the agent's own leg is parked).
+ */
+async function expectAudioBothWays(legs?: number): Promise<void> {
+  await waitUntil(
+    async () => {
+      const ids = st.cs.media.callIds();
+      if (ids.length < 2) return false;
+      const counts = await Promise.all(ids.map((id) => st.cs.packetsByLeg(id)));
+      const flowing = counts.filter((c) => c.length === 2 && c[0]! > 20 && c[1]! > 20).length;
+      return flowing >= (legs ?? ids.length);
+    },
+    { timeoutMs: 8_000, what: 'RTP on both sides of every leg' },
+  ).catch(async () => {
+    const counts = await Promise.all(st.cs.media.callIds().map((id) => st.cs.packetsByLeg(id)));
+    throw new Error(`RTP per leg: ${JSON.stringify(counts)}`);
+  });
+}
+
+describe('agent sessions', () => {
+  it('connects a sip-phone agent with auto-answer hints, shows it, lists it and ends it by DELETE', async () => {
+    const { user, phone } = await readyAgent();
+    const session = (await st.api('GET', `/v1/agents/${user.id}/session`)).body;
+    expect(session).toMatchObject({ agent: user.id, connectionMethod: 'sip-phone', state: 'ready', callId: null });
+    const listed = (await st.api('GET', `/v1/users/${user.id}/sessions`)).body;
+    expect(listed.registrations).toHaveLength(1);
+    expect((await st.api('POST', `/v1/agents/${user.id}/session`, {})).status).toBe(409);
+    expect((await st.api('DELETE', `/v1/agents/${user.id}/session`)).status).toBe(204);
+    expect((await st.api('GET', `/v1/agents/${user.id}/session`)).status).toBe(404);
+    const result = await phone.server.stop(3000);
+    const invite = receivedRequest(result.messages, 'INVITE')!;
+    expect(headerValues(invite, 'Call-Info').join()).toMatch(/answer-after=0/);
+    expect(headerValues(invite, 'Alert-Info').join()).toMatch(/auto-answer/);
+    expect(receivedRequest(result.messages, 'BYE')).toBeDefined();
+  });
+
+  it('refuses what cannot be a session, naming the reason', async () => {
+    const unregistered = await st.cs.createUser({ connectionMethod: 'sip-phone' });
+    const r1 = await st.api('POST', `/v1/agents/${unregistered.id}/session`, {});
+    expect(r1.status).toBe(409);
+    expect(r1.body.error.message).toMatch(/no registered device/);
+    const dialIn = await st.cs.createUser({ connectionMethod: 'dial-in', dialIn: { id: String(70000 + Math.floor(Math.random() * 9999)), pin: '246810' } });
+    const r2 = await st.api('POST', `/v1/agents/${dialIn.id}/session`, {});
+    expect(r2.status).toBe(409);
+    expect(r2.body.error.field).toBe('connectionMethod');
+    const r3 = await st.api('POST', `/v1/agents/00000000-0000-4000-8000-000000000000/session`, {});
+    expect(r3.status).toBe(404);
+    const r4 = await st.api('POST', `/v1/agents/${dialIn.id}/session`, { autoAnswer: 'yes' });
+    expect(r4.status).toBe(400);
+    expect(r4.body.error.field).toBe('autoAnswer');
+  });
+
+  it('ends a live session within a second when the user is deactivated (kick)', async () => {
+    const { user } = await readyAgent();
+    expect((await st.api('POST', `/v1/users/${user.id}/deactivate`)).status).toBe(200);
+    const started = Date.now();
+    await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).status === 404, { timeoutMs: 3_000, what: 'session gone' });
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+});
+
+describe('customer calls', () => {
+  it('places a call, bridges it into the session with audio both ways, streams the events, hangs up idempotently', async () => {
+    const events = await st.events();
+    const { user } = await readyAgent();
+    const gw = await customerGateway();
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+44 20 7123 4567', callerId: '+442070000001' });
+    expect(placed.status).toBe(201);
+    const callId = placed.body.id as string;
+    await callState(callId, 'bridged');
+    expect((await st.api('GET', `/v1/agents/${user.id}/session`)).body).toMatchObject({ state: 'on-call', callId });
+    await expectAudioBothWays();
+
+    const hung = await st.api('POST', `/v1/calls/${callId}/hangup`);
+    expect(hung.status).toBe(200);
+    expect(hung.body.state).toBe('ended');
+    expect((await st.api('POST', `/v1/calls/${callId}/hangup`)).status).toBe(200);
+    await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 5_000, what: 'agent ready again' });
+    await events.waitFor((e) => e.type === 'call.ended' && e.callId === callId);
+    const types = events.events.filter((e) => e.callId === callId).map((e) => e.type);
+    expect(types).toEqual(['call.dialing', 'call.ringing', 'call.answered', 'call.bridged', 'call.ended']);
+    expect(events.events.find((e) => e.type === 'call.ended' && e.callId === callId)?.cause).toBe('hangup-by-api');
+
+    const result = await gw.server.stop(3000);
+    const invite = receivedRequest(result.messages, 'INVITE')!;
+    expect(invite).toMatch(/^INVITE sip:\+442071234567@/);
+    expect(headerValues(invite, 'From').join()).toMatch(/442070000001/);
+    expect(receivedRequest(result.messages, 'BYE')).toBeDefined();
+    events.close();
+  });
+
+  it('returns the agent to ready when the customer hangs up, and refuses commands on the ended call', async () => {
+    const events = await st.events();
+    const { user } = await readyAgent({ hangupBeep: true });
+    await customerGateway('invite-uas-bye-local.xml');
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '02071234567' });
+    expect(placed.status).toBe(201);
+    const callId = placed.body.id as string;
+    await events.waitFor((e) => e.type === 'call.ended' && e.callId === callId);
+    expect(events.events.find((e) => e.type === 'call.ended' && e.callId === callId)?.cause).toBe('customer-hangup');
+    expect((await st.api('POST', `/v1/calls/${callId}/hold`)).status).toBe(409);
+    await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 5_000, what: 'agent ready again' });
+    events.close();
+  });
+
+  it('validates the request and refuses unknown calls', async () => {
+    const { user } = await readyAgent();
+    const bad = await st.api('POST', '/v1/calls', { agent: user.id, to: 'not a number' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.field).toBe('to');
+    const blocked = await st.api('POST', '/v1/calls', { agent: user.id, to: '+449001234567' });
+    expect(blocked.status).toBe(403);
+    const noAgent = await st.api('POST', '/v1/calls', { to: '+442071234567' });
+    expect(noAgent.body.error.field).toBe('agent');
+    expect((await st.api('GET', '/v1/calls/00000000-0000-4000-8000-000000000000')).status).toBe(404);
+    expect((await st.api('POST', '/v1/calls/00000000-0000-4000-8000-000000000000/hangup')).status).toBe(404);
+  });
+
+  it('masks the customer number in the events of a masked agent', async () => {
+    const events = await st.events();
+    const { user } = await readyAgent({ masking: { enabled: true, keepLastDigits: 2 } });
+    await customerGateway();
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+    expect(placed.body.to).not.toContain('2071234567');
+    const dialing = await events.waitFor((e) => e.type === 'call.dialing' && e.callId === placed.body.id);
+    expect(JSON.stringify(dialing)).not.toMatch(/20\D?71\D?23\D?45/);
+    expect(String(dialing.to)).toMatch(/67$/);
+    await st.api('POST', `/v1/calls/${placed.body.id}/hangup`);
+    events.close();
+  });
+});
+
+describe('transfers', () => {
+  it('refuses a transfer without the transfer privilege (403 with the reason)', async () => {
+    const { user } = await readyAgent({ transfer: false });
+    await customerGateway();
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+    await callState(placed.body.id, 'bridged');
+    const refused = await st.api('POST', `/v1/calls/${placed.body.id}/transfer`, { to: '+442079999999' });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.message).toMatch(/transfer privilege/);
+    await st.api('POST', `/v1/calls/${placed.body.id}/hangup`);
+  });
+
+  for (const cidType of ['campaign', 'contact'] as const) {
+    it(`blind-transfers the customer to a number, presenting the ${cidType} number, and frees the agent`, async () => {
+      const events = await st.events();
+      const { user } = await readyAgent({ transferCidType: cidType });
+      const customer = await customerGateway('uas-answer-rtp.xml', 'gw-customer');
+      const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567', callerId: '+442070000001' });
+      const callId = placed.body.id as string;
+      await callState(callId, 'bridged');
+      // the transfer target is reached through the same gateway list: swap in the target's SIPp
+      st.cs.carriers.outboundGateways.splice(0);
+      const target = await customerGateway('uas-answer-rtp.xml', 'gw-target');
+      const moved = await st.api('POST', `/v1/calls/${callId}/transfer`, { to: '+442079999999', mode: 'blind' });
+      expect(moved.status).toBe(200);
+      await callState(callId, 'transferred');
+      expect((await st.api('GET', `/v1/agents/${user.id}/session`)).body.state).toBe('ready');
+      await expectAudioBothWays(2);
+      await st.api('POST', `/v1/calls/${callId}/hangup`);
+      await events.waitFor((e) => e.type === 'call.ended' && e.callId === callId);
+      expect(events.events.some((e) => e.type === 'call.transferred' && e.callId === callId)).toBe(true);
+      const invite = receivedRequest((await target.server.stop(3000)).messages, 'INVITE')!;
+      expect(invite).toMatch(/^INVITE sip:\+442079999999@/);
+      expect(headerValues(invite, 'From').join()).toMatch(cidType === 'campaign' ? /442070000001/ : /442071234567/);
+      await customer.server.stop(3000);
+      events.close();
+    });
+  }
+
+  it('attended transfer: customer held while the agent consults, then handed over on complete', async () => {
+    const { user } = await readyAgent();
+    await customerGateway('uas-answer-rtp.xml', 'gw-customer');
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+    const callId = placed.body.id as string;
+    await callState(callId, 'bridged');
+    st.cs.carriers.outboundGateways.splice(0);
+    await customerGateway('uas-answer-rtp.xml', 'gw-target');
+    expect((await st.api('POST', `/v1/calls/${callId}/transfer/complete`)).status).toBe(409);
+    const consult = await st.api('POST', `/v1/calls/${callId}/transfer`, { to: '+442079999999', mode: 'attended' });
+    expect(consult.status).toBe(200);
+    expect(consult.body.state).toBe('held');
+    await waitUntil(async () => (await st.api('GET', `/v1/calls/${callId}`)).body?.third?.connected === true, { timeoutMs: 10_000, what: 'consultation answered' });
+    const done = await st.api('POST', `/v1/calls/${callId}/transfer/complete`);
+    expect(done.status).toBe(200);
+    expect(done.body.state).toBe('transferred');
+    expect((await st.api('GET', `/v1/agents/${user.id}/session`)).body.state).toBe('ready');
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+  });
+});
+
+describe('call controls', () => {
+  it('holds, resumes, mutes, sends DTMF and records a bridged call', async () => {
+    const events = await st.events();
+    const { user } = await readyAgent();
+    await customerGateway();
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+    const callId = placed.body.id as string;
+    await callState(callId, 'bridged');
+    expect((await st.api('POST', `/v1/calls/${callId}/hold`)).body.state).toBe('held');
+    expect((await st.api('POST', `/v1/calls/${callId}/unhold`)).body.state).toBe('bridged');
+    expect((await st.api('POST', `/v1/calls/${callId}/mute`)).body.muted).toBe(true);
+    expect((await st.api('POST', `/v1/calls/${callId}/unmute`)).body.muted).toBe(false);
+    const badDtmf = await st.api('POST', `/v1/calls/${callId}/dtmf`, { digits: '12x' });
+    expect(badDtmf.body.error.field).toBe('digits');
+    expect((await st.api('POST', `/v1/calls/${callId}/dtmf`, { digits: '1#' })).status).toBe(200);
+    expect((await st.api('POST', `/v1/calls/${callId}/recording/start`)).body.recording).toBe(true);
+    expect((await st.api('POST', `/v1/calls/${callId}/recording/stop`)).body.recording).toBe(false);
+    expect((await st.api('GET', `/v1/calls/${callId}/recordings`)).body.recordings).toHaveLength(1);
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+    await events.waitFor((e) => e.type === 'call.ended' && e.callId === callId);
+    const types = events.events.filter((e) => e.callId === callId).map((e) => e.type);
+    expect(types).toEqual(expect.arrayContaining(['call.held', 'call.resumed', 'call.muted', 'call.unmuted', 'recording.started', 'recording.stopped']));
+    events.close();
+  });
+});
+
+/** A UDP port the agent phone's SDP points at: counts the RTP (version 2) packets rtpengine sends the agent. */
+async function rtpCounter(): Promise<{ port: number; count(): number; close(): void }> {
+  const socket = createSocket('udp4');
+  let packets = 0;
+  socket.on('message', (msg) => {
+    if (msg.length >= 12 && msg[0]! >> 6 === 2) packets++;
+  });
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', () => resolve()));
+  return { port: socket.address().port, count: () => packets, close: () => socket.close() };
+}
+
+describe('agent prompts', () => {
+  for (const enabled of [true, false]) {
+    it(`${enabled ? 'plays' : 'does not play'} the call-connect announcement and the hang-up beep to the agent (user switches ${enabled ? 'on' : 'off'})`, async () => {
+      const rtp = await rtpCounter();
+      try {
+        const user = await st.cs.createUser({ connectionMethod: 'sip-phone', callConnectAnnouncement: enabled, hangupBeep: enabled });
+        const port = await st.cs.registerPhone(user);
+        const phone = await startSippServer({ scenario: 'agent-uas-listen.xml', localPort: port, keys: { rtp_port: String(rtp.port) }, timeoutMs: 60_000 });
+        servers.push(phone);
+        expect((await st.api('POST', `/v1/agents/${user.id}/session`, {})).status).toBe(201);
+        await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
+        await new Promise((r) => setTimeout(r, 500));
+        const idle = rtp.count();
+        // the customer sends no audio and hangs up after 2 s: whatever reaches the agent is ours
+        await customerGateway('invite-uas-bye-local.xml', 'gw-a', ['-d', '2000']);
+        const events = await st.events();
+        const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+        await events.waitFor((e) => e.type === 'call.bridged' && e.callId === placed.body.id);
+        await new Promise((r) => setTimeout(r, 700));
+        const afterConnect = rtp.count();
+        await events.waitFor((e) => e.type === 'call.ended' && e.callId === placed.body.id);
+        await new Promise((r) => setTimeout(r, 1_200));
+        const afterHangup = rtp.count();
+        events.close();
+        expect(idle).toBe(0);
+        if (enabled) {
+          expect(afterConnect - idle).toBeGreaterThan(15); // ~30 packets of chime (540 ms at 20 ms)
+          expect(afterHangup - afterConnect).toBeGreaterThan(15); // ~35 packets of beep (700 ms)
+        } else {
+          expect(afterHangup).toBe(0);
+        }
+      } finally {
+        rtp.close();
+      }
+    });
+  }
+});

@@ -1,0 +1,117 @@
+/**
+ * The call stack (sip-tests/calls/call-stack.ts) plus agent sessions and the control API on a
+ * real admin HTTP server: what a dialer talks to. `api()` sends authenticated JSON requests,
+ * `events()` opens the WebSocket event stream and collects what arrives.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import WebSocket from 'ws';
+import { startAdminApi, type RunningAdminApi } from '../../src/app/admin/server.js';
+import { startAgentFeature, type AgentFeature, type ControlEvent } from '../../src/app/agents/index.js';
+import type { SippServer } from '../harness/index.js';
+import { waitUntil } from '../harness/index.js';
+import { DOMAIN, startCallStack, type CallStack, type CallStackOptions } from '../calls/call-stack.js';
+
+export const ADMIN_TOKEN = 'agent-tests-admin-token-0123456789';
+
+export interface EventLog {
+  readonly events: ControlEvent[];
+  /** Waits for an event matching `predicate` (already received or to come). */
+  waitFor(predicate: (e: ControlEvent) => boolean, timeoutMs?: number): Promise<ControlEvent>;
+  close(): void;
+}
+
+export interface AgentStack {
+  cs: CallStack;
+  agents: AgentFeature;
+  admin: RunningAdminApi;
+  api(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
+  events(query?: string): Promise<EventLog>;
+  stop(): Promise<void>;
+}
+
+export async function startAgentStack(options: CallStackOptions & { holdMusic?: string } = {}): Promise<AgentStack> {
+  const cs = await startCallStack(options);
+  const agents = await startAgentFeature({
+    srf: cs.srf,
+    media: cs.media,
+    redis: cs.services.redis,
+    users: { get: (id) => cs.services.store.get(id) },
+    bindings: cs.services.bindings,
+    carriers: cs.carriers,
+    channels: cs.channels,
+    dialPlans: cs.dialPlans,
+    domain: DOMAIN,
+    ringTimeoutMs: 15_000,
+    noResponseFailoverMs: 3_000,
+    promptsDir: mkdtempSync(join(tmpdir(), 'dialcore-agent-prompts-')),
+    ...(options.holdMusic ? { holdMusic: options.holdMusic } : {}),
+  });
+  cs.hooks.agentSessions = agents.service;
+  cs.hooks.terminateUserSessions = (userId) => agents.service.terminateUser(userId);
+  cs.hooks.idle = () => agents.service.sessionCount === 0 && agents.service.callCount === 0;
+  const admin = await startAdminApi({ ...cs.services.adminApiOptions, ...agents.api, token: ADMIN_TOKEN, host: '127.0.0.1', port: 0 });
+  agents.apiListening(`http://127.0.0.1:${admin.port}`);
+  const base = `http://127.0.0.1:${admin.port}`;
+  const sockets: WebSocket[] = [];
+  return {
+    cs,
+    agents,
+    admin,
+    async api(method, path, body) {
+      const response = await fetch(base + path, {
+        method,
+        headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+      const text = await response.text();
+      return { status: response.status, body: text ? JSON.parse(text) : undefined };
+    },
+    async events(query = '') {
+      const ws = new WebSocket(`ws://127.0.0.1:${admin.port}/v1/events${query}`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
+      sockets.push(ws);
+      const events: ControlEvent[] = [];
+      ws.on('message', (data) => events.push(JSON.parse(String(data)) as ControlEvent));
+      await new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      });
+      return {
+        events,
+        async waitFor(predicate, timeoutMs = 15_000) {
+          await waitUntil(() => events.some(predicate), { timeoutMs, what: 'a control event' }).catch(() => {
+            throw new Error(`event not received; got: ${events.map((e) => e.type).join(', ')}`);
+          });
+          return events.find(predicate)!;
+        },
+        close: () => ws.close(),
+      };
+    },
+    async stop() {
+      for (const ws of sockets) ws.terminate();
+      await agents.stop().catch(() => undefined);
+      await admin.close();
+      await cs.stop();
+    },
+  };
+}
+
+/** One agent stack per test file; SIPp peers in `servers` stopped after each test, then nothing may be left. */
+export function useAgentStack(onStarted: (stack: AgentStack) => void, servers: SippServer[], options?: CallStackOptions): void {
+  let stack: AgentStack | undefined;
+  beforeAll(async () => {
+    stack = await startAgentStack(options);
+    onStarted(stack);
+  });
+  afterEach(async () => {
+    if (stack) await stack.agents.service.stop();
+    await Promise.all(servers.splice(0).map((s) => s.stop(1000)));
+    stack?.cs.carriers.outboundGateways.splice(0);
+    await stack?.cs.expectIdle();
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+}
