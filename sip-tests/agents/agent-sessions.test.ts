@@ -5,7 +5,7 @@
  */
 import { createSocket } from 'node:dgram';
 import { describe, expect, it } from 'vitest';
-import { freePort, startSippServer, waitUntil, type SippServer } from '../harness/index.js';
+import { freePort, runSipp, startSippServer, waitUntil, type SippServer } from '../harness/index.js';
 import { receivedRequest, headerValues } from '../calls/sipp-trace.js';
 import { useAgentStack, type AgentStack } from './agent-stack.js';
 
@@ -307,4 +307,79 @@ describe('agent prompts', () => {
       }
     });
   }
+});
+
+describe('other ways in', () => {
+  it('connects a sip-address agent through their PBX, answering its digest challenge', async () => {
+    const pbxPort = await freePort();
+    const user = await st.cs.createUser({
+      connectionMethod: 'sip-address',
+      sipAddress: { uri: `sip:2001@127.0.0.1:${pbxPort}`, username: 'pbxuser', password: 'pbxsecret' },
+    });
+    const pbx = await sipp('call-pbx-auth.xml', pbxPort);
+    expect((await st.api('POST', `/v1/agents/${user.id}/session`, {})).status).toBe(201);
+    await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
+    expect((await st.api('GET', `/v1/agents/${user.id}/session`)).body.connectionMethod).toBe('sip-address');
+    await st.api('DELETE', `/v1/agents/${user.id}/session`);
+    const result = await pbx.server.stop(3000);
+    expect(result.stats.successful + result.stats.failed).toBeGreaterThan(0);
+    expect(receivedRequest(result.messages, 'BYE')).toBeDefined();
+  });
+
+  it('bridges an inbound DID call into the connected agent session, with audio both ways', async () => {
+    const events = await st.events();
+    const { user } = await readyAgent();
+    const did = '442071230077';
+    st.cs.routeDid(did, user.id);
+    const carrier = runSipp({
+      scenario: 'call-carrier-uac.xml', target: st.cs.target, service: did, calls: 1, traceMessages: true, timeoutMs: 20_000,
+      keys: { caller: '+447700900123', caller_national: '07700900123' },
+      extraArgs: [...st.cs.carrierSippArgs(), '-d', '3000'],
+    });
+    const bridged = await events.waitFor((e) => e.type === 'call.bridged' && e.agent === user.id);
+    expect(bridged.direction).toBe('inbound');
+    await expectAudioBothWays();
+    const result = await carrier;
+    expect(result.stats.successful).toBe(1);
+    const ended = await events.waitFor((e) => e.type === 'call.ended' && e.callId === bridged.callId);
+    expect(ended.cause).toBe('customer-hangup');
+    const view = (await st.api('GET', `/v1/calls/${bridged.callId}`)).body;
+    expect(view).toMatchObject({ direction: 'inbound', from: '+447700900123', state: 'ended' });
+    expect((await st.api('GET', `/v1/agents/${user.id}/session`)).body.state).toBe('ready');
+    events.close();
+  });
+
+  it('transfers the customer when the agent phone sends REFER, and refuses REFER without the privilege', async () => {
+    for (const transfer of [true, false]) {
+      const user = await st.cs.createUser({ connectionMethod: 'sip-phone', transfer });
+      const port = await st.cs.registerPhone(user);
+      const phone = await startSippServer({
+        scenario: 'agent-uas-refer.xml', localPort: port, traceMessages: true, timeoutMs: 60_000,
+        keys: { refer_to: 'sip:+442079999999@dialcore.test' }, extraArgs: ['-d', '1500'],
+      });
+      servers.push(phone);
+      await st.api('POST', `/v1/agents/${user.id}/session`, {});
+      await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
+      const customer = await customerGateway('uas-answer-rtp.xml', 'gw-customer');
+      const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+      await callState(placed.body.id, 'bridged');
+      st.cs.carriers.outboundGateways.splice(0);
+      const target = await customerGateway('uas-answer-rtp.xml', 'gw-target');
+      if (transfer) {
+        await callState(placed.body.id, 'transferred');
+        expect((await st.api('GET', `/v1/agents/${user.id}/session`)).body.state).toBe('ready');
+        await st.api('POST', `/v1/calls/${placed.body.id}/hangup`);
+        expect(receivedRequest((await target.server.stop(3000)).messages, 'INVITE')).toMatch(/^INVITE sip:\+442079999999@/);
+      } else {
+        await new Promise((r) => setTimeout(r, 2500));
+        expect((await st.api('GET', `/v1/calls/${placed.body.id}`)).body.state).toBe('bridged');
+        await st.api('POST', `/v1/calls/${placed.body.id}/hangup`);
+      }
+      await st.api('DELETE', `/v1/agents/${user.id}/session`);
+      const trace = (await phone.stop(3000)).messages;
+      expect(trace).toMatch(transfer ? /SIP\/2\.0 202/ : /SIP\/2\.0 403/);
+      await customer.server.stop(3000);
+      st.cs.carriers.outboundGateways.splice(0);
+    }
+  });
 });

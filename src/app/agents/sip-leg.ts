@@ -18,6 +18,9 @@ import { parkedSdp, type Leg, type LegKind, type MediaSession } from '../media/i
 import type { Dialog, SipHeaders, SrfRequest, SrfResponse } from '../sip/srf.js';
 import { parseInfoDtmf } from './dtmf-info.js';
 
+/** How long a hang-up waits for the BYE's response before the media is released anyway. */
+const BYE_WAIT_MS = 2_000;
+
 export type LegEndCause = 'remote-hangup' | 'local-hangup' | 'peer-lost' | 'media-failure';
 
 export interface SipLegEvents {
@@ -129,9 +132,11 @@ export class SipLeg extends EventEmitter<SipLegEvents> {
       this.endedCause = cause;
       this.ending = (async () => {
         if (sendBye && this.dialog.connected !== false) {
-          await this.dialog.destroy(headers ? { headers } : undefined).catch((err: unknown) => {
-            this.logger?.debug({ err: err instanceof Error ? err.message : String(err) }, 'BYE not sent');
+          const bye = this.dialog.destroy(headers ? { headers } : undefined).catch((err: unknown) => {
+            this.logger?.debug({ err: err instanceof Error ? err.message : String(err) }, 'BYE not answered');
           });
+          // a peer that does not answer the BYE holds its transaction for 32 s (RFC 3261 §17.1.2.2 Timer F), not us
+          await Promise.race([bye, new Promise((resolve) => setTimeout(resolve, BYE_WAIT_MS).unref())]);
         }
         await this.media.delete();
         this.emit('ended', cause);
