@@ -92,6 +92,7 @@ async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.
     ringTimeoutSeconds: config.calls.ringTimeoutSeconds,
     maxCallSeconds: config.calls.maxCallSeconds,
     agents: { promptsDir: config.agents.promptsDir, holdMusic: config.agents.holdMusic },
+    recordingDir: config.recording.dir,
   }));
 }
 

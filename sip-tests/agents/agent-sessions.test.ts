@@ -7,7 +7,7 @@ import { createSocket } from 'node:dgram';
 import { describe, expect, it } from 'vitest';
 import { freePort, runSipp, startSippServer, waitUntil, type SippServer } from '../harness/index.js';
 import { receivedRequest, headerValues } from '../calls/sipp-trace.js';
-import { useAgentStack, type AgentStack } from './agent-stack.js';
+import { ADMIN_TOKEN, useAgentStack, type AgentStack } from './agent-stack.js';
 
 let st: AgentStack;
 const servers: SippServer[] = [];
@@ -257,6 +257,33 @@ describe('call controls', () => {
     const types = events.events.filter((e) => e.callId === callId).map((e) => e.type);
     expect(types).toEqual(expect.arrayContaining(['call.held', 'call.resumed', 'call.muted', 'call.unmuted', 'recording.started', 'recording.stopped']));
     events.close();
+  });
+
+  it('records the calls of an agent with "records direct calls" into a stereo WAV with both sides audible', async () => {
+    const { user } = await readyAgent({ recordDirectCalls: true });
+    await customerGateway();
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+    const callId = placed.body.id as string;
+    await callState(callId, 'bridged');
+    expect((await st.api('GET', `/v1/calls/${callId}`)).body.recording).toBe(true);
+    await new Promise((r) => setTimeout(r, 2500));
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+    const listed = (await st.api('GET', `/v1/calls/${callId}/recordings`)).body.recordings;
+    expect(listed).toHaveLength(1);
+    expect(listed[0].file).toBe(`${callId}-1.wav`);
+    expect(listed[0].seconds).toBeGreaterThan(1.5);
+    const response = await fetch(`http://127.0.0.1:${st.admin.port}/v1/calls/${callId}/recordings/1`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(response.headers.get('content-type')).toBe('audio/wav');
+    const wav = Buffer.from(await response.arrayBuffer());
+    expect(wav.subarray(0, 4).toString()).toBe('RIFF');
+    expect(wav.readUInt16LE(22)).toBe(2);
+    const energy = [0, 0];
+    for (let offset = 44; offset + 4 <= wav.length; offset += 4) {
+      energy[0] += Math.abs(wav.readInt16LE(offset));
+      energy[1] += Math.abs(wav.readInt16LE(offset + 2));
+    }
+    expect(energy[0], 'one side audible').toBeGreaterThan(0);
+    expect(energy[1], 'the other side audible').toBeGreaterThan(0);
   });
 });
 

@@ -3,7 +3,7 @@
  * real admin HTTP server: what a dialer talks to. `api()` sends authenticated JSON requests,
  * `events()` opens the WebSocket event stream and collects what arrives.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll } from 'vitest';
@@ -33,7 +33,11 @@ export interface AgentStack {
 }
 
 export async function startAgentStack(options: CallStackOptions & { holdMusic?: string } = {}): Promise<AgentStack> {
-  const cs = await startCallStack(options);
+  const recordingDir = mkdtempSync(join(tmpdir(), 'dialcore-recordings-'));
+  const cs = await startCallStack({
+    ...options,
+    rtpengineArgs: [...(options.rtpengineArgs ?? []), `--recording-dir=${recordingDir}`, '--recording-method=pcap'],
+  });
   const agents = await startAgentFeature({
     srf: cs.srf,
     media: cs.media,
@@ -47,6 +51,7 @@ export async function startAgentStack(options: CallStackOptions & { holdMusic?: 
     ringTimeoutMs: 15_000,
     noResponseFailoverMs: 3_000,
     promptsDir: mkdtempSync(join(tmpdir(), 'dialcore-agent-prompts-')),
+    recordingDir,
     ...(options.holdMusic ? { holdMusic: options.holdMusic } : {}),
   });
   cs.hooks.agentSessions = agents.service;
@@ -94,6 +99,7 @@ export async function startAgentStack(options: CallStackOptions & { holdMusic?: 
       await agents.stop().catch(() => undefined);
       await admin.close();
       await cs.stop();
+      rmSync(recordingDir, { recursive: true, force: true });
     },
   };
 }

@@ -39,6 +39,7 @@ export interface DialcoreConfig {
   calls: { domain: string; ringTimeoutSeconds: number; maxCallSeconds: number };
   /** agent sessions: hold music between calls, where the agent prompts are written */
   agents: { holdMusic: string | null; promptsDir: string };
+  recording: { dir: string | null };
   /** config-file only: outbound gateways and inbound trunks (validated by src/app/carriers) */
   carriers: unknown;
   /** config-file only: { default: plan, named: { name: plan } } (validated by src/app/policies) */
@@ -101,6 +102,7 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'calls.maxCallSeconds', flag: '--max-call-seconds', env: 'DIALCORE_MAX_CALL_SECONDS', kind: 'int', min: 60, max: 604_800, help: 'answered calls are ended after this (a vanished peer)' },
   { path: 'agents.holdMusic', flag: '--hold-music', env: 'DIALCORE_HOLD_MUSIC', kind: 'string', help: 'audio file (WAV) looped to agents between calls and to held customers; none = silence' },
   { path: 'agents.promptsDir', flag: '--prompts-dir', env: 'DIALCORE_PROMPTS_DIR', kind: 'string', help: 'directory the agent prompts (hang-up beep, call-connect chime) are written to at start' },
+  { path: 'recording.dir', flag: '--recording-dir', env: 'DIALCORE_RECORDING_DIR', kind: 'string', help: 'rtpengine\'s --recording-dir (pcap method): call recordings are turned into WAV under <dir>/wav; unset = recording refused' },
   { path: 'app.workers', flag: '--app-workers', env: 'DIALCORE_APP_WORKERS', kind: 'int', min: 1, max: 32, help: 'start: core app processes connected to the edge (requests are shared round robin); the first also serves HTTP' },
   { path: 'edge.thread', flag: '--edge-thread', env: 'DIALCORE_EDGE_THREAD', kind: 'bool', help: 'start: run the SIP edge on a thread of its own, on a second core (true, the default), or on the app\'s thread (false)' },
   { path: 'log.level', flag: '--log-level', env: 'DIALCORE_LOG_LEVEL', kind: 'level', help: 'trace, debug, info, warn, error, fatal or silent' },
@@ -356,6 +358,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       holdMusic: (c.agents?.holdMusic as string | undefined) || null,
       promptsDir: (c.agents?.promptsDir as string | undefined) ?? path.join(os.tmpdir(), 'dialcore-prompts'),
     },
+    recording: { dir: (c.recording?.dir as string | undefined) || null },
     carriers: getPath(fileObj, 'carriers') ?? { outboundGateways: [], inboundTrunks: [] },
     dialPlans: getPath(fileObj, 'dialPlans') ?? { default: {} },
     app: { workers: (c.app?.workers as number | undefined) ?? 1 },

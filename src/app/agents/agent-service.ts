@@ -39,10 +39,11 @@ import { answerLeg } from './answer.js';
 import { AgentStateStore } from './agent-state.js';
 import type { ControlEventBus, ControlEventInput } from './control-events.js';
 import { DialFailure, dialLeg } from './dial.js';
-import { AgentSession, CustomerCall, type AgentSessionView, type CustomerCallView } from './model.js';
+import { AgentSession, CustomerCall, type AgentSessionView, type CustomerCallView, type Recording } from './model.js';
 import type { AgentPrompts } from './prompts.js';
 import type { SipLeg } from './sip-leg.js';
 import type { ConferenceBridge } from './conference.js';
+import { convertCallRecordings } from './recordings.js';
 
 /** A refusal the API shows as it is (status, machine code, message naming the field or the rule). */
 export class ControlError extends Error {
@@ -76,6 +77,8 @@ export interface AgentServiceOptions {
   noResponseFailoverMs?: number;
   defaultCallerNumber?: string | null;
   maskStyle?: MaskStyle;
+  /** rtpengine's --recording-dir (pcap method): recordings are refused when unset. */
+  recordingDir?: string | null;
   /** 3-way calls: absent = refused with 501 and the reason. */
   conference?: ConferenceBridge;
   logger?: Logger;
@@ -451,6 +454,7 @@ export class AgentService {
 
   async startRecording(callId: string): Promise<CustomerCallView> {
     const call = await this.liveCall(callId, ['bridged', 'held', 'answered', 'transferred']);
+    if (!this.o.recordingDir) throw new ControlError(501, 'not_implemented', 'recording is not configured (config recording.dir, with rtpengine --recording-method=pcap)');
     if (!call.recording) {
       await call.leg!.media.startRecording();
       call.recording = true;
@@ -467,7 +471,13 @@ export class AgentService {
     return call.view(this.instanceId);
   }
 
-  async listRecordings(callId: string): Promise<{ startedAt: string; stoppedAt: string | null }[]> {
+  /** The WAV of a recording on this instance's disk, or null. */
+  recordingPath(file: string): string | null {
+    if (!this.o.recordingDir || !/^[0-9a-f-]{36}-\d{1,4}\.wav$/.test(file)) return null;
+    return `${this.o.recordingDir}/wav/${file}`;
+  }
+
+  async listRecordings(callId: string): Promise<Recording[]> {
     const call = this.localCall(callId);
     if (call) return call.recordings;
     const stored = await this.o.state.getCall(callId);
@@ -711,6 +721,12 @@ export class AgentService {
     third?.abort.abort();
     await third?.roomLeave?.().catch(() => undefined);
     await Promise.all([call.leg?.hangup(), call.partner?.hangup(), third?.leg?.hangup()]);
+    if (call.recordings.length > 0 && this.o.recordingDir && call.leg) {
+      // rtpengine closed the pcap with the call (media deleted): turn it into WAV
+      const files = convertCallRecordings(this.o.recordingDir, call.leg.media.callId, call.id);
+      files.forEach((file, i) => Object.assign(call.recordings[Math.min(i, call.recordings.length - 1)]!, file));
+      await this.o.state.saveRecordings(call.id, call.recordings).catch((err: unknown) => this.warn(err, 'recordings not saved'));
+    }
     this.calls.delete(call.id);
     const session = this.sessions.get(call.agentId);
     if (session && session.callId === call.id && session.state !== 'ended') {

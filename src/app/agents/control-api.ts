@@ -14,6 +14,8 @@
  * `apiUrl` of the owner (state is shared in Redis, media and dialogs are not), and GET works
  * everywhere.
  */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -137,6 +139,19 @@ export function controlApiRoutes(service: AgentService): ApiRoute[] {
       method: 'GET',
       pattern: new RegExp(`^/v1/calls/${CALL}/recordings$`),
       handler: async ({ res, params }) => send(res, 200, { recordings: await run(() => service.listRecordings(params[0]!.toLowerCase())) }),
+    },
+    {
+      method: 'GET',
+      pattern: new RegExp(`^/v1/calls/${CALL}/recordings/(\\d{1,4})$`),
+      handler: async ({ res, params }) => {
+        const recordings = await run(() => service.listRecordings(params[0]!.toLowerCase()));
+        const recording = recordings[Number(params[1]) - 1];
+        const path = recording?.file ? service.recordingPath(recording.file) : null;
+        if (!path || !existsSync(path)) throw new HttpError(404, 'not_found', 'no such recording on this instance');
+        const data = await readFile(path);
+        res.writeHead(200, { 'Content-Type': 'audio/wav', 'Content-Length': String(data.length), 'Cache-Control': 'no-store' });
+        res.end(data);
+      },
     },
     callAction('hangup', (id) => service.hangupCall(id)),
     callAction('hold', (id) => service.hold(id, true)),

@@ -60,6 +60,10 @@ export type CustomerCallState = 'dialing' | 'ringing' | 'answered' | 'bridged' |
 export interface Recording {
   startedAt: string;
   stoppedAt: string | null;
+  /** The WAV, once the call has ended (GET /v1/calls/{id}/recordings/{n} serves it). */
+  file?: string;
+  bytes?: number;
+  seconds?: number;
 }
 
 export class CustomerCall {

@@ -33,6 +33,8 @@ export interface CallFeatureConfig {
   maxCallSeconds: number;
   /** Agent sessions: where the prompts are written, the hold music (none = silence). */
   agents?: { promptsDir: string; holdMusic?: string | null };
+  /** rtpengine's recording directory (pcap method); null = recording refused. */
+  recordingDir?: string | null;
 }
 
 export class CallConfigError extends Error {
@@ -98,6 +100,7 @@ export async function startCallFeature(
     ringTimeoutMs: config.ringTimeoutSeconds * 1000,
     promptsDir: config.agents?.promptsDir ?? join(tmpdir(), 'dialcore-prompts'),
     holdMusic: config.agents?.holdMusic ?? null,
+    recordingDir: config.recordingDir ?? null,
     logger,
   });
   const invite = createCallRouter({
