@@ -9,7 +9,8 @@
 # 3. rtpengine (userspace, kernel table -1) on 127.0.0.1, ng control on
 #    ${DIALCORE_RTPENGINE_NG_PORT:-22222}/udp, media ports
 #    ${DIALCORE_RTP_PORT_MIN:-23000}-${DIALCORE_RTP_PORT_MAX:-32000}, DTMF events sent
-#    as UDP JSON to 127.0.0.1:${DIALCORE_DTMF_LOG_PORT:-22230}; unless ours already runs.
+#    as UDP JSON to 127.0.0.1:${DIALCORE_DTMF_LOG_PORT:-22230}, call recordings (pcap) under
+#    .run/recordings (dialcore writes their WAVs to .run/recordings/wav); unless ours already runs.
 # 4. node bin/dialcore.js start "$@" with DIALCORE_REDIS and DIALCORE_RTPENGINE in its
 #    environment, and an admin API token: DIALCORE_ADMIN_TOKEN if set, else one generated
 #    once into .run/admin-token (mode 600) and reused.
@@ -92,6 +93,7 @@ else
     --listen-ng="127.0.0.1:$ng_port" \
     --port-min="$rtp_min" --port-max="$rtp_max" \
     --dtmf-log-dest="127.0.0.1:$dtmf_port" \
+    --recording-dir="$run_dir/recordings" --recording-method=pcap \
     --foreground --log-stderr --pidfile="$rtpengine_pidfile" \
     </dev/null 2>"$run_dir/rtpengine.log" &
   rtpengine_pid=$!
@@ -109,6 +111,7 @@ fi
 
 export DIALCORE_REDIS=${DIALCORE_REDIS:-redis://127.0.0.1:$redis_port}
 export DIALCORE_RTPENGINE=${DIALCORE_RTPENGINE:-127.0.0.1:$ng_port}
+export DIALCORE_RECORDING_DIR=${DIALCORE_RECORDING_DIR:-$run_dir/recordings}
 if [[ -z ${DIALCORE_ADMIN_TOKEN:-} ]]; then
   if [[ ! -s .run/admin-token ]]; then
     (umask 077 && node -e 'process.stdout.write(require("crypto").randomBytes(24).toString("hex"))' > .run/admin-token)
