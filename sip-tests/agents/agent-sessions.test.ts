@@ -4,6 +4,12 @@
  * admin HTTP server and its WebSocket event stream.
  */
 import { createSocket } from 'node:dgram';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { startAdminApi } from '../../src/app/admin/server.js';
+import { startAgentFeature } from '../../src/app/agents/index.js';
 import { describe, expect, it } from 'vitest';
 import { freePort, runSipp, startSippServer, waitUntil, type SippServer } from '../harness/index.js';
 import { receivedRequest, headerValues } from '../calls/sipp-trace.js';
@@ -92,6 +98,16 @@ describe('agent sessions', () => {
     const r4 = await st.api('POST', `/v1/agents/${dialIn.id}/session`, { autoAnswer: 'yes' });
     expect(r4.status).toBe(400);
     expect(r4.body.error.field).toBe('autoAnswer');
+  });
+
+  it('counts the agent session against maxSessions: a device call beyond the limit is refused', async () => {
+    const { user } = await readyAgent({ maxSessions: 1 });
+    const login = (await st.cs.services.store.get(user.id))!.login;
+    const device = await runSipp({
+      scenario: 'call-device-refused.xml', target: st.cs.target, calls: 1, traceMessages: true, timeoutMs: 15_000,
+      inf: { rows: [[login, user.password, 'dialcore.test', '02071234567']] }, keys: { expected_status: '403' },
+    });
+    expect(device.messages).toMatch(/SIP\/2\.0 403 Session Limit Reached/);
   });
 
   it('ends a live session within a second when the user is deactivated (kick)', async () => {
@@ -407,6 +423,57 @@ describe('other ways in', () => {
       expect(trace).toMatch(transfer ? /SIP\/2\.0 202/ : /SIP\/2\.0 403/);
       await customer.server.stop(3000);
       st.cs.carriers.outboundGateways.splice(0);
+    }
+  });
+});
+
+describe('several instances on one Redis', () => {
+  it('shows a session and its call from another instance, points commands to the owner, and a kick from there ends it', async () => {
+    // instance B: its own agent service and admin API on the same Redis (no SIP needed to see state)
+    const b = await startAgentFeature({
+      srf: st.cs.srf, media: st.cs.media, redis: st.cs.services.redis, users: { get: (id) => st.cs.services.store.get(id) },
+      bindings: st.cs.services.bindings, carriers: st.cs.carriers, channels: st.cs.channels, dialPlans: st.cs.dialPlans,
+      domain: 'dialcore.test', ringTimeoutMs: 5_000, promptsDir: mkdtempSync(join(tmpdir(), 'dialcore-b-')), instanceId: 'instance-b',
+    });
+    const adminB = await startAdminApi({ ...st.cs.services.adminApiOptions, ...b.api, token: ADMIN_TOKEN, host: '127.0.0.1', port: 0 });
+    b.apiListening(`http://127.0.0.1:${adminB.port}`);
+    const onB = async (method: string, path: string, body?: unknown) => {
+      const r = await fetch(`http://127.0.0.1:${adminB.port}${path}`, {
+        method, headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, ...(body ? { 'Content-Type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+      const text = await r.text();
+      return { status: r.status, body: text ? JSON.parse(text) : undefined };
+    };
+    try {
+      const eventsOnB = await new Promise<WebSocket>((resolve, reject) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${adminB.port}/v1/events`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
+        ws.once('open', () => resolve(ws));
+        ws.once('error', reject);
+      });
+      const seenOnB: string[] = [];
+      eventsOnB.on('message', (data) => seenOnB.push(JSON.parse(String(data)).type));
+      const { user } = await readyAgent();
+      await customerGateway();
+      const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+      await callState(placed.body.id, 'bridged');
+      const instanceA = st.agents.service.instanceId;
+      expect((await onB('GET', `/v1/agents/${user.id}/session`)).body).toMatchObject({ state: 'on-call', instance: instanceA });
+      expect((await onB('GET', `/v1/calls/${placed.body.id}`)).body).toMatchObject({ state: 'bridged', instance: instanceA });
+      const elsewhere = await onB('POST', `/v1/calls/${placed.body.id}/hold`);
+      expect(elsewhere.status).toBe(409);
+      expect(elsewhere.body.error).toMatchObject({ instance: instanceA, apiUrl: `http://127.0.0.1:${st.admin.port}` });
+      expect((await onB('POST', '/v1/calls', { agent: user.id, to: '+442071234567' })).body.error.instance).toBe(instanceA);
+      expect(seenOnB).toEqual(expect.arrayContaining(['agent.session.up', 'call.bridged']));
+      // the kick is published on Redis; instance A ends the session
+      expect((await onB('POST', `/v1/users/${user.id}/logout`)).status).toBe(202);
+      const started = Date.now();
+      await waitUntil(async () => (await onB('GET', `/v1/agents/${user.id}/session`)).status === 404, { timeoutMs: 3_000, what: 'session gone' });
+      expect(Date.now() - started).toBeLessThan(1_000);
+      expect((await onB('GET', `/v1/calls/${placed.body.id}`)).body.state).toBe('ended');
+      eventsOnB.terminate();
+    } finally {
+      await b.stop();
+      await adminB.close();
     }
   });
 });

@@ -52,6 +52,7 @@ export async function startAgentStack(options: CallStackOptions & { holdMusic?: 
     noResponseFailoverMs: 3_000,
     promptsDir: mkdtempSync(join(tmpdir(), 'dialcore-agent-prompts-')),
     recordingDir,
+    userCallCount: (userId) => cs.calls.ofUser(userId).length,
     ...(options.holdMusic ? { holdMusic: options.holdMusic } : {}),
   });
   cs.hooks.agentSessions = agents.service;

@@ -173,6 +173,7 @@ export async function startCallStack(options: CallStackOptions = {}): Promise<Ca
       domain: DOMAIN,
       agentSessions: {
         deliverInbound: (...args) => hooks.agentSessions?.deliverInbound(...args) ?? Promise.resolve(false),
+        sessionsOf: (userId) => hooks.agentSessions?.sessionsOf?.(userId) ?? 0,
       },
     }),
   );

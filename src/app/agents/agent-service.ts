@@ -79,6 +79,8 @@ export interface AgentServiceOptions {
   maskStyle?: MaskStyle;
   /** rtpengine's --recording-dir (pcap method): recordings are refused when unset. */
   recordingDir?: string | null;
+  /** The user's other live calls on this instance (device calls), counted with the session against maxSessions. */
+  userCallCount?: (userId: string) => number;
   /** 3-way calls: absent = refused with 501 and the reason. */
   conference?: ConferenceBridge;
   logger?: Logger;
@@ -136,6 +138,7 @@ export class AgentService {
       throw new ControlError(409, 'conflict', 'the agent already has a session');
     }
     this.sessions.set(userId, session);
+    this.armSessionTimeout(session);
     this.publish({ type: 'agent.session.connecting', agent: userId, sessionId: session.id, connectionMethod: session.method });
     const hints: SipHeaders = options.autoAnswer
       ? { 'Call-Info': `<sip:${this.o.domain}>;answer-after=0`, 'Alert-Info': '<urn:alert:service:auto-answer>' }
@@ -169,6 +172,7 @@ export class AgentService {
     const session = new AgentSession(user, user.connectionMethod);
     if (!(await this.o.state.claimSession(session.view(this.instanceId)))) return null;
     this.sessions.set(user.id, session);
+    this.armSessionTimeout(session);
     this.publish({ type: 'agent.session.connecting', agent: user.id, sessionId: session.id, connectionMethod: session.method });
     await this.sessionConnected(session, leg);
     return session.view(this.instanceId);
@@ -221,7 +225,7 @@ export class AgentService {
     await this.idle(session);
   }
 
-  /** Between calls: parked, hold music looped if configured, idle timeout (sessionTimeoutSeconds) armed. */
+  /** Between calls: parked, hold music looped if configured. */
   private async idle(session: AgentSession): Promise<void> {
     const leg = session.leg;
     if (!leg || session.state === 'ended') return;
@@ -229,20 +233,27 @@ export class AgentService {
     session.callId = undefined;
     await leg.park().catch((err: unknown) => this.warn(err, 'parking the agent failed'));
     if (this.o.prompts.holdMusic) await leg.play(this.o.prompts.holdMusic, true).catch((err: unknown) => this.warn(err, 'hold music failed'));
-    clearTimeout(session.idleTimer);
-    const idleMs = session.user.sessionTimeoutSeconds * 1000;
-    if (idleMs > 0) {
-      session.idleTimer = setTimeout(() => void this.endSession(session, 'session-timeout'), idleMs);
-      session.idleTimer.unref();
-    }
     await this.saveSession(session);
+  }
+
+  /** The number of this user's sessions counted against maxSessions: the agent session and the device calls. */
+  sessionsOf(userId: string): number {
+    return (this.sessions.has(userId) ? 1 : 0) + (this.o.userCallCount?.(userId) ?? 0);
+  }
+
+  /** sessionTimeoutSeconds bounds a session as it bounds a registration: past it, the session and its call end. */
+  private armSessionTimeout(session: AgentSession): void {
+    const ms = session.user.sessionTimeoutSeconds * 1000;
+    if (ms <= 0) return;
+    session.timeoutTimer = setTimeout(() => void this.endSession(session, 'session-timeout'), ms);
+    session.timeoutTimer.unref();
   }
 
   private async endSession(session: AgentSession, cause: string): Promise<void> {
     if (session.state === 'ended') return;
     session.state = 'ended';
     session.endCause = cause;
-    clearTimeout(session.idleTimer);
+    clearTimeout(session.timeoutTimer);
     session.abort.abort();
     const call = session.callId ? this.calls.get(session.callId) : undefined;
     if (call && call.agentId === session.userId) await this.endCall(call, cause === 'agent-hangup' ? 'agent-hangup' : 'session-ended');
@@ -279,7 +290,6 @@ export class AgentService {
     this.calls.set(call.id, call);
     session.callId = call.id;
     session.state = 'on-call';
-    clearTimeout(session.idleTimer);
     await Promise.all([this.saveSession(session), this.saveCall(call)]);
     this.publishCall(call, 'call.dialing', { to: call.number });
     void dialLeg({
@@ -319,7 +329,6 @@ export class AgentService {
     this.calls.set(call.id, call);
     session.callId = call.id;
     session.state = 'on-call';
-    clearTimeout(session.idleTimer);
     this.publishCall(call, 'call.ringing', { from: call.number });
     try {
       const leg = await answerLeg({ srf: this.o.srf, media: this.o.media, req, res, injectDtmf: true, ...(this.log ? { logger: this.log } : {}) });
@@ -632,7 +641,6 @@ export class AgentService {
     call.masker = this.maskerFor(targetUser, [call.number]);
     target.callId = call.id;
     target.state = 'on-call';
-    clearTimeout(target.idleTimer);
     await this.bridge(target.leg, call.leg!);
     call.state = 'bridged';
     this.publishCall(call, 'call.transferred', { mode, toAgent: targetAgentId });
@@ -752,12 +760,10 @@ export class AgentService {
     if (this.sessions.has(userId) || (await this.o.state.getSession(userId))) throw new ControlError(409, 'conflict', 'the agent already has a session');
   }
 
-  /** maxSessions counts the agent session with the user's registrations. */
+  /** maxSessions counts the agent session with the user's live device calls (registrations are counted by the registrar). */
   private async assertSessionAllowed(user: UserRecord): Promise<void> {
     if (user.maxSessions <= 0) return;
-    const registrations = user.connectionMethod === 'sip-address' ? 0 : (await this.o.bindings.list(user.id)).length;
-    // the session itself rides on one registration; only a limit of 0 registrations left blocks it
-    if (registrations > user.maxSessions) throw new ControlError(409, 'conflict', `the user is over maxSessions (${user.maxSessions})`, 'maxSessions');
+    if (this.sessionsOf(user.id) >= user.maxSessions) throw new ControlError(409, 'conflict', `the user is at maxSessions (${user.maxSessions})`, 'maxSessions');
   }
 
   private transferNumber(agent: UserRecord, to: string): string {

@@ -18,6 +18,7 @@ const LISTED_CALLS = 500;
 
 export class AgentStateStore {
   private heartbeat?: NodeJS.Timeout;
+  private beat?: () => Promise<unknown>;
 
   constructor(
     private readonly redis: Redis,
@@ -27,9 +28,15 @@ export class AgentStateStore {
   /** Starts the instance's liveness key; `apiUrl` is where its control API listens (or null). */
   async start(apiUrl: () => string | null): Promise<void> {
     const beat = () => this.redis.send(['SET', keys.instance(this.instanceId), JSON.stringify({ apiUrl: apiUrl() }), 'EX', String(INSTANCE_TTL_SECONDS)]);
+    this.beat = beat;
     await beat();
     this.heartbeat = setInterval(() => void beat().catch(() => undefined), (INSTANCE_TTL_SECONDS * 1000) / 3);
     this.heartbeat.unref();
+  }
+
+  /** Writes the liveness key now (e.g. once the API address is known). */
+  async refresh(): Promise<void> {
+    await this.beat?.();
   }
 
   async stop(): Promise<void> {

@@ -50,6 +50,7 @@ export async function startAgentFeature(options: AgentFeatureOptions): Promise<A
     api: { routes: controlApiRoutes(service), upgrades: [stream] },
     apiListening(url) {
       apiUrl = url;
+      void state.refresh().catch(() => undefined);
     },
     async stop() {
       await service.stop();

@@ -19,7 +19,7 @@ export class AgentSession {
   callId?: string;
   endCause?: string;
   readonly abort = new AbortController();
-  idleTimer?: NodeJS.Timeout;
+  timeoutTimer?: NodeJS.Timeout;
 
   constructor(
     public user: UserRecord,

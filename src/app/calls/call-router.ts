@@ -71,6 +71,8 @@ export interface CallRouterDeps {
   /** An inbound DID call to an agent with a ready session is bridged into it (true: handled). */
   agentSessions?: {
     deliverInbound(user: UserRecord, req: SrfRequest, res: SrfResponse, callerNumber: string | undefined, customerNumbers: readonly string[]): Promise<boolean>;
+    /** The user's agent session and live calls, counted against maxSessions for a new device call. */
+    sessionsOf?(userId: string): number;
   };
   logger?: Logger;
 }
@@ -153,6 +155,9 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
 
   /** A call from an authenticated user's device. */
   const devicePlan = async (req: SrfRequest, user: UserRecord): Promise<CallPlan | { status: number; reason?: string }> => {
+    if (user.maxSessions > 0 && (deps.agentSessions?.sessionsOf?.(user.id) ?? 0) >= user.maxSessions) {
+      return { status: 403, reason: 'Session Limit Reached' };
+    }
     const dialled = dialledOf(req);
     if (!dialled) return { status: 404 };
     const internalUser = /^\d{2,10}$/.test(dialled) ? await deps.users.getByInternalNumber(dialled) : null;

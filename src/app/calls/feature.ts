@@ -101,6 +101,7 @@ export async function startCallFeature(
     promptsDir: config.agents?.promptsDir ?? join(tmpdir(), 'dialcore-prompts'),
     holdMusic: config.agents?.holdMusic ?? null,
     recordingDir: config.recordingDir ?? null,
+    userCallCount: (userId) => calls.ofUser(userId).length,
     logger,
   });
   const invite = createCallRouter({
