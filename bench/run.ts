@@ -15,6 +15,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   edge: async () => (await import('./edge.js')).edgeSection,
   registrar: async () => (await import('./registrar.js')).registrarSection,
   b2bua: async () => (await import('./b2bua.js')).b2buaSection,
+  agents: async () => (await import('./agents.js')).agentsSection,
 };
 
 const RESULTS_DIR = fileURLToPath(new URL('../.run/', import.meta.url));

@@ -154,7 +154,12 @@ export class AgentService {
       signal: session.abort.signal,
       ...(this.log ? { logger: this.log } : {}),
     }).then(
-      ({ leg }) => this.sessionConnected(session, leg),
+      ({ leg }) =>
+        this.sessionConnected(session, leg).catch(async (err: unknown) => {
+          this.warn(err, 'agent session set-up failed');
+          await leg.hangup();
+          await this.endSession(session, 'media-failure');
+        }),
       (err: unknown) => {
         const cause = err instanceof DialFailure ? (err.reason === 'aborted' ? 'ended-by-api' : `agent-${err.reason}`) : 'error';
         void this.endSession(session, cause);
@@ -309,7 +314,12 @@ export class AgentService {
       },
       ...(this.log ? { logger: this.log } : {}),
     }).then(
-      ({ leg }) => this.customerAnswered(call, leg),
+      ({ leg }) =>
+        this.customerAnswered(call, leg).catch(async (err: unknown) => {
+          this.warn(err, 'bridging the customer failed');
+          call.leg ??= leg;
+          await this.endCall(call, 'media-failure');
+        }),
       (err: unknown) => {
         const cause = err instanceof DialFailure ? (err.reason === 'aborted' ? 'hangup-by-api' : err.reason) : 'error';
         void this.endCall(call, cause, err instanceof DialFailure ? err.status : undefined);
@@ -500,7 +510,7 @@ export class AgentService {
     const last = call.recordings[call.recordings.length - 1];
     if (last && !last.stoppedAt) last.stoppedAt = new Date().toISOString();
     this.publishCall(call, 'recording.stopped');
-    await this.o.state.saveRecordings(call.id, call.recordings);
+    await this.o.state.saveRecordings(call.id, call.recordings).catch((err: unknown) => this.warn(err, 'recordings not saved'));
   }
 
   // ---------------------------------------------------------------------------------- transfers
@@ -530,7 +540,13 @@ export class AgentService {
       void this.dialThird(call, groups).then(
         async (leg) => {
           if (call.state === 'ended') return void (await leg.hangup());
-          await this.bridge(call.leg!, leg);
+          try {
+            await this.bridge(call.leg!, leg);
+          } catch (err) {
+            this.warn(err, 'bridging the transfer target failed');
+            await leg.hangup();
+            return void (await this.endCall(call, 'transfer-failed'));
+          }
           this.handOver(call, leg, `+${e164}`, mode);
         },
         () => void this.endCall(call, 'transfer-failed'),
@@ -609,7 +625,10 @@ export class AgentService {
       () => {
         if (call.third === third) void this.dropThird(call, 'failed');
       },
-    );
+    ).catch((err: unknown) => {
+      this.warn(err, `connecting the ${mode} third party failed`);
+      if (call.third === third) void this.dropThird(call, 'failed');
+    });
   }
 
   /** Ends a consultation or the 3-way's third party; agent and customer are bridged again. */
