@@ -163,6 +163,25 @@ describe('customer calls', () => {
     events.close();
   });
 
+  it('ends the session and the customer call when the agent hangs up', async () => {
+    const events = await st.events();
+    const user = await st.cs.createUser({ connectionMethod: 'sip-phone' });
+    const port = await st.cs.registerPhone(user);
+    await sipp('invite-uas-bye-local.xml', port, ['-d', '2500']);
+    await st.api('POST', `/v1/agents/${user.id}/session`, {});
+    await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
+    const gw = await customerGateway();
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+    await callState(placed.body.id, 'bridged');
+    const ended = await events.waitFor((e) => e.type === 'call.ended' && e.callId === placed.body.id);
+    expect(ended.cause).toBe('agent-hangup');
+    const down = await events.waitFor((e) => e.type === 'agent.session.down' && e.agent === user.id);
+    expect(down.cause).toBe('agent-hangup');
+    expect((await st.api('GET', `/v1/agents/${user.id}/session`)).status).toBe(404);
+    expect(receivedRequest((await gw.server.stop(3000)).messages, 'BYE')).toBeDefined();
+    events.close();
+  });
+
   it('validates the request and refuses unknown calls', async () => {
     const { user } = await readyAgent();
     const bad = await st.api('POST', '/v1/calls', { agent: user.id, to: 'not a number' });
