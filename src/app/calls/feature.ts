@@ -11,6 +11,7 @@ import { metricsRegistry } from '../observability/metrics.js';
 import type { RegistrarServices } from '../registrar/services.js';
 import { requestCloseFlow, type Srf } from '../sip/srf.js';
 import type { CallFeature } from '../core.js';
+import { CALL_METHODS } from '../sip/capabilities.js';
 import { CallRegistry } from './call-registry.js';
 import { GatewayChannels } from './carrier-routing.js';
 import { createCallRouter } from './call-router.js';
@@ -100,6 +101,7 @@ export async function startCallFeature(
   });
   return {
     invite,
+    methods: CALL_METHODS,
     // gateway probes need the server link, which the core opens after this returns
     connected: () => monitor.start(),
     sessions: calls,
