@@ -91,6 +91,8 @@ async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.
     dialPlans: config.dialPlans,
     ringTimeoutSeconds: config.calls.ringTimeoutSeconds,
     maxCallSeconds: config.calls.maxCallSeconds,
+    sessionExpiresSeconds: config.calls.sessionExpiresSeconds,
+    minSessionExpiresSeconds: config.calls.minSessionExpiresSeconds,
   }));
 }
 

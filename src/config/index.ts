@@ -35,7 +35,11 @@ export interface DialcoreConfig {
     /** digest challenges offered, most preferred first (RFC 8760 2.4) */
     digestAlgorithms: DigestAlgorithm[];
   };
-  calls: { domain: string; ringTimeoutSeconds: number; maxCallSeconds: number };
+  calls: {
+    domain: string; ringTimeoutSeconds: number; maxCallSeconds: number;
+    /** RFC 4028 session timers on both legs: interval asked for and the smallest accepted (Min-SE) */
+    sessionExpiresSeconds: number; minSessionExpiresSeconds: number;
+  };
   /** config-file only: outbound gateways and inbound trunks (validated by src/app/carriers) */
   carriers: unknown;
   /** config-file only: { default: plan, named: { name: plan } } (validated by src/app/policies) */
@@ -96,6 +100,8 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'calls.domain', flag: '--domain', env: 'DIALCORE_DOMAIN', kind: 'string', help: 'SIP domain in the From/To of calls delivered to devices' },
   { path: 'calls.ringTimeoutSeconds', flag: '--ring-timeout', env: 'DIALCORE_RING_TIMEOUT', kind: 'int', min: 5, max: 600, help: 'seconds a call may ring before it is given up (480)' },
   { path: 'calls.maxCallSeconds', flag: '--max-call-seconds', env: 'DIALCORE_MAX_CALL_SECONDS', kind: 'int', min: 60, max: 604_800, help: 'answered calls are ended after this (a vanished peer)' },
+  { path: 'calls.sessionExpiresSeconds', flag: '--session-expires', env: 'DIALCORE_SESSION_EXPIRES', kind: 'int', min: 90, max: 86_400, help: 'RFC 4028 session interval asked for on both legs of a call (Session-Expires)' },
+  { path: 'calls.minSessionExpiresSeconds', flag: '--min-se', env: 'DIALCORE_MIN_SE', kind: 'int', min: 90, max: 86_400, help: 'smallest RFC 4028 session interval accepted (Min-SE; below it: 422)' },
   { path: 'app.workers', flag: '--app-workers', env: 'DIALCORE_APP_WORKERS', kind: 'int', min: 1, max: 32, help: 'start: core app processes connected to the edge (requests are shared round robin); the first also serves HTTP' },
   { path: 'edge.thread', flag: '--edge-thread', env: 'DIALCORE_EDGE_THREAD', kind: 'bool', help: 'start: run the SIP edge on a thread of its own, on a second core (true, the default), or on the app\'s thread (false)' },
   { path: 'log.level', flag: '--log-level', env: 'DIALCORE_LOG_LEVEL', kind: 'level', help: 'trace, debug, info, warn, error, fatal or silent' },
@@ -346,6 +352,8 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       domain: (c.calls?.domain as string | undefined) ?? 'dialcore.invalid',
       ringTimeoutSeconds: (c.calls?.ringTimeoutSeconds as number | undefined) ?? 60,
       maxCallSeconds: (c.calls?.maxCallSeconds as number | undefined) ?? 14_400,
+      sessionExpiresSeconds: (c.calls?.sessionExpiresSeconds as number | undefined) ?? 1800,
+      minSessionExpiresSeconds: (c.calls?.minSessionExpiresSeconds as number | undefined) ?? 90,
     },
     carriers: getPath(fileObj, 'carriers') ?? { outboundGateways: [], inboundTrunks: [] },
     dialPlans: getPath(fileObj, 'dialPlans') ?? { default: {} },
@@ -355,6 +363,9 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   };
   const semantic: Array<{ field: string; message: string }> = [];
   if (result.sip.t2 < result.sip.t1) semantic.push({ field: 'sip.t2', message: 'must not be smaller than sip.t1' });
+  if (result.calls.minSessionExpiresSeconds > result.calls.sessionExpiresSeconds) {
+    semantic.push({ field: 'calls.minSessionExpiresSeconds', message: 'must not exceed calls.sessionExpiresSeconds' });
+  }
   if (result.registrar.minExpires > result.registrar.maxExpires) semantic.push({ field: 'registrar.minExpires', message: 'must not exceed registrar.maxExpires' });
   if (result.sip.listen.some((l) => l.protocol === 'tls' || l.protocol === 'wss') && (!result.sip.tlsCert || !result.sip.tlsKey)) {
     semantic.push({ field: 'sip.tlsCert', message: 'tls and wss listeners need sip.tlsCert and sip.tlsKey' });

@@ -29,6 +29,9 @@ export interface CallFeatureConfig {
   dialPlans: unknown;
   ringTimeoutSeconds: number;
   maxCallSeconds: number;
+  /** RFC 4028 (src/app/calls/session-timer.ts) */
+  sessionExpiresSeconds: number;
+  minSessionExpiresSeconds: number;
 }
 
 export class CallConfigError extends Error {
@@ -75,7 +78,11 @@ export async function startCallFeature(
   const calls = new CallRegistry({
     srf,
     media,
-    timers: { ringTimeoutMs: config.ringTimeoutSeconds * 1000, maxDurationMs: config.maxCallSeconds * 1000 },
+    timers: {
+      ringTimeoutMs: config.ringTimeoutSeconds * 1000,
+      maxDurationMs: config.maxCallSeconds * 1000,
+      sessionTimer: { sessionExpiresSeconds: config.sessionExpiresSeconds, minSessionExpiresSeconds: config.minSessionExpiresSeconds },
+    },
     registry: metricsRegistry,
     logger,
   });
