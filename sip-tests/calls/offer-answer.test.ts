@@ -15,11 +15,16 @@ import { runSipp, startSippServer, type SippServer } from '../harness/index.js';
 import { useCallStack, type CallStack } from './call-stack.js';
 import { headerValues, receivedMessages, receivedStatuses } from './sipp-trace.js';
 import type { CallSession } from '../../src/app/calls/index.js';
+import { optionsResponder } from '../../src/app/core.js';
+import { CALL_METHODS } from '../../src/app/sip/capabilities.js';
 
 let cs: CallStack;
 const servers: SippServer[] = [];
 
-useCallStack((started) => (cs = started), servers);
+useCallStack((started) => {
+  cs = started;
+  started.srf.options(optionsResponder(() => CALL_METHODS)); // as the core wires it with the calls feature
+}, servers);
 
 const CALLER = '+447700900123';
 const CALLER_NATIONAL = '07700900123';
@@ -155,6 +160,14 @@ describe('offer/answer through the B2BUA', () => {
     const ok = receivedMessages(carrier.messages).find((m) => m.startsWith('SIP/2.0 200'))!;
     expect(headerValues(ok, 'Session-Expires')).toEqual(['1800;refresher=uas']);
     expect(headerValues(ok, 'Require')).toEqual([]);
+    expect(headerValues(ok, 'Supported')).toEqual(['timer']);
+  });
+
+  it('OPTIONS answers with the same truthful Allow and Supported (RFC 3261 §11.2)', async () => {
+    const r = await runSipp({ scenario: 'options-uac.xml', target: cs.target, service: 'dialcore', calls: 1, traceMessages: true, timeoutMs: 10_000 });
+    expect(r.stats.successful, r.errors).toBe(1);
+    const ok = receivedMessages(r.messages).find((m) => m.startsWith('SIP/2.0 200'))!;
+    expect(headerValues(ok, 'Allow').join(', ')).toBe('OPTIONS, REGISTER, INVITE, ACK, CANCEL, BYE, UPDATE');
     expect(headerValues(ok, 'Supported')).toEqual(['timer']);
   });
 });
