@@ -170,4 +170,29 @@ describe('offer/answer through the B2BUA', () => {
     expect(headerValues(ok, 'Allow').join(', ')).toBe('OPTIONS, REGISTER, INVITE, ACK, CANCEL, BYE, UPDATE');
     expect(headerValues(ok, 'Supported')).toEqual(['timer']);
   });
+
+  it('UPDATEs from a phone: in the early dialog 200 without SDP and 491 with an offer; confirmed, relayed as UPDATE to a carrier allowing it', async () => {
+    const user = await phoneUser();
+    const callee = await phone('uas-answer-update.xml', user.port);
+    const watch = watchCalls();
+    try {
+      const carrier = await carrierCall('call-carrier-uac-accept-update.xml', user.did);
+      expect(carrier.stats.successful, carrier.errors + carrier.stdout.slice(-1500)).toBe(1);
+      const phoneResult = await callee.stop();
+      expect(phoneResult.stats.successful, phoneResult.errors + phoneResult.stdout.slice(-1500)).toBe(1);
+      const atCarrier = receivedMessages(carrier.messages);
+      const updates = atCarrier.filter((m) => m.startsWith('UPDATE '));
+      expect(updates, 'hold and resume as UPDATE; the SDP-less UPDATE answered by the B2BUA; nothing of the early ones').toHaveLength(2);
+      expect(bodyOf(updates[0]!)).toMatch(/a=sendonly/);
+      expect(bodyOf(updates[1]!)).toMatch(/a=sendrecv/);
+      expect(atCarrier.filter((m) => m.startsWith('INVITE ')), 'no re-INVITE').toHaveLength(0);
+      const atPhone = receivedMessages(phoneResult.messages).filter((m) => m.startsWith('SIP/2.0'));
+      expect(atPhone.map((m) => /^SIP\/2\.0 (\d+)[^]*?CSeq:\s*(\d+ \w+)/i.exec(m)?.slice(1).join(' '))).toEqual([
+        '200 1 UPDATE', '491 2 UPDATE', '200 3 UPDATE', '200 4 UPDATE', '200 5 UPDATE',
+      ]);
+      expect(watch.events).toEqual(expect.arrayContaining(['held:b', 'resumed:b', 'ended:caller-hangup']));
+    } finally {
+      watch.stop();
+    }
+  });
 });
