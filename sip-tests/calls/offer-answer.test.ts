@@ -195,4 +195,16 @@ describe('offer/answer through the B2BUA', () => {
       watch.stop();
     }
   });
+
+  it('UPDATEs from the carrier in the early dialog: 200 without SDP, 500 with Retry-After for an offer; then CANCEL', async () => {
+    const user = await phoneUser();
+    const callee = await phone('uas-ring-forever.xml', user.port);
+    const carrier = await carrierCall('call-carrier-uac-early-update.xml', user.did);
+    expect(carrier.stats.successful, carrier.errors + carrier.stdout.slice(-1500)).toBe(1);
+    const phoneResult = await callee.stop();
+    expect(phoneResult.stats.successful, 'the phone\'s INVITE was canceled').toBe(1);
+    expect(receivedMessages(phoneResult.messages).filter((m) => m.startsWith('UPDATE ')), 'nothing of them reaches the phone').toHaveLength(0);
+    const statuses = receivedMessages(carrier.messages).map((m) => /^SIP\/2\.0 (\d+)[^]*?CSeq:\s*(\d+ \w+)/i.exec(m)?.slice(1).join(' ')).filter(Boolean);
+    expect(statuses).toEqual(expect.arrayContaining(['200 2 UPDATE', '500 3 UPDATE', '487 1 INVITE']));
+  });
 });

@@ -222,6 +222,8 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       this.aFinalSent = true;
       void this.end('caller-cancel');
     });
+    // an UPDATE from A in the early dialog of our 18x (srf emits it on the INVITE)
+    req.on('update', (update, res) => this.onEarlyUpdate('a', update, res));
   }
 
   private get isEnded(): boolean {
@@ -437,15 +439,17 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
 
   /**
    * RFC 3311 in an early dialog: without reliable provisionals (RFC 3262 is not implemented) the
-   * initial offer/answer is not complete before the 2xx, so an UPDATE carrying an offer gets 491
-   * (§5.2: our offer is still unanswered); one without SDP (a target refresh) gets 200.
+   * initial offer/answer is not complete before the 2xx, so an UPDATE carrying an offer is refused
+   * as §5.2 says: from B (we offered in the INVITE and have no answer) 491; from A (its offer in the
+   * INVITE is not answered yet) 500 with a Retry-After of 0-10 s. One without SDP (a target refresh)
+   * gets 200.
    */
   private onEarlyUpdate(from: Leg, update: SrfRequest, res: SrfResponse): void {
     const unsupported = unsupportedRequired(update);
     if (unsupported.length > 0) return safeSend(res, 420, { headers: badExtensionHeaders(unsupported) });
     if (update.body && update.body.trim()) {
-      this.logger?.info({ from }, 'UPDATE with an offer in an early dialog refused (491)');
-      return safeSend(res, 491);
+      this.logger?.info({ from }, 'UPDATE with an offer in an early dialog refused');
+      return from === 'b' ? safeSend(res, 491) : safeSend(res, 500, { headers: { 'Retry-After': String(Math.floor(Math.random() * 11)) } });
     }
     safeSend(res, 200, { headers: CAPABILITY_HEADERS });
   }
