@@ -84,16 +84,33 @@ describe('LegSessionTimer', () => {
     expect(expired).toHaveBeenCalledOnce();
   });
 
-  it('a refresh that fails leaves the session until its expiry; stop() cancels everything', async () => {
+  it('a refresh that fails is retried halfway to the expiry; if none succeeds the session ends; stop() cancels everything', async () => {
     vi.useFakeTimers();
     const expired = vi.fn();
-    const timer = new LegSessionTimer({ refresh: () => Promise.reject(new Error('500')), expired });
+    let attempts = 0;
+    const timer = new LegSessionTimer({ refresh: () => (attempts++, Promise.reject(new Error('500'))), expired });
     timer.set({ seconds: 1800, weRefresh: true });
     await vi.advanceTimersByTimeAsync(900_000);
-    await vi.advanceTimersByTimeAsync(1800_000 - 32_000 - 900_000 - 1);
+    expect(attempts).toBe(1);
+    await vi.advanceTimersByTimeAsync((1800_000 - 32_000 - 900_000) / 2);
+    expect(attempts).toBe(2);
+    await vi.advanceTimersByTimeAsync(1800_000 - 32_000 - 900_000 - (1800_000 - 32_000 - 900_000) / 2 - 1);
     expect(expired).not.toHaveBeenCalled();
     await vi.advanceTimersByTimeAsync(1);
     expect(expired).toHaveBeenCalledOnce();
+    expect(attempts).toBeGreaterThan(2);
+
+    // a retry that succeeds keeps the session
+    const kept = vi.fn();
+    let first = true;
+    const retried = new LegSessionTimer({
+      refresh: () => (first ? ((first = false), Promise.reject(new Error('491'))) : Promise.resolve({ seconds: 1800, weRefresh: true })),
+      expired: kept,
+    });
+    retried.set({ seconds: 1800, weRefresh: true });
+    await vi.advanceTimersByTimeAsync(2 * 1800_000);
+    expect(kept).not.toHaveBeenCalled();
+    retried.stop();
 
     const stopped = vi.fn();
     const other = new LegSessionTimer({ refresh: async () => null, expired: stopped });

@@ -138,8 +138,11 @@ export interface LegTimerHooks {
  * `stop()` at the end of the call.
  */
 export class LegSessionTimer {
-  private timer?: NodeJS.Timeout;
+  private refreshTimer?: NodeJS.Timeout;
+  private expiryTimer?: NodeJS.Timeout;
   private current: NegotiatedTimer | null = null;
+  /** Bumped by every set(): a refresh that completes after a newer set() is ignored. */
+  private generation = 0;
   private stopped = false;
 
   constructor(private readonly hooks: LegTimerHooks) {}
@@ -151,15 +154,15 @@ export class LegSessionTimer {
   set(timer: NegotiatedTimer | null): void {
     if (this.stopped) return;
     this.clear();
+    this.generation++;
     this.current = timer;
     if (!timer) return;
-    if (timer.weRefresh) {
-      // §10: the refresher sends its refresh at half the interval
-      this.schedule(timer.seconds * 500, () => void this.refreshNow(timer.seconds));
-    } else {
-      // §10: no refresh by interval - min(32, interval/3): the session is over
-      this.schedule((timer.seconds - Math.min(32, timer.seconds / 3)) * 1000, () => this.hooks.expired());
-    }
+    // §10: without a refresh by interval - min(32, interval/3) the session is over (the refresher's
+    // own refresh failing included: the peer's timer was not restarted either)
+    const expiresAt = Date.now() + (timer.seconds - Math.min(32, timer.seconds / 3)) * 1000;
+    this.expiryTimer = this.after(expiresAt - Date.now(), () => this.hooks.expired());
+    // §10: the refresher sends its refresh at half the interval
+    if (timer.weRefresh) this.refreshTimer = this.after(timer.seconds * 500, () => void this.refreshNow(timer.seconds, expiresAt));
   }
 
   stop(): void {
@@ -167,31 +170,35 @@ export class LegSessionTimer {
     this.clear();
   }
 
-  private async refreshNow(seconds: number): Promise<void> {
-    // if the refresh itself fails the session still lasts until its expiry (§10)
-    const expiry = this.schedule((seconds * 500) - Math.min(32, seconds / 3) * 1000, () => this.hooks.expired());
+  private async refreshNow(seconds: number, expiresAt: number): Promise<void> {
+    const generation = this.generation;
+    let next: NegotiatedTimer | null;
     try {
-      const next = await this.hooks.refresh(seconds);
-      if (this.stopped || this.timer !== expiry) return; // ended, or a refresh from the peer reset the timer meanwhile
-      this.set(next);
+      next = await this.hooks.refresh(seconds);
     } catch {
-      // a failed refresh: the expiry above ends the call unless the peer refreshes first
+      // §10: anything but 408/481 leaves the session up: try again halfway to the expiry while there is time
+      const left = expiresAt - Date.now();
+      if (!this.stopped && generation === this.generation && left > 2000) {
+        this.refreshTimer = this.after(left / 2, () => void this.refreshNow(seconds, expiresAt));
+      }
+      return;
     }
+    if (this.stopped || generation !== this.generation) return; // ended, or a refresh from the peer reset the timer meanwhile
+    this.set(next);
   }
 
-  private schedule(ms: number, fn: () => void): NodeJS.Timeout {
-    this.clear();
+  private after(ms: number, fn: () => void): NodeJS.Timeout {
     const t = setTimeout(() => {
-      if (this.timer === t) this.timer = undefined;
       if (!this.stopped) fn();
     }, Math.max(0, ms));
     t.unref();
-    this.timer = t;
     return t;
   }
 
   private clear(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.refreshTimer = undefined;
+    this.expiryTimer = undefined;
   }
 }
