@@ -126,4 +126,18 @@ describe('RFC 4028 session timers', () => {
       watch.stop();
     }
   });
+
+  it('a carrier that refreshes (UPDATE with Session-Expires) keeps its call past the interval', async () => {
+    const user = await phoneUser();
+    const callee = await phone('uas-answer-rtp.xml', user.port);
+    const watch = watchCalls();
+    try {
+      const carrier = await carrierCall('call-carrier-uac-timer-refresher.xml', user.did);
+      expect(carrier.stats.successful, carrier.errors + carrier.stdout.slice(-1500)).toBe(1);
+      expect((await callee.stop()).stats.successful).toBe(1);
+      expect(watch.events, 'ended by the carrier\'s BYE, 5 s into a 4 s session').toEqual(['answered', 'ended:caller-hangup']);
+    } finally {
+      watch.stop();
+    }
+  });
 });

@@ -199,6 +199,8 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
   private readonly sdpTo: Record<Leg, string> = { a: '', b: '' };
   /** Requests we send on each leg's dialog, one at a time (RFC 3261 §14.1 re-INVITEs; RFC 3311 §5.1 offers). */
   private readonly legQueues: Record<Leg, Promise<unknown>> = { a: Promise.resolve(), b: Promise.resolve() };
+  /** Offers (re-INVITEs, UPDATEs with SDP) of ours in progress on each leg: an offer from that leg meanwhile is glare. */
+  private readonly offersSent: Record<Leg, number> = { a: 0, b: 0 };
   private exchange: Exchange;
   /** Whether the A leg's INVITE carried no SDP (late offer). */
   private lateOffer = false;
@@ -581,9 +583,16 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     return leg === 'a' ? this.uas : this.uac;
   }
 
-  /** Runs `send` after the requests already queued on the leg's dialog (one at a time, §14.1). */
-  private onLeg<T>(leg: Leg, send: () => Promise<T>): Promise<T> {
-    const run = this.legQueues[leg].catch(() => undefined).then(send);
+  /** Runs `send` after the requests already queued on the leg's dialog (one at a time, §14.1); `isOffer`: it carries an offer. */
+  private onLeg<T>(leg: Leg, send: () => Promise<T>, isOffer: boolean): Promise<T> {
+    const run = this.legQueues[leg].catch(() => undefined).then(async () => {
+      if (isOffer) this.offersSent[leg]++;
+      try {
+        return await send();
+      } finally {
+        if (isOffer) this.offersSent[leg]--;
+      }
+    });
     this.legQueues[leg] = run;
     return run;
   }
@@ -617,7 +626,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       }
       const sent = await sendReinvite(dialog, { ...(sdp !== undefined ? { sdp } : {}), headers });
       return 'ack' in sent ? { sdp: sent.sdp, res: sent.res, ack: sent.ack } : { sdp: sent.res.body ?? '', res: sent.res };
-    });
+    }, true);
   }
 
   /**
@@ -641,6 +650,8 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     if (!timer.ok) return safeSend(res, timer.status, { headers: timer.headers });
     const okHeaders: SipHeaders = { ...CAPABILITY_HEADERS, ...timer.headers };
     const offer = req.body && req.body.trim() ? req.body : undefined;
+    // glare: a re-INVITE or an offer crossing an offer of ours on the same dialog (RFC 3261 §14.2, RFC 3311 §5.2)
+    if ((method === 'INVITE' || offer !== undefined) && this.offersSent[from] > 0) return safeSend(res, 491);
 
     if (offer === undefined && method === 'UPDATE') {
       safeSend(res, 200, { headers: okHeaders });
@@ -650,6 +661,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       safeSend(res, 200, { headers: { ...okHeaders, ...SDP_HEADERS }, body: this.sdpTo[from] });
       return this.legTimers[from]?.set(timer.timer);
     }
+    // an offer arriving while another exchange is relayed (RFC 3261 §14.2, RFC 3311 §5.2)
     if (this.exchange) return safeSend(res, 491);
     this.exchange = 'relay';
     const wasHolding = media.holding.has(from);
@@ -734,7 +746,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
             throw err;
           },
         );
-      });
+      }, !this.allowsUpdate(leg));
     };
     let res = await attempt(seconds);
     const retryWith = res.status === 422 ? retryIntervalAfter422(res, seconds) : null;
