@@ -558,7 +558,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       this.legTimers[leg] = new LegSessionTimer({ refresh: (seconds) => this.refresh(leg, seconds), expired: () => void this.end('session-expired') });
     }
     this.legTimers.a!.set(aTimer);
-    this.legTimers.b!.set(timerFromResponse(uac.res));
+    this.legTimers.b!.set(timerFromResponse(uac.res, this.sessionTimer));
     this.timer(this.maxDurationMs, () => void this.end('max-duration'));
     this.emit('answered');
   }
@@ -674,7 +674,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
         const reply = await this.sendToLeg(other, method, offerForOther);
         this.sdpTo[other] = offerForOther;
         this.sdpFrom[other] = reply.sdp;
-        this.legTimers[other]?.set(timerFromResponse(reply.res));
+        this.legTimers[other]?.set(timerFromResponse(reply.res, this.sessionTimer));
         let sdpBack = await media.answer(reply.sdp);
         if (from === 'b' && this.planValue?.protectCallee) sdpBack = this.planValue.protectCallee(sdpBack);
         this.sdpFrom[from] = offer;
@@ -709,7 +709,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     let answered = false;
     try {
       if (!reply.sdp.trim()) throw new MediaError('bad-sdp', 'the 2xx to an offer-less re-INVITE carried no offer');
-      this.legTimers[other]?.set(timerFromResponse(reply.res));
+      this.legTimers[other]?.set(timerFromResponse(reply.res, this.sessionTimer));
       let offerForRequester = await media.reoffer(reply.sdp, other);
       if (from === 'b' && this.planValue?.protectCallee) offerForRequester = this.planValue.protectCallee(offerForRequester);
       this.sdpFrom[other] = reply.sdp;
@@ -757,7 +757,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     }
     if (res.status >= 300) throw new Error(`session refresh on leg ${leg}: ${res.status}`);
     this.logger?.debug({ leg, status: res.status }, 'session refreshed');
-    return timerFromResponse(res);
+    return timerFromResponse(res, this.sessionTimer);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -42,9 +42,14 @@ describe('RFC 4028 negotiation', () => {
   it('§7: our request headers; the 2xx decides; a 422 is retried with its Min-SE', () => {
     expect(uacRequestHeaders(1800, config)).toEqual({ Supported: 'timer', 'Session-Expires': '1800', 'Min-SE': '90' });
     expect(uacRequestHeaders(600, config, 'uac')['Session-Expires']).toBe('600;refresher=uac');
-    expect(timerFromResponse(msg({ 'Session-Expires': '900;refresher=uas' }))).toEqual({ seconds: 900, weRefresh: false });
-    expect(timerFromResponse(msg({ 'Session-Expires': '900' }))).toEqual({ seconds: 900, weRefresh: true });
-    expect(timerFromResponse(msg({}))).toBeNull(); // §7.4: no timer on that leg
+    expect(timerFromResponse(msg({ 'Session-Expires': '900;refresher=uas' }), config)).toEqual({ seconds: 900, weRefresh: false });
+    expect(timerFromResponse(msg({ 'Session-Expires': '900' }), config)).toEqual({ seconds: 900, weRefresh: true });
+    expect(timerFromResponse(msg({}), config)).toBeNull(); // §7.4: no timer on that leg
+    // hostile values are bounded: no refresh storm, no timer beyond what setTimeout can hold
+    expect(timerFromResponse(msg({ 'Session-Expires': '1' }), config)).toEqual({ seconds: 90, weRefresh: true });
+    expect(timerFromResponse(msg({ 'Session-Expires': '9999999999' }), config)).toEqual({ seconds: 86_400, weRefresh: true });
+    expect(negotiateAsUas(msg({ 'Session-Expires': '9999999999', 'Min-SE': '9999999999' }), config)).toMatchObject({ timer: { seconds: 86_400 } });
+    expect(retryIntervalAfter422(msg({ 'Min-SE': '9999999999' }), 90)).toBeNull();
     expect(retryIntervalAfter422(msg({ 'Min-SE': '300' }), 90)).toBe(300);
     expect(retryIntervalAfter422(msg({ 'Min-SE': '60' }), 90)).toBeNull();
     expect(retryIntervalAfter422(msg({}), 90)).toBeNull();

@@ -30,6 +30,9 @@ export const DEFAULT_SESSION_TIMER: SessionTimerConfig = { sessionExpiresSeconds
 /** RFC 4028 §4: Min-SE MUST NOT be below 90 s. */
 export const MIN_SE_FLOOR = 90;
 
+/** The longest interval we run a timer for (a day; also the config's bound): a peer's larger value is capped. */
+export const MAX_SESSION_EXPIRES = 86_400;
+
 export type Refresher = 'uac' | 'uas';
 
 export interface SessionExpires {
@@ -90,9 +93,10 @@ export function negotiateAsUas(req: Pick<SrfMessage, 'get'>, config: SessionTime
   const uacSupportsTimer = optionTagsOf(req, 'Supported').includes('timer') || optionTagsOf(req, 'Require').includes('timer');
   // §9: the UAS may lower the interval, not below the request's Min-SE (§5: 90 when absent)
   const floor = Math.max(theirMinSe ?? Math.min(MIN_SE_FLOOR, ourMin), ourMin);
-  const seconds = requested ? Math.max(Math.min(requested.seconds, config.sessionExpiresSeconds), Math.min(floor, requested.seconds)) : Math.max(config.sessionExpiresSeconds, floor);
+  let seconds = requested ? Math.max(Math.min(requested.seconds, config.sessionExpiresSeconds), Math.min(floor, requested.seconds)) : Math.max(config.sessionExpiresSeconds, floor);
   // §9: keep the refresher the UAC named; else the UAC when it can refresh, else us
   const refresher: Refresher = requested?.refresher ?? (uacSupportsTimer ? 'uac' : 'uas');
+  seconds = Math.min(seconds, MAX_SESSION_EXPIRES);
   const headers: Record<string, string> = { 'Session-Expires': `${seconds};refresher=${refresher}` };
   // §9: Require: timer only toward a UAC that supports it (a UAC without it would reject the 2xx)
   if (uacSupportsTimer) headers.Require = 'timer';
@@ -110,19 +114,21 @@ export function uacRequestHeaders(seconds: number, config: SessionTimerConfig, r
 
 /**
  * RFC 4028 §7.2/§7.4: the timer a 2xx to our request sets; null when the 2xx has no Session-Expires
- * (the peer does not do session timers: none on that leg).
+ * (the peer does not do session timers: none on that leg). A value below the Min-SE we sent, or
+ * above a day, is taken as that bound (a peer must not make us refresh twice a second).
  */
-export function timerFromResponse(res: Pick<SrfMessage, 'get'>): NegotiatedTimer | null {
+export function timerFromResponse(res: Pick<SrfMessage, 'get'>, config: SessionTimerConfig): NegotiatedTimer | null {
   const value = parseSessionExpires(res.get('Session-Expires'));
   if (!value || value === 'malformed') return null;
+  const seconds = Math.min(Math.max(value.seconds, config.minSessionExpiresSeconds), MAX_SESSION_EXPIRES);
   // §7.2: a 2xx names the refresher; one that does not leaves it to us, the UAC
-  return { seconds: value.seconds, weRefresh: (value.refresher ?? 'uac') === 'uac' };
+  return { seconds, weRefresh: (value.refresher ?? 'uac') === 'uac' };
 }
 
 /** RFC 4028 §7.4: the interval to retry with after a 422 (its Min-SE), or null when it gave none usable. */
 export function retryIntervalAfter422(res: Pick<SrfMessage, 'get'> | undefined, asked: number): number | null {
   const minSe = parseMinSe(res?.get('Min-SE'));
-  if (minSe === null || minSe === 'malformed' || minSe <= asked) return null;
+  if (minSe === null || minSe === 'malformed' || minSe <= asked || minSe > MAX_SESSION_EXPIRES) return null;
   return minSe;
 }
 
