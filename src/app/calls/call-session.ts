@@ -18,8 +18,16 @@
  *   (RFC 3960 gateway model: the first fork with early media owns it); 18x without SDP -> 180.
  * - CANCEL from A cancels every fork (the edge has answered 487 to A). A final failure from B is
  *   mapped (failure-mapping.ts) and sent to A with a standard reason phrase.
- * - Re-INVITE from either side (hold/resume, RFC 3264 §8.4) -> rtpengine re-offer -> re-INVITE
- *   on the other leg -> its answer through rtpengine -> 200 to the requester. 491 is passed back.
+ * - Late offer (INVITE without SDP, RFC 3261 §13.2.1): B is INVITEd without SDP; B's 2xx offer goes
+ *   through rtpengine to A's 2xx and A's answer in its ACK through rtpengine to B's ACK.
+ * - Re-INVITE or UPDATE (RFC 3311) from either side (hold/resume, RFC 3264 §8.4) -> rtpengine
+ *   re-offer -> re-INVITE or UPDATE on the other leg -> its answer through rtpengine -> 200 to the
+ *   requester; an offer-less re-INVITE is passed through the same way with the offer in the 2xx and
+ *   the answer in the ACK (§14.2); an UPDATE without SDP or a repeated SDP is a refresh answered
+ *   here. 491 is passed back (and sent on glare). See onOffer() and docs/interop.md.
+ * - RFC 4028 session timers on each leg (session-timer.ts): negotiated on every INVITE/UPDATE,
+ *   refreshed by us when we are the refresher, and the call ended when the peer's refresh is due
+ *   and missing. Allow/Supported come from src/app/sip/capabilities.ts; 100rel is not implemented.
  * - BYE from either side ends both legs. Every path ends in `end()`, which deletes the media
  *   session, cancels/BYEs whatever B-leg dialog exists and answers A if it is still unanswered.
  *   Guards against a vanished peer: ring timeout, max call duration, and the edge's BYE after an
