@@ -207,4 +207,19 @@ describe('offer/answer through the B2BUA', () => {
     const statuses = receivedMessages(carrier.messages).map((m) => /^SIP\/2\.0 (\d+)[^]*?CSeq:\s*(\d+ \w+)/i.exec(m)?.slice(1).join(' ')).filter(Boolean);
     expect(statuses).toEqual(expect.arrayContaining(['200 2 UPDATE', '500 3 UPDATE', '487 1 INVITE']));
   });
+
+  it('an offer-less re-INVITE from the phone: the carrier\'s offer in the 2xx, the phone\'s answer in the ACK to the carrier', async () => {
+    const user = await phoneUser();
+    const callee = await phone('uas-answer-offerless-reinvite.xml', user.port);
+    const carrier = await carrierCall('call-carrier-uac-reinvite.xml', user.did);
+    expect(carrier.stats.successful, carrier.errors + carrier.stdout.slice(-1500)).toBe(1);
+    const phoneResult = await callee.stop();
+    expect(phoneResult.stats.successful, phoneResult.errors + phoneResult.stdout.slice(-1500)).toBe(1);
+    const atCarrier = receivedMessages(carrier.messages);
+    const reinvite = atCarrier.filter((m) => m.startsWith('INVITE '));
+    expect(reinvite).toHaveLength(1);
+    expect(bodyOf(reinvite[0]!), 'passed on without SDP').toBe('');
+    const acks = atCarrier.filter((m) => m.startsWith('ACK '));
+    expect(bodyOf(acks[acks.length - 1]!), 'the phone\'s answer through rtpengine').toMatch(/m=audio \d+ RTP\/AVP 8/);
+  });
 });
