@@ -2,7 +2,7 @@
  * The dialcore core: a drachtio-srf app. It talks to a SIP server (our edge or the C++
  * drachtio-server) only through drachtio-srf, and keeps its state in Redis.
  *
- *  - OPTIONS out of dialog: 200 with Allow/Accept (keep-alives from phones and trunks, RFC 3261 11.2)
+ *  - OPTIONS out of dialog: 200 with Allow/Supported/Accept (keep-alives from phones and trunks, RFC 3261 11.2)
  *  - REGISTER: the registrar (src/app/registrar) with digest auth and the per-user rules
  *  - INVITE: the call router (src/app/calls) when media is configured
  *  - methods nobody handles are not routed, so the SIP server answers them (503 / 501 / 405 with Allow)
@@ -11,23 +11,29 @@
 import { randomBytes } from 'node:crypto';
 import { createClient } from 'redis';
 import type { Logger } from 'pino';
-import { connectSrf, createSrf, onFlowClosed, sendFinalResponse, type Srf, type SrfRequest, type SrfResponse, type RequestHandler } from './sip/srf.js';
+import { connectSrf, createSrf, onFlowClosed, sendFinalResponse, type SipMethod, type Srf, type SrfRequest, type SrfResponse, type RequestHandler } from './sip/srf.js';
+import { allowHeader, supportedHeader } from './sip/capabilities.js';
 import { startRegistrarServices, type RegistrarServices } from './registrar/services.js';
 import type { DigestAlgorithm } from './auth/ha1.js';
 import type { SessionDirectory, SessionTerminator } from './registrar/kick.js';
 import { startAdminApi, type ApiRoute, type ApiUpgrade, type RunningAdminApi } from './admin/server.js';
 
-export const ALLOW = 'INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK, REGISTER, MESSAGE, NOTIFY, REFER';
-
-/** RFC 3261 11.2: capabilities in answer to OPTIONS. */
-export function answerOptions(_req: SrfRequest, res: SrfResponse): void {
-  sendFinalResponse(res, 200, 'OK', {
-    Allow: ALLOW,
-    Accept: 'application/sdp',
-    'Accept-Encoding': 'identity',
-    'Accept-Language': 'en',
-    // no Supported header: none of the extensions it would name (100rel, timer, replaces, path, outbound) is implemented
-  });
+/**
+ * RFC 3261 §11.2: capabilities in answer to OPTIONS: Allow names the methods the core and its
+ * features handle (src/app/sip/capabilities.ts), Supported the option tags implemented.
+ */
+export function optionsResponder(methods: () => readonly SipMethod[] = () => []): RequestHandler {
+  return (_req: SrfRequest, res: SrfResponse): void => {
+    const headers: Record<string, string> = {
+      Allow: allowHeader(methods()),
+      Accept: 'application/sdp',
+      'Accept-Encoding': 'identity',
+      'Accept-Language': 'en',
+    };
+    // the option tags are those of calls (RFC 4028 timer): named only when calls are handled here
+    if (methods().includes('INVITE')) headers.Supported = supportedHeader();
+    sendFinalResponse(res, 200, 'OK', headers);
+  };
 }
 
 export interface CoreOptions {
@@ -51,6 +57,8 @@ export interface CoreOptions {
 /** What a calls feature plugs into the core (src/app/calls). */
 export interface CallFeature {
   invite: RequestHandler;
+  /** Methods the feature handles (Allow of OPTIONS, src/app/sip/capabilities.ts), e.g. CALL_METHODS. */
+  methods: readonly SipMethod[];
   /** called once the SIP server link is up */
   connected?(): void;
   terminator: SessionTerminator;
@@ -109,7 +117,7 @@ export async function startCore(
   });
 
   const srf = createSrf();
-  srf.options(answerOptions);
+  srf.options(optionsResponder(() => feature?.methods ?? []));
   srf.register(services.registerHandler);
   if (calls) {
     feature = await calls({ srf, services });

@@ -83,6 +83,14 @@ describe('loadConfig', () => {
   it('cross-field rules', () => {
     expect(problemsOf(() => loadConfig({ file: empty, env: {}, argv: ['--min-expires', '600', '--max-expires', '60'] })))
       .toEqual(['registrar.minExpires: must not exceed registrar.maxExpires']);
+    expect(problemsOf(() => loadConfig({ file: empty, env: {}, argv: ['--session-expires', '120', '--min-se', '600'] })))
+      .toEqual(['calls.minSessionExpiresSeconds: must not exceed calls.sessionExpiresSeconds']);
+  });
+
+  it('RFC 4028 session timers: 1800 s asked, 90 s accepted by default; Min-SE below 90 is refused (§4)', () => {
+    const { config } = loadConfig({ file: empty, env: {} });
+    expect(config.calls).toMatchObject({ sessionExpiresSeconds: 1800, minSessionExpiresSeconds: 90 });
+    expect(problemsOf(() => loadConfig({ file: empty, env: { DIALCORE_MIN_SE: '30' } }))).toEqual([expect.stringMatching(/^DIALCORE_MIN_SE: /)]);
   });
 
   it('--help lists every option; secrets are redacted for logs', () => {

@@ -36,7 +36,11 @@ export interface DialcoreConfig {
     /** digest challenges offered, most preferred first (RFC 8760 2.4) */
     digestAlgorithms: DigestAlgorithm[];
   };
-  calls: { domain: string; ringTimeoutSeconds: number; maxCallSeconds: number };
+  calls: {
+    domain: string; ringTimeoutSeconds: number; maxCallSeconds: number;
+    /** RFC 4028 session timers on both legs: interval asked for and the smallest accepted (Min-SE) */
+    sessionExpiresSeconds: number; minSessionExpiresSeconds: number;
+  };
   /** agent sessions: hold music between calls, where the agent prompts are written */
   agents: { holdMusic: string | null; promptsDir: string };
   recording: { dir: string | null };
@@ -103,6 +107,8 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'agents.holdMusic', flag: '--hold-music', env: 'DIALCORE_HOLD_MUSIC', kind: 'string', help: 'audio file (WAV) looped to agents between calls and to held customers; none = silence' },
   { path: 'agents.promptsDir', flag: '--prompts-dir', env: 'DIALCORE_PROMPTS_DIR', kind: 'string', help: 'directory the agent prompts (hang-up beep, call-connect chime) are written to at start' },
   { path: 'recording.dir', flag: '--recording-dir', env: 'DIALCORE_RECORDING_DIR', kind: 'string', help: 'rtpengine\'s --recording-dir (pcap method): call recordings are turned into WAV under <dir>/wav; unset = recording refused' },
+  { path: 'calls.sessionExpiresSeconds', flag: '--session-expires', env: 'DIALCORE_SESSION_EXPIRES', kind: 'int', min: 90, max: 86_400, help: 'RFC 4028 session interval asked for on both legs of a call (Session-Expires)' },
+  { path: 'calls.minSessionExpiresSeconds', flag: '--min-se', env: 'DIALCORE_MIN_SE', kind: 'int', min: 90, max: 86_400, help: 'smallest RFC 4028 session interval accepted (Min-SE; below it: 422)' },
   { path: 'app.workers', flag: '--app-workers', env: 'DIALCORE_APP_WORKERS', kind: 'int', min: 1, max: 32, help: 'start: core app processes connected to the edge (requests are shared round robin); the first also serves HTTP' },
   { path: 'edge.thread', flag: '--edge-thread', env: 'DIALCORE_EDGE_THREAD', kind: 'bool', help: 'start: run the SIP edge on a thread of its own, on a second core (true, the default), or on the app\'s thread (false)' },
   { path: 'log.level', flag: '--log-level', env: 'DIALCORE_LOG_LEVEL', kind: 'level', help: 'trace, debug, info, warn, error, fatal or silent' },
@@ -353,6 +359,8 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       domain: (c.calls?.domain as string | undefined) ?? 'dialcore.invalid',
       ringTimeoutSeconds: (c.calls?.ringTimeoutSeconds as number | undefined) ?? 60,
       maxCallSeconds: (c.calls?.maxCallSeconds as number | undefined) ?? 14_400,
+      sessionExpiresSeconds: (c.calls?.sessionExpiresSeconds as number | undefined) ?? 1800,
+      minSessionExpiresSeconds: (c.calls?.minSessionExpiresSeconds as number | undefined) ?? 90,
     },
     agents: {
       holdMusic: (c.agents?.holdMusic as string | undefined) || null,
@@ -367,6 +375,9 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   };
   const semantic: Array<{ field: string; message: string }> = [];
   if (result.sip.t2 < result.sip.t1) semantic.push({ field: 'sip.t2', message: 'must not be smaller than sip.t1' });
+  if (result.calls.minSessionExpiresSeconds > result.calls.sessionExpiresSeconds) {
+    semantic.push({ field: 'calls.minSessionExpiresSeconds', message: 'must not exceed calls.sessionExpiresSeconds' });
+  }
   if (result.registrar.minExpires > result.registrar.maxExpires) semantic.push({ field: 'registrar.minExpires', message: 'must not exceed registrar.maxExpires' });
   if (result.sip.listen.some((l) => l.protocol === 'tls' || l.protocol === 'wss') && (!result.sip.tlsCert || !result.sip.tlsKey)) {
     semantic.push({ field: 'sip.tlsCert', message: 'tls and wss listeners need sip.tlsCert and sip.tlsKey' });

@@ -44,6 +44,7 @@ import type { AgentPrompts } from './prompts.js';
 import type { SipLeg } from './sip-leg.js';
 import type { ConferenceBridge } from './conference.js';
 import { convertCallRecordings } from './recordings.js';
+import { AGENT_LEG_METHODS } from '../sip/capabilities.js';
 
 /** A refusal the API shows as it is (status, machine code, message naming the field or the rule). */
 export class ControlError extends Error {
@@ -149,6 +150,7 @@ export class AgentService {
       media: this.o.media,
       groups,
       kind: planned.plan.bLegKind,
+      methods: AGENT_LEG_METHODS,
       ringTimeoutMs: this.o.ringTimeoutMs,
       ...(this.o.noResponseFailoverMs !== undefined ? { noResponseFailoverMs: this.o.noResponseFailoverMs } : {}),
       signal: session.abort.signal,

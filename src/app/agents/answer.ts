@@ -6,7 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { detectLegKind, parkedSdp, type MediaSessionRegistry } from '../media/index.js';
-import type { SipHeaders, Srf, SrfRequest, SrfResponse } from '../sip/srf.js';
+import type { SipHeaders, SipMethod, Srf, SrfRequest, SrfResponse } from '../sip/srf.js';
+import { CUSTOMER_LEG_METHODS, allowHeader } from '../sip/capabilities.js';
 import { SipLeg } from './sip-leg.js';
 
 export class AnswerFailure extends Error {
@@ -21,8 +22,9 @@ export interface AnswerOptions {
   req: SrfRequest;
   res: SrfResponse;
   injectDtmf?: boolean;
-  /** ng flags for in-band DTMF detection etc. are the caller's business (dial-in). */
   headers?: SipHeaders;
+  /** The methods this leg handles, for Allow (capabilities.ts); default the customer-leg set. */
+  methods?: readonly SipMethod[];
   logger?: Logger;
 }
 
@@ -46,7 +48,8 @@ export async function answerLeg(options: AnswerOptions): Promise<SipLeg> {
     throw new AnswerFailure(488, err instanceof Error ? err.message : String(err));
   }
   try {
-    const dialog = await options.srf.createUAS(req, res, { localSdp: toCaller, ...(options.headers ? { headers: options.headers } : {}) });
+    const headers = { Allow: allowHeader(options.methods ?? CUSTOMER_LEG_METHODS), ...options.headers };
+    const dialog = await options.srf.createUAS(req, res, { localSdp: toCaller, headers });
     return new SipLeg({ dialog, media, externalSide: 'a', kind, internalSdp, peerSdp: offer, ...(options.logger ? { logger: options.logger } : {}) });
   } catch (err) {
     await media.delete();

@@ -13,7 +13,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { parkedSdp, type LegKind, type MediaSessionRegistry } from '../media/index.js';
-import { isSipFailure, type Dialog, type Srf, type SrfRequest } from '../sip/srf.js';
+import { isSipFailure, type Dialog, type SipMethod, type Srf, type SrfRequest } from '../sip/srf.js';
+import { CUSTOMER_LEG_METHODS, allowHeader } from '../sip/capabilities.js';
 import type { CallTarget } from '../calls/call-session.js';
 import { bestFailure, isFailoverStatus } from '../calls/failure-mapping.js';
 import { SipLeg } from './sip-leg.js';
@@ -38,6 +39,8 @@ export interface DialOptions {
   ringTimeoutMs: number;
   noResponseFailoverMs?: number;
   signal?: AbortSignal;
+  /** The methods this leg handles, for Allow (capabilities.ts); default the customer-leg set. */
+  methods?: readonly SipMethod[];
   /** First 18x from any fork. */
   onRinging?: () => void;
   logger?: Logger;
@@ -62,6 +65,7 @@ export async function dialLeg(options: DialOptions): Promise<{ leg: SipLeg; targ
   const deadline = Date.now() + options.ringTimeoutMs;
   const failures: number[] = [];
   let ringing = false;
+  const allow = allowHeader(options.methods ?? CUSTOMER_LEG_METHODS);
   for (const group of options.groups) {
     if (options.signal?.aborted) break;
     const outcome = await dialGroup(group, offer, deadline, () => {
@@ -135,7 +139,7 @@ export async function dialLeg(options: DialOptions): Promise<{ leg: SipLeg; targ
         options.srf
           .createUAC(
             target.uri,
-            { headers: target.headers, localSdp: sdp, ...(target.proxy ? { proxy: target.proxy } : {}), ...(target.auth ? { auth: target.auth } : {}) },
+            { headers: { Allow: allow, ...target.headers }, localSdp: sdp, ...(target.proxy ? { proxy: target.proxy } : {}), ...(target.auth ? { auth: target.auth } : {}) },
             {
               cbRequest: (_err, req) => {
                 fork.request = req;

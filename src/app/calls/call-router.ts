@@ -25,6 +25,7 @@ import { checkRegisterPolicy } from '../registrar/policies.js';
 import { toHeaderRecord } from '../registrar/registrar.js';
 import { parseSipUri, sendFinalResponse, type SrfRequest, type SrfResponse } from '../sip/srf.js';
 import { requestTransport } from '../sip/request-transport.js';
+import { badExtensionHeaders, unsupportedRequired } from '../sip/capabilities.js';
 import type { UserRecord } from '../users/types.js';
 import type { CallRegistry } from './call-registry.js';
 import { decideDialled, outboundCallerHeaders, type CallerPresentation, type DialPlans } from './call-rules.js';
@@ -206,6 +207,9 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
     });
     const route = async (): Promise<void> => {
       if (deps.abuse?.isSourceBanned(req.source_address)) return; // dropped, like the registrar
+      // RFC 3261 §8.2.2.3: an extension the caller requires and we do not implement (100rel: RFC 3262)
+      const unsupported = unsupportedRequired(req);
+      if (unsupported.length > 0) return reply(res, 420, 'Bad Extension', badExtensionHeaders(unsupported));
       if (deps.calls.full) return reply(res, 503, 'Service Unavailable', { 'Retry-After': '5' });
       const trunk = carrierTrunkOf(req, deps.carriers);
       let plan: CallPlan | { status: number; reason?: string } | { handled: true };

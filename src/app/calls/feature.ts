@@ -11,6 +11,7 @@ import { metricsRegistry } from '../observability/metrics.js';
 import type { RegistrarServices } from '../registrar/services.js';
 import { requestCloseFlow, type Srf } from '../sip/srf.js';
 import type { CallFeature } from '../core.js';
+import { AGENT_LEG_METHODS, CALL_METHODS } from '../sip/capabilities.js';
 import { CallRegistry } from './call-registry.js';
 import { GatewayChannels } from './carrier-routing.js';
 import { createCallRouter } from './call-router.js';
@@ -35,6 +36,9 @@ export interface CallFeatureConfig {
   agents?: { promptsDir: string; holdMusic?: string | null };
   /** rtpengine's recording directory (pcap method); null = recording refused. */
   recordingDir?: string | null;
+  /** RFC 4028 (src/app/calls/session-timer.ts) */
+  sessionExpiresSeconds: number;
+  minSessionExpiresSeconds: number;
 }
 
 export class CallConfigError extends Error {
@@ -81,7 +85,11 @@ export async function startCallFeature(
   const calls = new CallRegistry({
     srf,
     media,
-    timers: { ringTimeoutMs: config.ringTimeoutSeconds * 1000, maxDurationMs: config.maxCallSeconds * 1000 },
+    timers: {
+      ringTimeoutMs: config.ringTimeoutSeconds * 1000,
+      maxDurationMs: config.maxCallSeconds * 1000,
+      sessionTimer: { sessionExpiresSeconds: config.sessionExpiresSeconds, minSessionExpiresSeconds: config.minSessionExpiresSeconds },
+    },
     registry: metricsRegistry,
     logger,
   });
@@ -125,6 +133,7 @@ export async function startCallFeature(
   });
   return {
     invite,
+    methods: [...CALL_METHODS, ...AGENT_LEG_METHODS],
     // gateway probes need the server link, which the core opens after this returns
     connected: () => monitor.start(),
     sessions: {

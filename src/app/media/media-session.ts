@@ -3,6 +3,7 @@
  *
  *   const media = sessions.create({ callId });
  *   const bSdp = await media.offer(aSdp, 'webrtc', 'plain');   // INVITE toward B carries bSdp
+ *   (late offer: media.offer(bOfferIn2xx, aKind, bKind, 'b'), then media.answer(aAnswerInAck))
  *   const aSdp2 = await media.answer(bAnswerSdp);              // 183/200 toward A carries aSdp2
  *   const toA = await media.reoffer(bHoldSdp, 'b');            // re-INVITE from B (hold) ...
  *   const toB = await media.answer(aAnswerSdp);                // ... and A's answer to it
@@ -120,18 +121,23 @@ export class MediaSession {
     return this.heldBy;
   }
 
-  /** The initial offer from A: returns the SDP to send to B. */
-  offer(aLegSdp: string, aLegKind: LegKind, bLegKind: LegKind): Promise<string> {
+  /**
+   * The initial offer: from A (its INVITE's SDP) returns the SDP to send to B; from B (the offer in
+   * B's 2xx to an INVITE without SDP, RFC 3261 §13.2.1 late offer) returns the SDP for A's 2xx, and
+   * `answer()` then takes A's answer from its ACK.
+   */
+  offer(sdp: string, aLegKind: LegKind, bLegKind: LegKind, from: Leg = 'a'): Promise<string> {
     return this.serialised(async () => {
       if (this.stateValue !== 'new') throw new MediaError('state', `initial offer in state ${this.stateValue}`);
-      const summary = inspectOrThrow(aLegSdp);
-      if (summary.kind !== aLegKind) {
-        this.logger?.debug({ declared: aLegKind, detected: summary.kind }, 'A leg SDP kind differs from the declared kind');
+      const summary = inspectOrThrow(sdp);
+      const declared = from === 'a' ? aLegKind : bLegKind;
+      if (summary.kind !== declared) {
+        this.logger?.debug({ leg: from, declared, detected: summary.kind }, 'offerer SDP kind differs from the declared kind');
       }
       this.kinds = { a: aLegKind, b: bLegKind };
-      const sdp = await this.sendOffer(aLegSdp, summary, 'a');
+      const reply = await this.sendOffer(sdp, summary, from);
       this.stateValue = 'offered';
-      return sdp;
+      return reply;
     });
   }
 
@@ -242,7 +248,7 @@ export class MediaSession {
     const to: Leg = from === 'a' ? 'b' : 'a';
     const codec = planCodecs(summary, kinds[to], this.codecs);
     const flags = offerFlags(kinds[from], kinds[to], { codec, flags: this.extraFlags });
-    const isInitial = from === 'a' && this.stateValue === 'new';
+    const isInitial = this.stateValue === 'new';
     this.onEngine = true; // from here on rtpengine may hold state for the call
     let reply;
     try {

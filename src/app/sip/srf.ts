@@ -125,11 +125,13 @@ export interface Dialog extends EventEmitter {
   readonly local: { uri: string; sdp: string; contact?: string };
   readonly remote: { uri: string; sdp: string; contact?: string };
   readonly req: SrfRequest;
+  /** uac: the 2xx that created the dialog; uas: the response we sent */
+  readonly res: SrfMessage;
   readonly onHold: boolean;
   connected: boolean;
   other?: Dialog;
   destroy(opts?: { headers?: SipHeaders }): Promise<SrfRequest>;
-  modify(sdp: string, opts?: { noAck?: boolean }): Promise<string>;
+  modify(sdp: string, opts?: { noAck?: boolean; headers?: SipHeaders }): Promise<string>;
   request(opts: { method: SipMethod; headers?: SipHeaders; body?: string }): Promise<SrfResponse>;
   on(event: 'destroy', listener: (req: SrfRequest, reason?: string) => void): this;
   on(event: 'ack', listener: (req: SrfRequest) => void): this;
@@ -229,6 +231,82 @@ interface SrfModule {
 }
 
 const SrfCtor = require('drachtio-srf') as SrfModule;
+
+/** The 2xx to an INVITE we sent without an offer (RFC 3261 §14.1 / §13.2.1): its offer is answered in the ACK. */
+export interface OfferIn2xx {
+  res: SrfResponse;
+  /** The offer in the 2xx ('' when the peer broke §13.3.1 and sent none). */
+  sdp: string;
+  /** Sends the ACK carrying our answer. */
+  ack(answerSdp: string): void;
+}
+
+/**
+ * A re-INVITE on a dialog (RFC 3261 §14.1) whose final response is returned with its headers
+ * (srf's Dialog.modify gives only the body). With `sdp` it is an offer and srf ACKs the 2xx; without,
+ * it asks the peer for an offer and the 2xx comes with `ack` for our answer. A non-2xx final rejects
+ * with a SipFailure. The caller serialises re-INVITEs on one dialog (§14.1: one at a time).
+ */
+export function sendReinvite(dialog: Dialog, opts: { sdp?: string; headers?: SipHeaders }): Promise<OfferIn2xx | { res: SrfResponse }> {
+  interface DialogRequestWithAck {
+    request(
+      opts: { method: 'INVITE'; headers: SipHeaders; body?: string; noAck?: boolean },
+      callback: (err: Error | null, res?: SrfResponse, ack?: (o?: { body?: string }) => void) => void,
+    ): unknown;
+  }
+  const headers: SipHeaders = { ...(opts.sdp ? { 'Content-Type': 'application/sdp' } : {}), ...(dialog.local.contact ? { Contact: dialog.local.contact } : {}), ...opts.headers };
+  return new Promise((resolve, reject) => {
+    (dialog as unknown as DialogRequestWithAck).request(
+      { method: 'INVITE', headers, ...(opts.sdp ? { body: opts.sdp } : { noAck: true }) },
+      (err, res, ack) => {
+        if (err || !res) return reject(err ?? new Error('re-INVITE failed'));
+        if (res.status < 200) return; // srf calls back for provisionals too
+        if (res.status >= 300) return reject(Object.assign(new Error(`${res.status} ${res.reason}`), { status: res.status, reason: res.reason, res }));
+        if (ack && !opts.sdp) return resolve({ res, sdp: res.body ?? '', ack: (answerSdp: string) => ack({ body: answerSdp }) });
+        resolve({ res });
+      },
+    );
+  });
+}
+
+/** What createUAC resolves with for an INVITE without SDP and `noAck` (drachtio-srf's 3pcc mode). */
+export interface LateOfferAnswered {
+  res: SrfResponse;
+  /** The offer in B's 2xx. */
+  sdp: string;
+  /** ACKs with our answer; resolves with the confirmed dialog. */
+  ack(answerSdp: string): Promise<Dialog>;
+  /** ACKs the 2xx (echoing its SDP) and BYEs it: a fork that lost or a call that ended meanwhile. */
+  destroy(): Promise<void>;
+}
+
+/**
+ * An INVITE without SDP (late offer, RFC 3264 §5 / RFC 3261 §13.2.1): the callee's 2xx carries the
+ * offer and our answer goes in the ACK. A 2xx without SDP (the callee broke §13.3.1) resolves a Dialog
+ * as usual, which the caller ends.
+ */
+export function createLateOfferUAC(srf: Srf, uri: string, opts: Omit<CreateUacOptions, 'localSdp' | 'noAck'>, progress: UacProgress): Promise<LateOfferAnswered | Dialog> {
+  return (srf.createUAC as unknown as (uri: string, opts: CreateUacOptions, progress: UacProgress) => Promise<LateOfferAnswered | Dialog>)(
+    uri, { ...opts, noAck: true }, progress,
+  );
+}
+
+export function isLateOfferAnswered(value: LateOfferAnswered | Dialog): value is LateOfferAnswered {
+  return typeof (value as LateOfferAnswered).ack === 'function' && !('sip' in value);
+}
+
+/**
+ * An UPDATE in the early dialog of an INVITE we sent (RFC 3311 §5.2) goes to the request's 'update'
+ * listeners; drachtio-srf's createUAC adds one that answers 200 with our INVITE's SDP whatever the
+ * UPDATE holds. It adds it right after calling cbRequest: called from cbRequest, this replaces it
+ * once that synchronous code is done.
+ */
+export function handleEarlyUpdates(req: SrfRequest, handler: (update: SrfRequest, res: SrfResponse) => void): void {
+  queueMicrotask(() => {
+    req.removeAllListeners('update');
+    req.on('update', handler);
+  });
+}
 
 /**
  * The dialcore edge names itself `<drachtio version>-dialcore` in its reply to `authenticate`

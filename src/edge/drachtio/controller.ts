@@ -97,6 +97,12 @@ export class SipController {
   private readonly serverRequests = new TransientMap<string, PendingServerRequest>();
   /** INVITE server transaction id -> its pending request, until the app's final (what a CANCEL looks up, 9.2) */
   private readonly pendingInvites = new TransientMap<string, PendingServerRequest>();
+  /**
+   * Call-ID and our To tag of each pending INVITE -> its pending request: the early dialog a 1xx
+   * of ours creates (RFC 3261 §12.1.1) has no dialog record, so an UPDATE in it (RFC 3311 §5.1)
+   * is found here and handed to the INVITE's app (as drachtio-server does; srf emits it on the INVITE).
+   */
+  private readonly earlyUasDialogs = new TransientMap<string, PendingServerRequest>();
   private readonly clientRequests = new TransientMap<string, PendingClientRequest>();
   private readonly log?: Logger;
   private readonly T1: number;
@@ -229,7 +235,10 @@ export class SipController {
       toTag: dialog ? undefined : generateTag(),
     };
     this.serverRequests.set(txnId, pending);
-    if (method === 'INVITE') this.pendingInvites.set(stx.id, pending);
+    if (method === 'INVITE') {
+      this.pendingInvites.set(stx.id, pending);
+      if (pending.toTag) this.earlyUasDialogs.set(earlyDialogKey(inb.message.callId, pending.toTag), pending);
+    }
     stx.on('terminated', onTerminated);
     const meta = this.metaOf(inb);
     const local = inb.flow;
@@ -245,6 +254,10 @@ export class SipController {
     p.stx.off('terminated', p.onTerminated);
     this.serverRequests.delete(txnId);
     if (this.pendingInvites.get(p.stx.id) === p) this.pendingInvites.delete(p.stx.id);
+    if (p.toTag) {
+      const key = earlyDialogKey(p.inbound.message.callId, p.toTag);
+      if (this.earlyUasDialogs.get(key) === p) this.earlyUasDialogs.delete(key);
+    }
   }
 
   private onAppResponseTimeout(txnId: string): void {
@@ -277,6 +290,10 @@ export class SipController {
   private onInDialogRequest(inb: InboundMessage, stx: ServerTransaction, toTag: string): void {
     const msg = inb.message;
     const dialog = this.dialogs.findForIncoming(msg.callId ?? '', toTag);
+    if (!dialog && msg.method === 'UPDATE') {
+      const invite = this.earlyUasDialogOf(msg, toTag);
+      if (invite) return this.handToApp(inb, stx, invite.app, undefined);
+    }
     if (!dialog || dialog.remoteTag !== (msg.fromTag ?? '')) return this.respondStateless(stx, 481, 'Call/Transaction Does Not Exist');
     // 12.2.2: CSeq must increase
     const seq = msg.cseq?.seq ?? 0;
@@ -305,6 +322,14 @@ export class SipController {
       // or after 64*T1 if the app never does
       setTimeout(() => this.dialogs.remove(dialog), 64 * this.T1).unref();
     }
+  }
+
+  /** The pending INVITE whose early dialog (a 1xx with our tag sent, no final yet) an in-dialog request is in. */
+  private earlyUasDialogOf(msg: SipMessage, toTag: string): PendingServerRequest | undefined {
+    const invite = this.earlyUasDialogs.get(earlyDialogKey(msg.callId, toTag));
+    if (!invite || invite.finalSent || invite.inbound.message.fromTag !== msg.fromTag) return undefined;
+    const last = invite.stx.lastResponse;
+    return last && (last.status ?? 0) > 100 && (last.status ?? 0) < 200 && last.toTag === toTag ? invite : undefined;
   }
 
   private appById(id: string): AppConnection | undefined {
@@ -773,6 +798,10 @@ function stripUriPart(value: string): string {
 }
 
 /** RFC 3261 8.2.6.2 response; the To tag is added only when the request has none and this isn't a 100. */
+function earlyDialogKey(callId: string | undefined, toTag: string): string {
+  return `${callId ?? ''}\n${toTag}`;
+}
+
 export function buildResponse(req: SipMessage, status: number, reason: string | undefined, toTag: string | undefined): SipMessage {
   return buildTxnResponse(req, status, reason, toTag && status > 100 ? { toTag } : {});
 }
