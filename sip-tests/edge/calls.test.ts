@@ -38,6 +38,8 @@ describe.each<[string, SippTransport]>([['udp', 'u1'], ['tcp', 't1']])('edge ove
         const dialog = await app.createUAS(req, res, { localSdp: testSdp(40000) });
         uasDialogs.push(dialog);
         dialog.on('destroy', () => destroyed.push(dialog.sip.callId));
+        // srf handles a BYE read in the same chunk as the 200's echo before this continuation runs
+        if (!dialog.connected) destroyed.push(dialog.sip.callId);
         dialog.on('modify', (mreq, mres) => {
           modified.push(dialog.sip.callId);
           mres.send(200, { body: testSdp(40002, 2) , headers: { 'Content-Type': 'application/sdp' } });

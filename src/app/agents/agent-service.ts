@@ -320,7 +320,7 @@ export class AgentService {
         this.customerAnswered(call, leg).catch(async (err: unknown) => {
           this.warn(err, 'bridging the customer failed');
           call.leg ??= leg;
-          await this.endCall(call, 'media-failure');
+          await this.endCall(call, this.bridgeFailureCause(call, leg));
         }),
       (err: unknown) => {
         const cause = err instanceof DialFailure ? (err.reason === 'aborted' ? 'hangup-by-api' : err.reason) : 'error';
@@ -342,12 +342,13 @@ export class AgentService {
     session.callId = call.id;
     session.state = 'on-call';
     this.publishCall(call, 'call.ringing', { from: call.number });
+    let leg: SipLeg | undefined;
     try {
-      const leg = await answerLeg({ srf: this.o.srf, media: this.o.media, req, res, injectDtmf: true, ...(this.log ? { logger: this.log } : {}) });
+      leg = await answerLeg({ srf: this.o.srf, media: this.o.media, req, res, injectDtmf: true, ...(this.log ? { logger: this.log } : {}) });
       await this.customerAnswered(call, leg);
     } catch (err) {
       this.warn(err, 'inbound call to an agent session failed');
-      await this.endCall(call, 'media-failure');
+      await this.endCall(call, this.bridgeFailureCause(call, leg));
     }
     return true;
   }
@@ -375,6 +376,16 @@ export class AgentService {
     this.publishCall(call, 'call.bridged');
     if (user.callConnectAnnouncement) await session.leg.play(this.o.prompts.callConnected).catch((err: unknown) => this.warn(err, 'announcement failed'));
     if (user.recordDirectCalls) await this.startRecording(call.id).catch((err: unknown) => this.warn(err, 'recording failed to start'));
+  }
+
+  /**
+   * Why putting a customer through failed: a party that hung up meanwhile (its BYE raced the
+   * bridge's rtpengine re-offers, which then find its call deleted), else rtpengine itself.
+   */
+  private bridgeFailureCause(call: CustomerCall, customerLeg: SipLeg | undefined): string {
+    if (customerLeg?.endCause === 'remote-hangup') return 'customer-hangup';
+    if (this.sessions.get(call.agentId)?.leg?.endCause === 'remote-hangup') return 'agent-hangup';
+    return 'media-failure';
   }
 
   private async bridge(a: SipLeg, b: SipLeg): Promise<void> {

@@ -71,6 +71,9 @@ export class SipLeg extends EventEmitter<SipLegEvents> {
     this.peerSdp = init.peerSdp;
     this.logger = init.logger?.child({ leg: this.id });
     this.dialog.on('destroy', () => void this.finish('remote-hangup', false));
+    // The peer's BYE can be handled by srf in the same read as the 2xx that created the dialog,
+    // before whoever awaited the dialog could listen: such a dialog is already over.
+    if (this.dialog.connected === false) queueMicrotask(() => void this.finish('remote-hangup', false));
     this.dialog.on('modify', (req, res) => void this.onReinvite(req, res));
     this.dialog.on('info', (req, res) => this.onInfo(req, res));
     this.dialog.on('refer', (req, res) => {
@@ -85,6 +88,11 @@ export class SipLeg extends EventEmitter<SipLegEvents> {
 
   get ended(): boolean {
     return this.endedCause !== undefined;
+  }
+
+  /** Why the leg ended (undefined while it is up). */
+  get endCause(): LegEndCause | undefined {
+    return this.endedCause;
   }
 
   /** Points the internal side at `sdp` (another leg's `internalSdp`, a mixer participant, or parked). */
