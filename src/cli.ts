@@ -9,6 +9,7 @@ import { startCore, type RunningCore } from './app/core.js';
 import { startCallFeature, validateCallConfig, CallConfigError } from './app/calls/feature.js';
 import type { Logger } from 'pino';
 import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { uriHost } from './app/sip/uri-host.js';
 import { useEnvironmentSnapshot } from './app/sip/srf.js';
@@ -109,7 +110,8 @@ function startAppWorker(argv: string[], config: DialcoreConfig, logger: Logger, 
   let stopping = false;
   const spawn = () => {
     child = fork(fileURLToPath(new URL('../bin/dialcore.js', import.meta.url)), ['app', ...args, '--drachtio', `${uriHost(host)}:${port}`], {
-      env: { ...process.env, DIALCORE_APP_WORKER: '1' },
+      // the workers answer each other's digest challenges, so they sign nonces with the first process's key
+      env: { ...process.env, DIALCORE_APP_WORKER: '1', DIALCORE_NONCE_SECRET: config.registrar.nonceSecret },
       stdio: 'inherit',
     });
     child.on('exit', (code, signal) => {
@@ -163,6 +165,9 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'start': {
         checkAppConfig(config);
+        // One nonce key for every app worker: a REGISTER answered on another worker than the one that
+        // challenged it must verify (RFC 7616 §3.3 leaves the nonce's make-up to the server).
+        if (config.app.workers > 1 && !config.registrar.nonceSecret) config.registrar.nonceSecret = randomBytes(32).toString('hex');
         stoppers.push(await (config.edge.thread ? runEdgeOnThread : runEdge)(config, logger));
         const core = await runApp(config, logger, config.drachtio.listen);
         stoppers.unshift(() => core.stop());
@@ -189,6 +194,8 @@ export async function main(argv: string[]): Promise<number> {
     for (const stop of stoppers) await stop().catch(() => undefined);
     process.exit(0);
   };
+  // an app worker of `dialcore start --app-workers` goes with the process that forked it
+  if (process.env.DIALCORE_APP_WORKER === '1' && process.send) process.once('disconnect', () => void shutdown('parent-exit'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   return -1; // keep running

@@ -8,23 +8,20 @@
  * With DIALCORE_TEST_DRACHTIO_SERVER=<drachtio binary>, the C++ drachtio-server takes the SIP listeners and
  * `dialcore app --drachtio` connects to it instead (`dialcore start` runs both halves in one process).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, runSipp, startDrachtioServer, startRedis, startRtpengine, waitUntil, type DrachtioServer, type RedisServer, type RtpengineServer } from '../harness/index.js';
 import { drachtioServerBinary } from '../fixtures/stack.js';
 import { registerOverWebSocket } from '../fixtures/ws-register.js';
+import { startDialcoreProcess, type DialcoreProcess } from '../fixtures/cli-process.js';
 
 const HOST = '127.0.0.1';
 const TOKEN = 'cli-test-admin-token-0123456789';
 const REALM = 'dialcore';
-const BIN = fileURLToPath(new URL('../../bin/dialcore.js', import.meta.url));
 
 let redis: RedisServer;
 let rtpengine: RtpengineServer;
 let drachtioServer: DrachtioServer | undefined;
-let core: ChildProcess;
-let output = '';
+let core: DialcoreProcess;
 let sipPort = 0;
 let wsPort = 0;
 let httpBase = '';
@@ -63,35 +60,17 @@ beforeAll(async () => {
   const sipServer = drachtioServerBinary
     ? ['app', '--drachtio', `${HOST}:${adminPort}`]
     : ['start', '--sip', `udp:${HOST}:${sipPort}`, '--sip', `tcp:${HOST}:${sipPort}`, '--sip', `ws:${HOST}:${wsPort}`, '--admin', `${HOST}:${adminPort}`];
-  core = spawn(process.execPath, [
-    BIN, ...sipServer, '--http', `${HOST}:${httpPort}`,
+  core = await startDialcoreProcess([
+    ...sipServer, '--http', `${HOST}:${httpPort}`,
     '--redis', redis.url, '--rtpengine', `${HOST}:${rtpengine.ngPort}`,
     '--realm', REALM, '--log-level', 'warn',
-  ], {
-    // defaults as shipped: nothing DIALCORE_* from the environment running the tests leaks in
-    env: {
-      ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('DIALCORE_'))),
-      DIALCORE_FROM_SOURCE: '1', DIALCORE_ADMIN_TOKEN: TOKEN, DIALCORE_SECRET: drachtioSecret,
-      DIALCORE_CONFIG: fileURLToPath(new URL('../../config/dialcore.jsonc', import.meta.url)),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  core.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  core.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  await waitUntil(async () => {
-    if (core.exitCode !== null) throw new Error(`dialcore start exited (${core.exitCode}):\n${output}`);
-    try {
-      return (await fetch(`${httpBase}/healthz`)).ok;
-    } catch {
-      return false;
-    }
-  }, { timeoutMs: 30_000, intervalMs: 200, what: 'dialcore start answering /healthz' });
+  ], { DIALCORE_ADMIN_TOKEN: TOKEN, DIALCORE_SECRET: drachtioSecret }, httpBase);
 }, 60_000);
 
 afterAll(async () => {
-  if (core && core.exitCode === null) {
-    core.kill('SIGKILL');
-    await new Promise((resolve) => core.once('exit', resolve));
+  if (core && core.child.exitCode === null) {
+    core.child.kill('SIGKILL');
+    await new Promise((resolve) => core.child.once('exit', resolve));
   }
   await drachtioServer?.stop();
   await rtpengine?.stop();
@@ -173,9 +152,9 @@ describe('dialcore start', () => {
   });
 
   it('stops on SIGTERM within the shutdown bound, exit code 0', async () => {
-    const exited = new Promise<number | null>((resolve) => core.once('exit', (code) => resolve(code)));
-    core.kill('SIGTERM');
+    const exited = new Promise<number | null>((resolve) => core.child.once('exit', (code) => resolve(code)));
+    core.child.kill('SIGTERM');
     const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve('timeout'), 8000))]);
-    expect(code, output).toBe(0);
+    expect(code, core.output()).toBe(0);
   });
 });
