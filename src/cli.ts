@@ -121,12 +121,14 @@ function startAppWorker(argv: string[], config: DialcoreConfig, logger: Logger, 
     });
   };
   spawn();
+  // SIGTERM makes the worker drain as this process does; it exits once its calls are over
   return async () => {
     stopping = true;
     if (!child || child.exitCode !== null) return;
     const exited = new Promise<void>((resolve) => child?.once('exit', () => resolve()));
     child.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    await Promise.race([exited, new Promise((r) => setTimeout(r, config.shutdown.drainSeconds * 1000 + 5000))]);
+    if (child.exitCode === null) child.kill('SIGKILL');
   };
 }
 
@@ -152,6 +154,8 @@ export async function main(argv: string[]): Promise<number> {
   const logger = createLogger({ level: config.log.level });
   logger.debug({ config: redactConfig(config) }, 'configuration');
   const stoppers: Array<() => Promise<void>> = [];
+  /** Run before the stoppers on SIGTERM: cores wait (bounded) for their live calls, workers drain likewise. */
+  const drainers: Array<(limitMs: number) => Promise<void>> = [];
   try {
     switch (command) {
       case 'edge': {
@@ -160,6 +164,7 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'app': {
         const core = await runApp(config, logger);
+        drainers.push((limitMs) => core.drain(limitMs));
         stoppers.push(() => core.stop());
         break;
       }
@@ -170,8 +175,9 @@ export async function main(argv: string[]): Promise<number> {
         if (config.app.workers > 1 && !config.registrar.nonceSecret) config.registrar.nonceSecret = randomBytes(32).toString('hex');
         stoppers.push(await (config.edge.thread ? runEdgeOnThread : runEdge)(config, logger));
         const core = await runApp(config, logger, config.drachtio.listen);
+        drainers.push((limitMs) => core.drain(limitMs));
         stoppers.unshift(() => core.stop());
-        for (let i = 1; i < config.app.workers; i++) stoppers.unshift(startAppWorker(argv, config, logger, i));
+        for (let i = 1; i < config.app.workers; i++) drainers.push(startAppWorker(argv, config, logger, i));
         break;
       }
       default:
@@ -187,16 +193,29 @@ export async function main(argv: string[]): Promise<number> {
     for (const stop of stoppers) await stop().catch(() => undefined);
     return 1;
   }
-  const shutdown = async (signal: string) => {
-    logger.info({ signal }, 'shutting down');
+  let shuttingDown = false;
+  const stopNow = async () => {
     // a dependency that is already gone (Redis stopped with us) must not hold the exit
     setTimeout(() => process.exit(0), 5000).unref();
     for (const stop of stoppers) await stop().catch(() => undefined);
     process.exit(0);
   };
+  const shutdown = async (signal: string, drain: boolean) => {
+    if (shuttingDown) {
+      // a second signal: no more waiting for calls
+      logger.info({ signal }, 'stopping now');
+      return void stopNow();
+    }
+    shuttingDown = true;
+    const limitMs = drain ? config.shutdown.drainSeconds * 1000 : 0;
+    logger.info({ signal, drainSeconds: limitMs / 1000 }, 'shutting down');
+    // the edge and the SIP link stay up meanwhile, for the live calls' in-dialog requests
+    await Promise.all(drainers.map((drainer) => drainer(limitMs).catch(() => undefined)));
+    await stopNow();
+  };
   // an app worker of `dialcore start --app-workers` goes with the process that forked it
-  if (process.env.DIALCORE_APP_WORKER === '1' && process.send) process.once('disconnect', () => void shutdown('parent-exit'));
-  process.once('SIGINT', () => void shutdown('SIGINT'));
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  if (process.env.DIALCORE_APP_WORKER === '1' && process.send) process.once('disconnect', () => void shutdown('parent-exit', false));
+  process.on('SIGINT', () => void shutdown('SIGINT', true));
+  process.on('SIGTERM', () => void shutdown('SIGTERM', true));
   return -1; // keep running
 }

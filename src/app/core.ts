@@ -6,7 +6,8 @@
  *  - REGISTER: the registrar (src/app/registrar) with digest auth and the per-user rules
  *  - INVITE: the call router (src/app/calls) when media is configured
  *  - methods nobody handles are not routed, so the SIP server answers them (503 / 501 / 405 with Allow)
- *  - the admin HTTP API, /metrics and /healthz
+ *  - the admin HTTP API, /metrics, /healthz, /livez and /readyz
+ *  - graceful drain on SIGTERM (drain()): 503 + Retry-After to new requests while live calls finish
  */
 import { randomBytes } from 'node:crypto';
 import { createClient } from 'redis';
@@ -67,6 +68,12 @@ export interface CallFeature {
   api?: { routes: ApiRoute[]; upgrades: ApiUpgrade[] };
   /** Told where the admin API listens (other instances send commands there). */
   apiListening?(url: string): void;
+  /** Calls and agent sessions up on this instance (what a graceful drain waits for). */
+  liveCalls(): number;
+  /** rtpengines seen healthy by this instance's pings. */
+  mediaHealth(): { healthy: number; total: number };
+  /** Graceful drain: refuse new calls and agent sessions from now on (SIP and the control API). */
+  drain(): void;
   stop(): Promise<void>;
 }
 
@@ -75,6 +82,12 @@ export interface RunningCore {
   hostport: string;
   services: RegistrarServices;
   admin: RunningAdminApi | null;
+  /**
+   * Graceful drain (SIGTERM): new REGISTERs, INVITEs and OPTIONS get 503 with Retry-After (RFC 3261
+   * §21.5.4), so phones and trunks fail over (RFC 3263 §4.3); live calls go on. Resolves once no call
+   * is left or `limitMs` has passed.
+   */
+  drain(limitMs: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -117,12 +130,22 @@ export async function startCore(
   });
 
   const srf = createSrf();
-  srf.options(optionsResponder(() => feature?.methods ?? []));
-  srf.register(services.registerHandler);
+  let draining = false;
+  let retryAfterSeconds = 0;
+  /** While draining, out-of-dialog requests are refused; in-dialog ones (BYE, re-INVITE) reach their dialogs as before. */
+  const unlessDraining = (handler: RequestHandler): RequestHandler => (req, res) => {
+    if (!draining) return handler(req, res);
+    sendFinalResponse(res, 503, 'Service Unavailable', { 'Retry-After': String(retryAfterSeconds) });
+  };
+  srf.options(unlessDraining(optionsResponder(() => feature?.methods ?? [])));
+  srf.register(unlessDraining(services.registerHandler));
   if (calls) {
     feature = await calls({ srf, services });
-    srf.invite(feature.invite);
+    srf.invite(unlessDraining(feature.invite));
   }
+  let sipLinkUp = false;
+  srf.on('connect', (err) => { sipLinkUp = !err; });
+  srf.on('disconnect', () => { sipLinkUp = false; });
   const { hostport, serverVersion } = await connectSrf(srf, {
     host: opts.drachtio.host,
     port: opts.drachtio.port,
@@ -130,6 +153,7 @@ export async function startCore(
     enablePing: true,
     pingInterval: 10_000,
   });
+  sipLinkUp = true;
   log.info({ drachtio: `${opts.drachtio.host}:${opts.drachtio.port}`, hostport, serverVersion }, 'core connected to SIP server');
   feature?.connected?.();
   const flowNotices = onFlowClosed(srf, (protocol, address, port) => {
@@ -144,6 +168,7 @@ export async function startCore(
         ...services.adminApiOptions,
         ...(feature?.api ? { routes: feature.api.routes, upgrades: feature.api.upgrades } : {}),
         token: opts.http.adminToken,
+        health: () => ({ sip: sipLinkUp, ...(feature ? { rtpengine: feature.mediaHealth() } : {}), draining }),
         host: opts.http.host,
         port: opts.http.port,
       })
@@ -158,10 +183,21 @@ export async function startCore(
     hostport,
     services,
     admin,
+    async drain(limitMs) {
+      draining = true;
+      retryAfterSeconds = Math.max(1, Math.ceil(limitMs / 1000));
+      feature?.drain();
+      const deadline = Date.now() + limitMs;
+      log.info({ liveCalls: feature?.liveCalls() ?? 0, limitMs }, 'draining: new registrations and calls refused');
+      while ((feature?.liveCalls() ?? 0) > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+      const left = feature?.liveCalls() ?? 0;
+      if (left > 0) log.warn({ liveCalls: left }, 'drain limit reached: ending the calls left');
+    },
     async stop() {
       await admin?.close().catch(() => undefined);
-      srf.disconnect();
+      // calls end with a BYE, which needs the SIP server link: disconnect after
       await feature?.stop().catch(() => undefined);
+      srf.disconnect();
       await services.stop().catch(() => undefined);
       await client.quit().catch(() => undefined);
     },

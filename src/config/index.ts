@@ -49,6 +49,8 @@ export interface DialcoreConfig {
   /** config-file only: { default: plan, named: { name: plan } } (validated by src/app/policies) */
   dialPlans: unknown;
   app: { workers: number };
+  /** SIGTERM: how long live calls may go on while new ones are refused (graceful drain) */
+  shutdown: { drainSeconds: number };
   /** start: the SIP edge on a worker thread of its own (default) or on the app's thread */
   edge: { thread: boolean };
   log: { level: string };
@@ -110,6 +112,7 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'calls.sessionExpiresSeconds', flag: '--session-expires', env: 'DIALCORE_SESSION_EXPIRES', kind: 'int', min: 90, max: 86_400, help: 'RFC 4028 session interval asked for on both legs of a call (Session-Expires)' },
   { path: 'calls.minSessionExpiresSeconds', flag: '--min-se', env: 'DIALCORE_MIN_SE', kind: 'int', min: 90, max: 86_400, help: 'smallest RFC 4028 session interval accepted (Min-SE; below it: 422)' },
   { path: 'app.workers', flag: '--app-workers', env: 'DIALCORE_APP_WORKERS', kind: 'int', min: 1, max: 32, help: 'start: core app processes connected to the edge (requests are shared round robin); the first also serves HTTP' },
+  { path: 'shutdown.drainSeconds', flag: '--drain-seconds', env: 'DIALCORE_DRAIN_SECONDS', kind: 'int', min: 0, max: 86_400, help: 'on SIGTERM: seconds live calls may go on while new registrations and calls get 503 (0 = end them at once)' },
   { path: 'edge.thread', flag: '--edge-thread', env: 'DIALCORE_EDGE_THREAD', kind: 'bool', help: 'start: run the SIP edge on a thread of its own, on a second core (true, the default), or on the app\'s thread (false)' },
   { path: 'log.level', flag: '--log-level', env: 'DIALCORE_LOG_LEVEL', kind: 'level', help: 'trace, debug, info, warn, error, fatal or silent' },
 ];
@@ -370,6 +373,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     carriers: getPath(fileObj, 'carriers') ?? { outboundGateways: [], inboundTrunks: [] },
     dialPlans: getPath(fileObj, 'dialPlans') ?? { default: {} },
     app: { workers: (c.app?.workers as number | undefined) ?? 1 },
+    shutdown: { drainSeconds: (c.shutdown?.drainSeconds as number | undefined) ?? 30 },
     edge: { thread: (c.edge?.thread as boolean | undefined) ?? true },
     log: { level: (c.log?.level as string | undefined) ?? 'info' },
   };

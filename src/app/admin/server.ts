@@ -32,6 +32,18 @@ export interface AdminApiOptions {
   routes?: ApiRoute[];
   /** WebSocket endpoints (GET with Upgrade), behind the same token. */
   upgrades?: ApiUpgrade[];
+  /** The instance's other dependencies and state, for /healthz and /readyz (Redis is checked here). */
+  health?: () => InstanceHealth;
+}
+
+/** What /healthz reports beside Redis. */
+export interface InstanceHealth {
+  /** The link to the SIP server (the edge or drachtio-server) is up. */
+  sip: boolean;
+  /** rtpengines seen healthy by this instance's pings; absent when the process has no media. */
+  rtpengine?: { healthy: number; total: number };
+  /** SIGTERM received: new registrations and calls are refused while live calls finish. */
+  draining: boolean;
 }
 
 /** A route another module adds to the API. */
@@ -213,22 +225,62 @@ export function createAdminApi(options: AdminApiOptions): Server {
     return user;
   };
 
+  const redisReachable = async (): Promise<boolean> => {
+    try {
+      const pong = await Promise.race([
+        options.redis.send(['PING']),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000).unref()),
+      ]);
+      return pong === 'PONG';
+    } catch {
+      return false;
+    }
+  };
+
+  const healthReport = async () => {
+    const redis = await redisReachable();
+    const other = options.health?.();
+    const rtpengine = other?.rtpengine ? (other.rtpengine.healthy > 0 ? 'ok' : 'unavailable') : undefined;
+    const healthy = redis && (other?.sip ?? true) && rtpengine !== 'unavailable';
+    return {
+      healthy,
+      body: {
+        status: healthy ? 'ok' : 'unavailable',
+        redis: redis ? 'ok' : 'unreachable',
+        ...(other ? { sip: other.sip ? 'ok' : 'disconnected' } : {}),
+        ...(other?.rtpengine ? { rtpengine, rtpengines: other.rtpengine } : {}),
+        draining: other?.draining ?? false,
+      },
+    };
+  };
+
   const routes: Route[] = [
     {
+      // liveness: the process serves HTTP (its event loop is not stuck); dependencies do not count
+      method: 'GET',
+      pattern: /^\/livez$/,
+      open: true,
+      handler: async ({ res }) => send(res, 200, { status: 'alive' }),
+    },
+    {
+      // every dependency separately; 503 when one is down
       method: 'GET',
       pattern: /^\/healthz$/,
       open: true,
       handler: async ({ res }) => {
-        try {
-          const pong = await Promise.race([
-            options.redis.send(['PING']),
-            new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000).unref()),
-          ]);
-          if (pong !== 'PONG') throw new Error('unexpected PING reply');
-          send(res, 200, { status: 'ok', redis: 'ok' });
-        } catch {
-          send(res, 503, { status: 'unavailable', redis: 'unreachable' });
-        }
+        const report = await healthReport();
+        send(res, report.healthy ? 200 : 503, report.body);
+      },
+    },
+    {
+      // readiness: healthy and not draining, i.e. send new traffic here
+      method: 'GET',
+      pattern: /^\/readyz$/,
+      open: true,
+      handler: async ({ res }) => {
+        const report = await healthReport();
+        const ready = report.healthy && !report.body.draining;
+        send(res, ready ? 200 : 503, { ...report.body, status: ready ? 'ready' : 'not-ready' });
       },
     },
     {

@@ -98,6 +98,8 @@ export class AgentService {
   private readonly sessions = new Map<string, AgentSession>(); // by user id
   private readonly calls = new Map<string, CustomerCall>();
   private readonly log?: Logger;
+  /** Graceful drain: no new session or call here; those up go on. */
+  private draining = false;
 
   constructor(private readonly o: AgentServiceOptions) {
     this.log = o.logger?.child({ component: 'agents' });
@@ -115,9 +117,19 @@ export class AgentService {
     return this.calls.size;
   }
 
+  /** From now on new sessions and calls are refused with 503 (the instance is shutting down). */
+  drain(): void {
+    this.draining = true;
+  }
+
+  private assertNotDraining(): void {
+    if (this.draining) throw new ControlError(503, 'unavailable', 'this instance is draining (shutting down): use another instance');
+  }
+
   // ---------------------------------------------------------------------------------- sessions
 
   async startSession(userId: string, options: StartSessionOptions = {}): Promise<AgentSessionView> {
+    this.assertNotDraining();
     const user = await this.o.users.get(userId);
     if (!user) throw new ControlError(404, 'not_found', 'no such user');
     if (!user.active) throw new ControlError(403, 'forbidden', 'the user is inactive');
@@ -277,6 +289,7 @@ export class AgentService {
    * dialer's own calls are not subject to the agent's manual-dial privilege; the dial plan applies.
    */
   async placeCall(request: { agent: string; to: string; callerId?: string }): Promise<CustomerCallView> {
+    this.assertNotDraining();
     const session = this.sessions.get(request.agent);
     if (!session) {
       const stored = await this.o.state.getSession(request.agent);

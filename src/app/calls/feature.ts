@@ -148,6 +148,12 @@ export async function startCallFeature(
         for (const flow of services.flows.flowsOf(userId)) requestCloseFlow(srf, flow.transport, flow.address, flow.port);
       },
     },
+    liveCalls: () => calls.count + agents.service.callCount + agents.service.sessionCount,
+    mediaHealth: () => {
+      const engines = pool.status();
+      return { healthy: engines.filter((e) => e.healthy).length, total: engines.length };
+    },
+    drain: () => agents.service.drain(),
     async stop() {
       monitor.stop();
       await agents.stop();
