@@ -39,6 +39,9 @@ function edgeOptions(config: DialcoreConfig): Omit<EdgeOptions, 'logger'> {
     tls: config.sip.tlsCert && config.sip.tlsKey ? { certFile: config.sip.tlsCert, keyFile: config.sip.tlsKey } : undefined,
     timers: { T1: config.sip.t1, T2: config.sip.t2, T4: config.sip.t4 },
     limits: { maxMessageBytes: config.sip.maxMessageBytes, maxConnections: config.sip.maxConnections, maxConnectionsPerIp: config.sip.maxConnectionsPerIp },
+    ...(config.capture.hepServer ? {
+      hep: { ...config.capture.hepServer, agentId: config.capture.hepAgentId, ...(config.capture.hepPassword ? { password: config.capture.hepPassword } : {}) },
+    } : {}),
   };
 }
 

@@ -49,6 +49,8 @@ export interface DialcoreConfig {
   /** config-file only: { default: plan, named: { name: plan } } (validated by src/app/policies) */
   dialPlans: unknown;
   app: { workers: number };
+  /** HEP3 capture of the edge's SIP traffic (Homer); server null = off */
+  capture: { hepServer: HostPort | null; hepAgentId: number; hepPassword: string };
   /** SIGTERM: how long live calls may go on while new ones are refused (graceful drain) */
   shutdown: { drainSeconds: number };
   /** start: the SIP edge on a worker thread of its own (default) or on the app's thread */
@@ -112,6 +114,9 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'calls.sessionExpiresSeconds', flag: '--session-expires', env: 'DIALCORE_SESSION_EXPIRES', kind: 'int', min: 90, max: 86_400, help: 'RFC 4028 session interval asked for on both legs of a call (Session-Expires)' },
   { path: 'calls.minSessionExpiresSeconds', flag: '--min-se', env: 'DIALCORE_MIN_SE', kind: 'int', min: 90, max: 86_400, help: 'smallest RFC 4028 session interval accepted (Min-SE; below it: 422)' },
   { path: 'app.workers', flag: '--app-workers', env: 'DIALCORE_APP_WORKERS', kind: 'int', min: 1, max: 32, help: 'start: core app processes connected to the edge (requests are shared round robin); the first also serves HTTP' },
+  { path: 'capture.hepServer', flag: '--hep', env: 'DIALCORE_HEP', kind: 'hostport', help: 'HEP3 capture server ip:port (UDP, e.g. Homer\'s heplify-server): every SIP message the edge sends and receives; unset = off' },
+  { path: 'capture.hepAgentId', flag: '--hep-agent-id', env: 'DIALCORE_HEP_AGENT_ID', kind: 'int', min: 0, max: 4_294_967_295, help: 'HEP capture agent id of this instance' },
+  { path: 'capture.hepPassword', flag: '--hep-password', env: 'DIALCORE_HEP_PASSWORD', kind: 'secret', help: 'HEP auth key, when the capture server asks for one' },
   { path: 'shutdown.drainSeconds', flag: '--drain-seconds', env: 'DIALCORE_DRAIN_SECONDS', kind: 'int', min: 0, max: 86_400, help: 'on SIGTERM: seconds live calls may go on while new registrations and calls get 503 (0 = end them at once)' },
   { path: 'edge.thread', flag: '--edge-thread', env: 'DIALCORE_EDGE_THREAD', kind: 'bool', help: 'start: run the SIP edge on a thread of its own, on a second core (true, the default), or on the app\'s thread (false)' },
   { path: 'log.level', flag: '--log-level', env: 'DIALCORE_LOG_LEVEL', kind: 'level', help: 'trace, debug, info, warn, error, fatal or silent' },
@@ -373,6 +378,11 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     carriers: getPath(fileObj, 'carriers') ?? { outboundGateways: [], inboundTrunks: [] },
     dialPlans: getPath(fileObj, 'dialPlans') ?? { default: {} },
     app: { workers: (c.app?.workers as number | undefined) ?? 1 },
+    capture: {
+      hepServer: (c.capture?.hepServer as HostPort | undefined) ?? null,
+      hepAgentId: (c.capture?.hepAgentId as number | undefined) ?? 2001,
+      hepPassword: (c.capture?.hepPassword as string | undefined) ?? '',
+    },
     shutdown: { drainSeconds: (c.shutdown?.drainSeconds as number | undefined) ?? 30 },
     edge: { thread: (c.edge?.thread as boolean | undefined) ?? true },
     log: { level: (c.log?.level as string | undefined) ?? 'info' },
@@ -386,6 +396,9 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   if (result.sip.listen.some((l) => l.protocol === 'tls' || l.protocol === 'wss') && (!result.sip.tlsCert || !result.sip.tlsKey)) {
     semantic.push({ field: 'sip.tlsCert', message: 'tls and wss listeners need sip.tlsCert and sip.tlsKey' });
   }
+  if (result.capture.hepServer && isIP(result.capture.hepServer.host) === 0) {
+    semantic.push({ field: 'capture.hepServer', message: 'must be an IP address and port (no DNS name)' });
+  }
   if (semantic.length) throw new ConfigError(semantic);
   return { config: result, positionals, help };
 }
@@ -396,6 +409,7 @@ export function redactConfig(config: DialcoreConfig): DialcoreConfig {
   if (copy.drachtio.secret) copy.drachtio.secret = '[redacted]';
   if (copy.http.adminToken) copy.http.adminToken = '[redacted]';
   if (copy.registrar.nonceSecret) copy.registrar.nonceSecret = '[redacted]';
+  if (copy.capture.hepPassword) copy.capture.hepPassword = '[redacted]';
   copy.redis.url = copy.redis.url.replace(/\/\/[^@/]*@/, '//[redacted]@');
   copy.carriers = JSON.parse(JSON.stringify(copy.carriers ?? null, (k, v: unknown) => (/password|secret/i.test(k) ? '[redacted]' : v)));
   return copy;

@@ -11,6 +11,7 @@ import { SipResolver } from './dns/index.js';
 import { AppServer } from './drachtio/app-server.js';
 import { SipController } from './drachtio/controller.js';
 import { hostForUri, type LocalAddress } from './drachtio/sip-builders.js';
+import { HepCaptureAgent } from './capture/hep-agent.js';
 
 /** Reported to apps at authenticate; srf only pings servers >= v0.8.2. */
 export const EDGE_VERSION = 'v0.9.10-dialcore';
@@ -23,6 +24,8 @@ export interface EdgeOptions {
   tls?: { certFile: string; keyFile: string };
   timers?: { T1?: number; T2?: number; T4?: number };
   limits?: Partial<TransportLimits>;
+  /** HEP3 capture of every SIP message sent and received (Homer) */
+  hep?: { host: string; port: number; agentId: number; password?: string };
   logger?: Logger;
 }
 
@@ -36,6 +39,7 @@ export class Edge {
   private transactions?: TransactionLayer;
   private apps?: AppServer;
   private controller?: SipController;
+  private capture?: HepCaptureAgent;
 
   constructor(private readonly opts: EdgeOptions) {}
 
@@ -43,7 +47,8 @@ export class Edge {
     const { opts } = this;
     const tls = opts.tls ? { cert: readFileSync(opts.tls.certFile), key: readFileSync(opts.tls.keyFile) } : undefined;
     const listen = opts.sip.map((l) => ({ ...l, externalHost: l.externalHost ?? opts.externalHost }));
-    this.transport = new TransportLayer({ listen, tls, limits: opts.limits, logger: opts.logger });
+    this.capture = opts.hep ? new HepCaptureAgent({ ...opts.hep, ...(opts.logger ? { logger: opts.logger } : {}) }) : undefined;
+    this.transport = new TransportLayer({ listen, tls, limits: opts.limits, logger: opts.logger, ...(this.capture ? { capture: this.capture } : {}) });
     await this.transport.start();
     const bound = this.transport.boundListeners();
     const locals: LocalAddress[] = bound.map((l) => ({ protocol: l.protocol, host: l.externalHost ?? l.host, port: l.port }));
@@ -88,5 +93,6 @@ export class Edge {
     await this.apps?.stop();
     this.transactions?.stop?.();
     await this.transport?.stop();
+    this.capture?.close();
   }
 }

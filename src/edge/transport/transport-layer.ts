@@ -156,7 +156,16 @@ export class TransportLayer extends EventEmitter<TransportEvents> {
    * Send one serialised message (rules in index.ts). Resolves once the bytes are handed to the OS;
    * rejects when there is no route, the connection fails or times out, or a write queue overflows.
    */
-  async send(buf: Buffer, target: SendTarget): Promise<SentInfo> {
+  send(buf: Buffer, target: SendTarget): Promise<SentInfo> {
+    const capture = this.options.capture;
+    if (!capture) return this.sendToTarget(buf, target);
+    return this.sendToTarget(buf, target).then((sent) => {
+      capture.capture('sent', buf, sent.flow);
+      return sent;
+    });
+  }
+
+  private async sendToTarget(buf: Buffer, target: SendTarget): Promise<SentInfo> {
     if (this.state !== 'started') throw new Error('transport layer is not running');
     if (target.flowId) {
       const connection = this.connections.get(target.flowId);
@@ -388,6 +397,10 @@ export class TransportLayer extends EventEmitter<TransportEvents> {
 
   /** Parsed inbound message -> events. Requests get their top Via stamped (RFC 3261 18.2.1, RFC 3581 4). */
   private dispatch(result: ParseResult, raw: Buffer | undefined, flow: Flow, isStream: boolean): void {
+    if (this.options.capture) {
+      const bytes = raw ?? (result.ok ? result.message.serialise() : undefined);
+      if (bytes) this.options.capture.capture('received', bytes, flow);
+    }
     if (result.ok) {
       const { message } = result;
       const rawBytes = raw ?? message.serialise();

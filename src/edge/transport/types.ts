@@ -81,4 +81,10 @@ export interface TransportOptions {
   tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer; rejectUnauthorized?: boolean };
   limits?: Partial<TransportLimits>;
   logger?: import('pino').Logger;
+  /** Told of every SIP message received (before parsing's outcome matters) and sent, e.g. HEP capture. */
+  capture?: MessageCapture;
+}
+
+export interface MessageCapture {
+  capture(direction: 'received' | 'sent', raw: Buffer, flow: Flow): void;
 }
