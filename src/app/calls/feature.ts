@@ -16,7 +16,7 @@ import { CallRegistry } from './call-registry.js';
 import { GatewayChannels } from './carrier-routing.js';
 import { createCallRouter } from './call-router.js';
 import { GatewayMonitor } from './gateway-monitor.js';
-import { startAgentFeature } from '../agents/index.js';
+import { JanusConferenceBridge, startAgentFeature } from '../agents/index.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -36,6 +36,8 @@ export interface CallFeatureConfig {
   agents?: { promptsDir: string; holdMusic?: string | null };
   /** rtpengine's recording directory (pcap method); null = recording refused. */
   recordingDir?: string | null;
+  /** Janus HTTP API root for 3-way calls (agents/conference.ts); null = 3-way refused. */
+  janusUrl?: string | null;
   /** RFC 4028 (src/app/calls/session-timer.ts) */
   sessionExpiresSeconds: number;
   minSessionExpiresSeconds: number;
@@ -109,6 +111,7 @@ export async function startCallFeature(
     promptsDir: config.agents?.promptsDir ?? join(tmpdir(), 'dialcore-prompts'),
     holdMusic: config.agents?.holdMusic ?? null,
     recordingDir: config.recordingDir ?? null,
+    ...(config.janusUrl ? { conference: new JanusConferenceBridge(config.janusUrl, logger) } : {}),
     userCallCount: (userId) => calls.ofUser(userId).length,
     logger,
   });
