@@ -4,7 +4,7 @@
  * admin HTTP server and its WebSocket event stream.
  */
 import { createSocket } from 'node:dgram';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
@@ -17,7 +17,7 @@ import { ADMIN_TOKEN, useAgentStack, type AgentStack } from './agent-stack.js';
 
 let st: AgentStack;
 const servers: SippServer[] = [];
-useAgentStack((started) => (st = started), servers);
+useAgentStack((started) => (st = started), servers, { janus: true });
 
 async function sipp(scenario: string, port?: number, extraArgs: string[] = []): Promise<{ server: SippServer; port: number }> {
   const localPort = port ?? (await freePort());
@@ -494,5 +494,103 @@ describe('several instances on one Redis', () => {
       await b.stop();
       await adminB.close();
     }
+  });
+});
+
+/** ITU-T G.711 A-law of a 16-bit sample (the Sun reference encoder). */
+function linearToAlaw(sample: number): number {
+  let value = sample >> 3;
+  let mask = 0xd5;
+  if (value < 0) {
+    mask = 0x55;
+    value = -value - 1;
+  }
+  const ends = [0x1f, 0x3f, 0x7f, 0xff, 0x1ff, 0x3ff, 0x7ff, 0xfff];
+  const segment = ends.findIndex((end) => value <= end);
+  if (segment < 0) return 0x7f ^ mask;
+  return ((segment << 4) | ((segment < 2 ? value >> 1 : value >> segment) & 0x0f)) ^ mask;
+}
+
+/**
+ * uas-answer-rtp-stream.xml looping one second of a tone (raw A-law): SIPp reads the rtp_stream
+ * file when it loads the scenario, so the copy names the file itself.
+ */
+function toneScenario(hz: number): string {
+  const dir = mkdtempSync(join(tmpdir(), 'dialcore-tone-'));
+  const audio = join(dir, `${hz}.alaw`);
+  const bytes = Buffer.alloc(8000);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = linearToAlaw(Math.round(8000 * Math.sin((2 * Math.PI * hz * i) / 8000)));
+  writeFileSync(audio, bytes);
+  const scenario = join(dir, 'uas-answer-rtp-stream.xml');
+  writeFileSync(scenario, readFileSync(new URL('../../sipp-scenarios/uas-answer-rtp-stream.xml', import.meta.url), 'utf8').replaceAll('[audio_file]', audio));
+  return scenario;
+}
+
+/** Waits until every monologue of every live rtpengine call has received more than `n` packets more than in `before`. */
+async function expectFreshRtpOnEveryLeg(n = 25): Promise<void> {
+  const ids = st.cs.media.callIds();
+  const before = new Map(await Promise.all(ids.map(async (id) => [id, await st.cs.packetsByLeg(id)] as const)));
+  let last: unknown;
+  await waitUntil(
+    async () => {
+      const now = await Promise.all(ids.map(async (id) => ({ id, counts: await st.cs.packetsByLeg(id) })));
+      last = now.map(({ id, counts }) => counts.map((c, i) => c - (before.get(id)?.[i] ?? 0)));
+      return now.every(({ id, counts }) => counts.length === 2 && counts.every((c, i) => c - (before.get(id)?.[i] ?? 0) > n));
+    },
+    { timeoutMs: 8_000, what: 'fresh RTP on both sides of every leg' },
+  ).catch(() => {
+    throw new Error(`new RTP packets per leg (external/internal sides): ${JSON.stringify(last)}`);
+  });
+}
+
+describe('3-way calls in the Janus AudioBridge', () => {
+  it('joins agent, customer and a third party in the mixer, each receiving the mix, and bridges agent and customer again when the third leaves', async () => {
+    const events = await st.events();
+    const user = await st.cs.createUser({ connectionMethod: 'sip-phone', threeWay: true });
+    await sipp(toneScenario(400), await st.cs.registerPhone(user));
+    expect((await st.api('POST', `/v1/agents/${user.id}/session`, { autoAnswer: true })).status).toBe(201);
+    await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
+    const customer = await customerGateway(toneScenario(600), 'gw-customer');
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+    const callId = placed.body.id as string;
+    await callState(callId, 'bridged');
+    st.cs.carriers.outboundGateways.splice(0);
+    const third = await customerGateway(toneScenario(800), 'gw-third');
+
+    const joined = await st.api('POST', `/v1/calls/${callId}/three-way`, { to: '+442079999999' });
+    expect(joined.status).toBe(200);
+    await events.waitFor((e) => e.type === 'call.three-way' && e.callId === callId && e.phase === 'connected');
+    expect(st.cs.media.callIds()).toHaveLength(3);
+    // each party's leg: RTP from the party (external side) and from its mixer participant (internal side)
+    await expectFreshRtpOnEveryLeg();
+    expect((await st.api('GET', `/v1/calls/${callId}`)).body.third).toMatchObject({ mode: 'three-way', connected: true });
+
+    // the third party leaves: its leg ends, agent and customer are bridged again, the room is gone
+    expect((await st.api('POST', `/v1/calls/${callId}/transfer/cancel`)).status).toBe(200);
+    await events.waitFor((e) => e.type === 'call.resumed' && e.callId === callId);
+    expect(events.events.find((e) => e.type === 'call.three-way' && e.callId === callId && e.phase === 'canceled')).toBeDefined();
+    await waitUntil(() => st.cs.media.callIds().length === 2, { timeoutMs: 5_000, what: 'third leg gone' });
+    await expectFreshRtpOnEveryLeg();
+    expect(receivedRequest((await third.server.stop(3000)).messages, 'BYE')).toBeDefined();
+    expect((await st.api('GET', `/v1/calls/${callId}`)).body.state).toBe('bridged');
+
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+    await events.waitFor((e) => e.type === 'call.ended' && e.callId === callId);
+    const phases = events.events.filter((e) => e.type === 'call.three-way' && e.callId === callId).map((e) => e.phase);
+    expect(phases).toEqual(['dialing', 'connected', 'canceled']);
+    expect(receivedRequest((await customer.server.stop(3000)).messages, 'BYE')).toBeDefined();
+    expect((await st.api('GET', `/v1/agents/${user.id}/session`)).body.state).toBe('ready');
+    events.close();
+  });
+
+  it('refuses a 3-way without the threeWay privilege (403 with the reason)', async () => {
+    const { user } = await readyAgent({ threeWay: false });
+    await customerGateway();
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+    await callState(placed.body.id, 'bridged');
+    const refused = await st.api('POST', `/v1/calls/${placed.body.id}/three-way`, { to: '+442079999999' });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.message).toMatch(/3-way privilege/);
+    await st.api('POST', `/v1/calls/${placed.body.id}/hangup`);
   });
 });
