@@ -12,7 +12,8 @@ import { startAdminApi } from '../../src/app/admin/server.js';
 import { startAgentFeature } from '../../src/app/agents/index.js';
 import { describe, expect, it } from 'vitest';
 import { freePort, runSipp, startSippServer, waitUntil, type SippServer } from '../harness/index.js';
-import { receivedRequest, headerValues } from '../calls/sipp-trace.js';
+import { receivedMessages, receivedRequest, headerValues } from '../calls/sipp-trace.js';
+import { DOMAIN } from '../calls/call-stack.js';
 import { ADMIN_TOKEN, useAgentStack, type AgentStack } from './agent-stack.js';
 
 let st: AgentStack;
@@ -526,8 +527,11 @@ function toneScenario(hz: number): string {
   return scenario;
 }
 
-/** Waits until every monologue of every live rtpengine call has received more than `n` packets more than in `before`. */
-async function expectFreshRtpOnEveryLeg(n = 25): Promise<void> {
+/**
+ * Waits until both monologues of every live rtpengine call (or of at least `legs` of them) have
+ * received more than `n` packets since the call of this function.
+ */
+async function expectFreshRtpOnEveryLeg(n = 25, legs?: number): Promise<void> {
   const ids = st.cs.media.callIds();
   const before = new Map(await Promise.all(ids.map(async (id) => [id, await st.cs.packetsByLeg(id)] as const)));
   let last: unknown;
@@ -535,7 +539,8 @@ async function expectFreshRtpOnEveryLeg(n = 25): Promise<void> {
     async () => {
       const now = await Promise.all(ids.map(async (id) => ({ id, counts: await st.cs.packetsByLeg(id) })));
       last = now.map(({ id, counts }) => counts.map((c, i) => c - (before.get(id)?.[i] ?? 0)));
-      return now.every(({ id, counts }) => counts.length === 2 && counts.every((c, i) => c - (before.get(id)?.[i] ?? 0) > n));
+      const fresh = now.filter(({ id, counts }) => counts.length === 2 && counts.every((c, i) => c - (before.get(id)?.[i] ?? 0) > n));
+      return fresh.length >= (legs ?? ids.length);
     },
     { timeoutMs: 8_000, what: 'fresh RTP on both sides of every leg' },
   ).catch(() => {
@@ -592,5 +597,75 @@ describe('3-way calls in the Janus AudioBridge', () => {
     expect(refused.status).toBe(403);
     expect(refused.body.error.message).toMatch(/3-way privilege/);
     await st.api('POST', `/v1/calls/${placed.body.id}/hangup`);
+  });
+});
+
+describe('attended transfer by REFER with Replaces from the agent phone', () => {
+  /** An agent whose SIPp phone consults +442079999999 by a device call, then REFERs the session's dialog with Replaces. */
+  async function attendedTransfer(replacesPrefix: string) {
+    const user = await st.cs.createUser({ connectionMethod: 'sip-phone', transfer: true, transferCidType: 'campaign' });
+    const port = await st.cs.registerPhone(user);
+    const phone = await startSippServer({
+      scenario: 'agent-uas-attended-refer.xml', target: st.cs.target, localPort: port, traceMessages: true, timeoutMs: 60_000,
+      inf: { rows: [[user.login, user.password, DOMAIN, '+442079999999']] },
+      keys: { replaces_prefix: replacesPrefix }, extraArgs: ['-d', '4000'],
+    });
+    servers.push(phone);
+    await st.api('POST', `/v1/agents/${user.id}/session`, {});
+    await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
+    const customer = await customerGateway(toneScenario(600), 'gw-customer');
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567', callerId: '+442070000001' });
+    const callId = placed.body.id as string;
+    await callState(callId, 'bridged');
+    // the phone's consultation call goes out through the gateways: the target's SIPp is the only one now
+    st.cs.carriers.outboundGateways.splice(0);
+    const target = await customerGateway(toneScenario(800), 'gw-target');
+    return { user, phone, customer, target, callId };
+  }
+
+  it('connects the customer to the far end of the consultation call, ends the consultation, NOTIFYs 100 then 200 and returns the agent to ready', async () => {
+    const events = await st.events();
+    const { user, phone, customer, target, callId } = await attendedTransfer('');
+    await callState(callId, 'transferred');
+    expect((await st.api('GET', `/v1/agents/${user.id}/session`)).body).toMatchObject({ state: 'ready', callId: null });
+    // customer <-> target through rtpengine both ways: the customer's leg and the consultation's far leg
+    await expectFreshRtpOnEveryLeg(25, 2);
+    expect(st.cs.calls.count).toBe(0); // the consultation call is replaced, its far end lives on in the customer call
+    const transferring = await events.waitFor((e) => e.type === 'call.transferring' && e.callId === callId);
+    expect(transferring).toMatchObject({ mode: 'attended', via: 'refer', to: '+442079999999' });
+    await events.waitFor((e) => e.type === 'call.transferred' && e.callId === callId);
+
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+    await events.waitFor((e) => e.type === 'call.ended' && e.callId === callId);
+    expect(receivedRequest((await target.server.stop(3000)).messages, 'BYE')).toBeDefined();
+    expect(receivedRequest((await customer.server.stop(3000)).messages, 'BYE')).toBeDefined();
+    await st.api('DELETE', `/v1/agents/${user.id}/session`);
+    const result = await phone.stop(5000);
+    const trace = result.messages ?? '';
+    expect(trace).toMatch(/SIP\/2\.0 202/);
+    const notifies = receivedMessages(trace).filter((m) => m.startsWith('NOTIFY '));
+    expect([...new Set(notifies.map((m) => /^SIP\/2\.0 (\d{3})/m.exec(m)?.[1]))]).toEqual(['100', '200']);
+    expect(notifies[1]).toMatch(/Subscription-State: terminated/i);
+    expect(notifies[0]).toMatch(/Content-Type: message\/sipfrag/i);
+    // the consultation dialog (the phone's From tag consult<pid>) was ended by the core
+    const byes = receivedMessages(trace).filter((m) => m.startsWith('BYE '));
+    expect(byes.some((m) => /^To:[^\n]*tag=consult/m.test(m))).toBe(true);
+    events.close();
+  });
+
+  it('answers a Replaces naming no dialog of the agent with a 481 NOTIFY and leaves the call with the agent', async () => {
+    const { user, phone, customer, target, callId } = await attendedTransfer('unknown-');
+    await waitUntil(() => st.cs.calls.list().some((c) => c.state === 'answered'), { timeoutMs: 15_000, what: 'consultation up' });
+    await new Promise((r) => setTimeout(r, 2500)); // the phone's 1 s consultation, the REFER and its NOTIFYs
+    expect((await st.api('GET', `/v1/calls/${callId}`)).body.state).toBe('bridged');
+    expect((await st.api('GET', `/v1/agents/${user.id}/session`)).body.state).toBe('on-call');
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+    await st.cs.calls.hangupAll(); // the consultation the phone left up
+    await st.api('DELETE', `/v1/agents/${user.id}/session`);
+    const trace = (await phone.stop(5000)).messages ?? '';
+    const notifies = receivedMessages(trace).filter((m) => m.startsWith('NOTIFY '));
+    expect([...new Set(notifies.map((m) => /^SIP\/2\.0 (\d{3})/m.exec(m)?.[1]))]).toEqual(['100', '481']);
+    await target.server.stop(3000);
+    await customer.server.stop(3000);
   });
 });

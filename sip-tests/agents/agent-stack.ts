@@ -63,6 +63,7 @@ export async function startAgentStack(options: AgentStackOptions = {}): Promise<
     promptsDir: mkdtempSync(join(tmpdir(), 'dialcore-agent-prompts-')),
     recordingDir,
     userCallCount: (userId) => cs.calls.ofUser(userId).length,
+    deviceCalls: cs.calls,
     ...(options.holdMusic ? { holdMusic: options.holdMusic } : {}),
     ...(janus ? { conference: new JanusConferenceBridge(janus.url) } : {}),
   });

@@ -113,6 +113,7 @@ export async function startCallFeature(
     recordingDir: config.recordingDir ?? null,
     ...(config.janusUrl ? { conference: new JanusConferenceBridge(config.janusUrl, logger) } : {}),
     userCallCount: (userId) => calls.ofUser(userId).length,
+    deviceCalls: calls,
     logger,
   });
   const invite = createCallRouter({
