@@ -603,7 +603,7 @@ describe('3-way calls in the Janus AudioBridge', () => {
 describe('attended transfer by REFER with Replaces from the agent phone', () => {
   /** An agent whose SIPp phone consults +442079999999 by a device call, then REFERs the session's dialog with Replaces. */
   async function attendedTransfer(replacesPrefix: string) {
-    const user = await st.cs.createUser({ connectionMethod: 'sip-phone', transfer: true, transferCidType: 'campaign' });
+    const user = await st.cs.createUser({ connectionMethod: 'sip-phone', transfer: true, transferCidType: 'contact', callerIdNumber: '+442070000009' });
     const port = await st.cs.registerPhone(user);
     const phone = await startSippServer({
       scenario: 'agent-uas-attended-refer.xml', target: st.cs.target, localPort: port, traceMessages: true, timeoutMs: 60_000,
@@ -637,7 +637,12 @@ describe('attended transfer by REFER with Replaces from the agent phone', () => 
 
     await st.api('POST', `/v1/calls/${callId}/hangup`);
     await events.waitFor((e) => e.type === 'call.ended' && e.callId === callId);
-    expect(receivedRequest((await target.server.stop(3000)).messages, 'BYE')).toBeDefined();
+    const targetTrace = (await target.server.stop(3000)).messages;
+    expect(receivedRequest(targetTrace, 'BYE')).toBeDefined();
+    // the consultation presented the customer's number (transferCidType contact), not the agent's own
+    const consultation = receivedRequest(targetTrace, 'INVITE')!;
+    expect(consultation).toMatch(/^INVITE sip:\+442079999999@/);
+    expect(headerValues(consultation, 'From').join()).toMatch(/442071234567/);
     expect(receivedRequest((await customer.server.stop(3000)).messages, 'BYE')).toBeDefined();
     await st.api('DELETE', `/v1/agents/${user.id}/session`);
     const result = await phone.stop(5000);

@@ -250,6 +250,22 @@ export class AgentService {
     await this.saveSession(session);
   }
 
+  /**
+   * While the agent's session holds a customer and the agent may transfer, a call the agent's
+   * device places is the consultation of an attended transfer (REFER with Replaces follows): it
+   * presents the number transferCidType chooses, as the API's transfers do.
+   */
+  consultationCallerNumber(userId: string): string | undefined {
+    const session = this.sessions.get(userId);
+    const call = session?.callId ? this.calls.get(session.callId) : undefined;
+    if (!session?.user.transfer || !call || (call.state !== 'bridged' && call.state !== 'held')) return undefined;
+    return this.transferPresentation(session.user, call);
+  }
+
+  private transferPresentation(agent: UserRecord, call: CustomerCall): string | undefined {
+    return transferCallerNumber(agent, { campaignNumber: call.direction === 'outbound' ? call.presented : null, contactNumber: call.number });
+  }
+
   /** The number of this user's sessions counted against maxSessions: the agent session and the device calls. */
   sessionsOf(userId: string): number {
     return (this.sessions.has(userId) ? 1 : 0) + (this.o.userCallCount?.(userId) ?? 0);
@@ -537,7 +553,7 @@ export class AgentService {
     if (!agent?.transfer) throw new ControlError(403, 'forbidden', 'the agent does not have the transfer privilege');
     if ('agent' in target) return this.transferToAgent(call, target.agent, mode);
     const e164 = this.transferNumber(agent, target.number);
-    const callerNumber = transferCallerNumber(agent, { campaignNumber: call.direction === 'outbound' ? call.presented : null, contactNumber: call.number });
+    const callerNumber = this.transferPresentation(agent, call);
     const groups = this.gatewayGroups(e164, { callerIdName: agent.callerIdName, callerIdNumber: callerNumber ?? null });
     if (groups.length === 0) throw new ControlError(503, 'unavailable', 'no outbound gateway can take the call');
     if (mode === 'blind') {
@@ -595,7 +611,7 @@ export class AgentService {
     if (!agent?.threeWay) throw new ControlError(403, 'forbidden', 'the agent does not have the 3-way privilege');
     if (!this.o.conference) throw new ControlError(501, 'not_implemented', '3-way calls need a conference mixer (config mixer.janusUrl)');
     const e164 = this.transferNumber(agent, to);
-    const callerNumber = transferCallerNumber(agent, { campaignNumber: call.direction === 'outbound' ? call.presented : null, contactNumber: call.number });
+    const callerNumber = this.transferPresentation(agent, call);
     const groups = this.gatewayGroups(e164, { callerIdName: agent.callerIdName, callerIdNumber: callerNumber ?? null });
     if (groups.length === 0) throw new ControlError(503, 'unavailable', 'no outbound gateway can take the call');
     await this.consult(call, groups, `+${e164}`, 'three-way');
