@@ -548,6 +548,33 @@ async function expectFreshRtpOnEveryLeg(n = 25, legs?: number): Promise<void> {
   });
 }
 
+/**
+ * Share of a WAV channel's energy at `hz` (0..1), averaged over the 20 ms blocks that carry sound
+ * (a WAV built from RTP by capture time is only phase-coherent within a packet or so): a lone
+ * tone's share is near 1, one of two equal tones near 0.5, an absent tone near 0.
+ */
+function toneShare(wav: Buffer, channel: number, channels: number, hz: number): number {
+  const block = 160;
+  const frames = Math.floor((wav.length - 44) / (channels * 2));
+  let sum = 0;
+  let blocks = 0;
+  for (let start = 0; start + block <= frames; start += block) {
+    let re = 0;
+    let im = 0;
+    let energy = 0;
+    for (let n = 0; n < block; n++) {
+      const x = wav.readInt16LE(44 + ((start + n) * channels + channel) * 2);
+      re += x * Math.cos((2 * Math.PI * hz * n) / 8000);
+      im -= x * Math.sin((2 * Math.PI * hz * n) / 8000);
+      energy += x * x;
+    }
+    if (energy / block < 100 * 100) continue; // silence or a gap
+    sum += (2 * (re * re + im * im)) / block / energy;
+    blocks++;
+  }
+  return blocks === 0 ? 0 : sum / blocks;
+}
+
 describe('3-way calls in the Janus AudioBridge', () => {
   it('joins agent, customer and a third party in the mixer, each receiving the mix, and bridges agent and customer again when the third leaves', async () => {
     const events = await st.events();
@@ -567,8 +594,11 @@ describe('3-way calls in the Janus AudioBridge', () => {
     await events.waitFor((e) => e.type === 'call.three-way' && e.callId === callId && e.phase === 'connected');
     expect(st.cs.media.callIds()).toHaveLength(3);
     // each party's leg: RTP from the party (external side) and from its mixer participant (internal side)
+    expect((await st.api('POST', `/v1/calls/${callId}/recording/start`)).status).toBe(200);
     await expectFreshRtpOnEveryLeg();
     expect((await st.api('GET', `/v1/calls/${callId}`)).body.third).toMatchObject({ mode: 'three-way', connected: true });
+    await new Promise((r) => setTimeout(r, 1000));
+    expect((await st.api('POST', `/v1/calls/${callId}/recording/stop`)).status).toBe(200);
 
     // the third party leaves: its leg ends, agent and customer are bridged again, the room is gone
     expect((await st.api('POST', `/v1/calls/${callId}/transfer/cancel`)).status).toBe(200);
@@ -583,6 +613,18 @@ describe('3-way calls in the Janus AudioBridge', () => {
     await events.waitFor((e) => e.type === 'call.ended' && e.callId === callId);
     const phases = events.events.filter((e) => e.type === 'call.three-way' && e.callId === callId).map((e) => e.phase);
     expect(phases).toEqual(['dialing', 'connected', 'canceled']);
+    // what the customer's leg carried during the 3-way: the customer's own 600 Hz one way, and the
+    // mix from the AudioBridge the other way, with the third party's 800 Hz in it (only the mixer
+    // brings the third party's voice to the customer)
+    const response = await fetch(`http://127.0.0.1:${st.admin.port}/v1/calls/${callId}/recordings/1`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(response.status).toBe(200);
+    const wav = Buffer.from(await response.arrayBuffer());
+    const shares = [0, 1].map((ch) => ({ customer: toneShare(wav, ch, 2, 600), third: toneShare(wav, ch, 2, 800), agent: toneShare(wav, ch, 2, 400) }));
+    const fromMixer = shares.find((c) => c.third > 0.1);
+    expect(fromMixer, JSON.stringify(shares)).toBeDefined();
+    expect(fromMixer!.agent, JSON.stringify(shares)).toBeGreaterThan(0.1);
+    expect(fromMixer!.customer, 'the mix sent to a party leaves its own voice out').toBeLessThan(0.1);
+    expect(shares.some((c) => c.customer > 0.3), JSON.stringify(shares)).toBe(true);
     expect(receivedRequest((await customer.server.stop(3000)).messages, 'BYE')).toBeDefined();
     expect((await st.api('GET', `/v1/agents/${user.id}/session`)).body.state).toBe('ready');
     events.close();
