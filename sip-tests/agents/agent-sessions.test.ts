@@ -597,6 +597,7 @@ describe('3-way calls in the Janus AudioBridge', () => {
     expect((await st.api('POST', `/v1/calls/${callId}/recording/start`)).status).toBe(200);
     await expectFreshRtpOnEveryLeg();
     expect((await st.api('GET', `/v1/calls/${callId}`)).body.third).toMatchObject({ mode: 'three-way', connected: true });
+    expect((await st.api('POST', `/v1/calls/${callId}/hold`)).status).toBe(409);
     await new Promise((r) => setTimeout(r, 1000));
     expect((await st.api('POST', `/v1/calls/${callId}/recording/stop`)).status).toBe(200);
 

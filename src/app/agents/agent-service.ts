@@ -452,6 +452,8 @@ export class AgentService {
 
   async hold(callId: string, held: boolean): Promise<CustomerCallView> {
     const call = await this.liveCall(callId, held ? ['bridged', 'held'] : ['held', 'bridged']);
+    // the three legs are in the mixer: leave the 3-way first (transfer/cancel)
+    if (call.third?.mode === 'three-way') throw new ControlError(409, 'conflict', 'the call is in a 3-way; cancel it first');
     const leg = call.leg!;
     const agentLeg = this.sessions.get(call.agentId)?.leg;
     if (held && call.state === 'bridged') {

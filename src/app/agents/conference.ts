@@ -5,7 +5,7 @@
  *
  * The mixer is Janus's AudioBridge plugin (Debian package `janus`), driven over the Janus HTTP
  * API (https://janus.conf.meetecho.com/docs/rest.html): one Janus session per conference, one
- * plugin handle per leg, a private room mixing at 8 kHz, and every leg joined as a plain-RTP
+ * plugin handle per leg, a private room (random PIN and secret) mixing at 8 kHz, and every leg joined as a plain-RTP
  * participant speaking G.711 (`join` with `rtp: {ip, port}` and `codec: pcmu|pcma`): the
  * AudioBridge sends the mix minus the participant's own voice to the leg's internal side, and
  * the leg's internal side is re-offered (RFC 3264 §8) towards the port the `joined` event names.
@@ -198,9 +198,11 @@ export class JanusConferenceBridge implements ConferenceBridge {
     const session = await JanusSession.create(this.janusUrl, this.log);
     let room: number | undefined;
     let handles: number[] = [];
+    const secret = randomBytes(16).toString('hex');
+    const pin = randomBytes(16).toString('hex');
     const close = async (): Promise<void> => {
       if (room !== undefined && handles[0] !== undefined) {
-        await session.request(handles[0], { request: 'destroy', room }).catch((err: unknown) => this.log?.debug({ err: String(err) }, 'room not destroyed'));
+        await session.request(handles[0], { request: 'destroy', room, secret }).catch((err: unknown) => this.log?.debug({ err: String(err) }, 'room not destroyed'));
       }
       await session.destroy();
     };
@@ -209,6 +211,9 @@ export class JanusConferenceBridge implements ConferenceBridge {
       const created = await session.request(handles[0]!, {
         request: 'create',
         is_private: true,
+        // only this conference's handles may join or destroy the room
+        secret,
+        pin,
         sampling_rate: 8000,
         allow_rtp_participants: true,
         audiolevel_ext: false,
@@ -217,7 +222,7 @@ export class JanusConferenceBridge implements ConferenceBridge {
       await Promise.all(
         legs.map(async (leg, i) => {
           const codec = g711Of(leg);
-          const joined = await session.requestAsync(handles[i]!, { request: 'join', room, display: `leg-${i + 1}`, codec: codec.toLowerCase(), rtp: rtpTarget(leg.internalSdp) });
+          const joined = await session.requestAsync(handles[i]!, { request: 'join', room, pin, display: `leg-${i + 1}`, codec: codec.toLowerCase(), rtp: rtpTarget(leg.internalSdp) });
           const rtp = isObject(joined.rtp) ? joined.rtp : {};
           const ip = typeof rtp.ip === 'string' && isIPv4(rtp.ip) ? rtp.ip : undefined;
           const port = typeof rtp.port === 'number' && Number.isInteger(rtp.port) && rtp.port > 0 && rtp.port < 65_536 ? rtp.port : undefined;
