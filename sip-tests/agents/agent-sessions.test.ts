@@ -717,3 +717,23 @@ describe('attended transfer by REFER with Replaces from the agent phone', () => 
     await customer.server.stop(3000);
   });
 });
+
+describe('transfer to another agent', () => {
+  it('moves the customer into another agent\'s ready session, with audio both ways, and frees the first agent', async () => {
+    const first = await readyAgent({ transfer: true });
+    const second = await readyAgent();
+    await customerGateway();
+    const placed = await st.api('POST', '/v1/calls', { agent: first.user.id, to: '+442071234567' });
+    const callId = placed.body.id as string;
+    await callState(callId, 'bridged');
+    expect((await st.api('POST', `/v1/calls/${callId}/transfer`, { agent: second.user.id, mode: 'attended' })).status).toBe(400);
+    const moved = await st.api('POST', `/v1/calls/${callId}/transfer`, { agent: second.user.id });
+    expect(moved.status).toBe(200);
+    expect(moved.body).toMatchObject({ state: 'bridged', agent: second.user.id });
+    expect((await st.api('GET', `/v1/agents/${first.user.id}/session`)).body.state).toBe('ready');
+    expect((await st.api('GET', `/v1/agents/${second.user.id}/session`)).body).toMatchObject({ state: 'on-call', callId });
+    await expectFreshRtpOnEveryLeg(25, 2); // the customer's leg and the second agent's leg
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+    await waitUntil(async () => (await st.api('GET', `/v1/agents/${second.user.id}/session`)).body?.state === 'ready', { timeoutMs: 5_000, what: 'second agent ready again' });
+  });
+});
