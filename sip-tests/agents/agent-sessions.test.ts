@@ -631,6 +631,31 @@ describe('3-way calls in the Janus AudioBridge', () => {
     events.close();
   });
 
+  it('takes the third party out when it hangs up: the room is left and agent and customer are bridged again', async () => {
+    const events = await st.events();
+    const user = await st.cs.createUser({ connectionMethod: 'sip-phone', threeWay: true });
+    await sipp(toneScenario(400), await st.cs.registerPhone(user));
+    await st.api('POST', `/v1/agents/${user.id}/session`, {});
+    await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
+    await customerGateway(toneScenario(600), 'gw-customer');
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+    const callId = placed.body.id as string;
+    await callState(callId, 'bridged');
+    st.cs.carriers.outboundGateways.splice(0);
+    const third = await customerGateway('invite-uas-bye-local.xml', 'gw-third', ['-d', '1500']);
+    expect((await st.api('POST', `/v1/calls/${callId}/three-way`, { to: '+442079999999' })).status).toBe(200);
+    await events.waitFor((e) => e.type === 'call.three-way' && e.callId === callId && e.phase === 'connected');
+    await events.waitFor((e) => e.type === 'call.resumed' && e.callId === callId);
+    expect(events.events.find((e) => e.type === 'call.three-way' && e.callId === callId && e.phase === 'canceled')).toBeDefined();
+    expect((await st.api('GET', `/v1/calls/${callId}`)).body).toMatchObject({ state: 'bridged' });
+    expect((await st.api('GET', `/v1/calls/${callId}`)).body.third).toBeUndefined();
+    await waitUntil(() => st.cs.media.callIds().length === 2, { timeoutMs: 5_000, what: 'third leg gone' });
+    await expectFreshRtpOnEveryLeg();
+    expect(receivedRequest((await third.server.stop(3000)).messages, 'BYE')).toBeUndefined(); // it hung up itself
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+    events.close();
+  });
+
   it('refuses a 3-way without the threeWay privilege (403 with the reason)', async () => {
     const { user } = await readyAgent({ threeWay: false });
     await customerGateway();
