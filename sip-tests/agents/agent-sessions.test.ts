@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { startAdminApi } from '../../src/app/admin/server.js';
-import { startAgentFeature } from '../../src/app/agents/index.js';
+import { JanusConferenceBridge, startAgentFeature } from '../../src/app/agents/index.js';
 import { describe, expect, it } from 'vitest';
 import { freePort, runSipp, startSippServer, waitUntil, type SippServer } from '../harness/index.js';
 import { receivedMessages, receivedRequest, headerValues } from '../calls/sipp-trace.js';
@@ -589,6 +589,8 @@ describe('3-way calls in the Janus AudioBridge', () => {
     st.cs.carriers.outboundGateways.splice(0);
     const third = await customerGateway(toneScenario(800), 'gw-third');
 
+    await expect(new JanusConferenceBridge(st.janus!.url).check()).resolves.toBeUndefined();
+    await expect(new JanusConferenceBridge(`http://127.0.0.1:${await freePort()}/janus`).check()).rejects.toThrow();
     const joined = await st.api('POST', `/v1/calls/${callId}/three-way`, { to: '+442079999999' });
     expect(joined.status).toBe(200);
     await events.waitFor((e) => e.type === 'call.three-way' && e.callId === callId && e.phase === 'connected');

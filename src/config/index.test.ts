@@ -76,6 +76,7 @@ describe('loadConfig', () => {
     expect(loadConfig({ file: file('janus.jsonc', '{ "mixer": { "janusUrl": "http://10.0.0.5:8088/janus" } }'), env: {} }).config.mixer.janusUrl).toBe('http://10.0.0.5:8088/janus');
     expect(problemsOf(() => loadConfig({ file: empty, env: {}, argv: ['--janus-url', 'ws://127.0.0.1:8188'] }))).toEqual(['--janus-url: must be an http:// or https:// URL']);
     expect(problemsOf(() => loadConfig({ file: empty, env: { DIALCORE_JANUS_URL: 'http://h/janus?x=1' } }))).toEqual(['DIALCORE_JANUS_URL: must have no query or fragment']);
+    expect(problemsOf(() => loadConfig({ file: empty, env: {}, argv: ['--janus-url=http://u:p@h/janus'] }))).toEqual(['--janus-url: must not carry credentials']);
     expect(problemsOf(() => loadConfig({ file: file('janus-bad.jsonc', '{ "mixer": { "janusUrl": 8088 } }'), env: {} }))).toEqual(['mixer.janusUrl: must be an http:// or https:// URL']);
   });
 

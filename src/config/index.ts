@@ -208,6 +208,7 @@ function coerce(spec: OptionSpec, raw: unknown): { value?: unknown; error?: stri
         const url = new URL(raw);
         if (url.protocol !== 'http:' && url.protocol !== 'https:') return { error: 'must be an http:// or https:// URL' };
         if (url.search || url.hash) return { error: 'must have no query or fragment' };
+        if (url.username || url.password) return { error: 'must not carry credentials' };
         return { value: raw.replace(/\/+$/, '') };
       } catch {
         return { error: 'must be an http:// or https:// URL' };

@@ -194,6 +194,14 @@ export class JanusConferenceBridge implements ConferenceBridge {
     this.log = logger?.child({ component: 'mixer' });
   }
 
+  /** Whether Janus answers and has the AudioBridge (checked at start, so a wrong URL shows before the first 3-way). */
+  async check(): Promise<void> {
+    const res = await fetch(`${this.janusUrl}/info`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+    const info = await boundedJson(res);
+    if (!isObject(info) || info.janus !== 'server_info') throw new MixerError(`janus: ${this.janusUrl}/info is not a Janus server_info`);
+    if (!isObject(info.plugins) || !('janus.plugin.audiobridge' in info.plugins)) throw new MixerError('janus: the AudioBridge plugin is not loaded');
+  }
+
   async join(legs: readonly SipLeg[]): Promise<() => Promise<void>> {
     const session = await JanusSession.create(this.janusUrl, this.log);
     let room: number | undefined;

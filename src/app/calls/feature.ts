@@ -97,6 +97,11 @@ export async function startCallFeature(
   });
   const channels = new GatewayChannels();
   const monitor = new GatewayMonitor(srf, validated.carriers.config.outboundGateways, channels, { logger });
+  const mixer = config.janusUrl ? new JanusConferenceBridge(config.janusUrl, logger) : undefined;
+  void mixer?.check().then(
+    () => logger.info({ janusUrl: config.janusUrl }, '3-way mixer (Janus AudioBridge) ready'),
+    (err: unknown) => logger.error({ janusUrl: config.janusUrl, err: err instanceof Error ? err.message : String(err) }, '3-way mixer not usable: 3-way calls will fail'),
+  );
   const agents = await startAgentFeature({
     srf,
     media,
@@ -111,7 +116,7 @@ export async function startCallFeature(
     promptsDir: config.agents?.promptsDir ?? join(tmpdir(), 'dialcore-prompts'),
     holdMusic: config.agents?.holdMusic ?? null,
     recordingDir: config.recordingDir ?? null,
-    ...(config.janusUrl ? { conference: new JanusConferenceBridge(config.janusUrl, logger) } : {}),
+    ...(mixer ? { conference: mixer } : {}),
     userCallCount: (userId) => calls.ofUser(userId).length,
     deviceCalls: calls,
     logger,
