@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what dialcore needs on Debian 12, idempotently (safe to run every time).
 #
-#   bash scripts/setup.sh           # runtime: Node >= 20, npm deps, redis-server, rtpengine, sipp
+#   bash scripts/setup.sh           # runtime: Node >= 20, npm deps, redis-server, rtpengine, sipp, janus
 #   bash scripts/setup.sh --test    # also what the test suites need: chromium (WebRTC browser tests)
 #
 # Debian packages are installed with apt-get only when missing, and `apt-get update`
@@ -28,6 +28,7 @@ declare -a wanted=(
   "redis-cli:redis-tools"
   "rtpengine:rtpengine-daemon"
   "sipp:sip-tester"
+  "janus:janus"   # the AudioBridge plugin mixes 3-way calls (config mixer.janusUrl)
 )
 if [[ $want_test_tools == 1 ]]; then
   wanted+=("chromium:chromium")
@@ -62,6 +63,7 @@ if ((${#missing[@]} > 0)); then
   apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
   # The rtpengine-daemon package starts nothing on Debian without systemd, but if a
   # packaged service did start, it uses /etc/rtpengine and other ports than ours.
+  # Likewise janus: its packaged service (systemd) is not what dialcore's tests or start.sh run.
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')

@@ -3,7 +3,7 @@
 #
 #   bash scripts/start.sh [dialcore start options...]
 #
-# 1. scripts/setup.sh: Debian packages (redis-server, rtpengine-daemon, sip-tester)
+# 1. scripts/setup.sh: Debian packages (redis-server, rtpengine-daemon, sip-tester, janus)
 #    and npm dependencies, each only when missing.
 # 2. Redis on 127.0.0.1:${DIALCORE_REDIS_PORT:-6379}, unless one already answers there.
 # 3. rtpengine (userspace, kernel table -1) on 127.0.0.1, ng control on
@@ -11,10 +11,14 @@
 #    ${DIALCORE_RTP_PORT_MIN:-23000}-${DIALCORE_RTP_PORT_MAX:-32000}, DTMF events sent
 #    as UDP JSON to 127.0.0.1:${DIALCORE_DTMF_LOG_PORT:-22230}, call recordings (pcap) under
 #    .run/recordings (dialcore writes their WAVs to .run/recordings/wav); unless ours already runs.
-# 4. node bin/dialcore.js start "$@" with DIALCORE_REDIS and DIALCORE_RTPENGINE in its
+# 4. Janus (the 3-way mixer) with only its AudioBridge plugin and its HTTP API on
+#    127.0.0.1:${DIALCORE_JANUS_HTTP_PORT:-8088}/janus (no admin API), plain-RTP participants on
+#    127.0.0.1:${DIALCORE_JANUS_RTP_MIN:-22400}-${DIALCORE_JANUS_RTP_MAX:-22999}; configuration
+#    generated into .run/janus (nothing of /etc/janus is read); unless DIALCORE_JANUS_URL is set.
+# 5. node bin/dialcore.js start "$@" with DIALCORE_REDIS, DIALCORE_RTPENGINE and DIALCORE_JANUS_URL in its
 #    environment, and an admin API token: DIALCORE_ADMIN_TOKEN if set, else one generated
 #    once into .run/admin-token (mode 600) and reused.
-# Redis and rtpengine started here are stopped when dialcore exits (Ctrl-C, SIGTERM).
+# Redis, rtpengine and Janus started here are stopped when dialcore exits (Ctrl-C, SIGTERM).
 # Their logs and pid files are in .run/.
 set -euo pipefail
 
@@ -104,6 +108,43 @@ else
   fi
 fi
 
+if [[ -z ${DIALCORE_JANUS_URL:-} ]]; then
+  janus_port=${DIALCORE_JANUS_HTTP_PORT:-8088}
+  janus_dir="$run_dir/janus"
+  janus_lib=/usr/lib/x86_64-linux-gnu/janus
+  rm -rf "$janus_dir" && mkdir -p "$janus_dir/conf" "$janus_dir/plugins" "$janus_dir/transports" "$janus_dir/none"
+  ln -s "$janus_lib/plugins/libjanus_audiobridge.so" "$janus_dir/plugins/"
+  ln -s "$janus_lib/transports/libjanus_http.so" "$janus_dir/transports/"
+  cat >"$janus_dir/conf/janus.jcfg" <<JCFG
+general: {
+  configs_folder = "$janus_dir/conf"
+  plugins_folder = "$janus_dir/plugins"
+  transports_folder = "$janus_dir/transports"
+  events_folder = "$janus_dir/none"
+  loggers_folder = "$janus_dir/none"
+  debug_level = 4
+}
+JCFG
+  cat >"$janus_dir/conf/janus.transport.http.jcfg" <<JCFG
+general: { json = "plain", base_path = "/janus", http = true, port = $janus_port, ip = "127.0.0.1", https = false }
+admin: { admin_http = false, admin_https = false }
+JCFG
+  cat >"$janus_dir/conf/janus.plugin.audiobridge.jcfg" <<JCFG
+general: { rtp_port_range = "${DIALCORE_JANUS_RTP_MIN:-22400}-${DIALCORE_JANUS_RTP_MAX:-22999}", local_ip = "127.0.0.1" }
+JCFG
+  log "starting janus: HTTP API http://127.0.0.1:$janus_port/janus (AudioBridge only)"
+  janus --config "$janus_dir/conf/janus.jcfg" --configs-folder "$janus_dir/conf" --disable-colors \
+    --interface 127.0.0.1 --ice-enforce-list lo </dev/null >"$run_dir/janus.log" 2>&1 &
+  janus_pid=$!
+  started_pids+=("$janus_pid")
+  janus_answers() { node -e 'fetch(process.argv[1]).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' "http://127.0.0.1:$janus_port/janus/info"; }
+  if ! wait_until 100 janus_answers || ! kill -0 "$janus_pid" 2>/dev/null; then
+    echo "start.sh: janus did not start; see $run_dir/janus.log" >&2
+    exit 1
+  fi
+  export DIALCORE_JANUS_URL="http://127.0.0.1:$janus_port/janus"
+fi
+
 if [[ ! -f bin/dialcore.js ]]; then
   echo "start.sh: bin/dialcore.js not found" >&2
   exit 1
@@ -122,7 +163,7 @@ if [[ -z ${DIALCORE_ADMIN_TOKEN:-} ]]; then
 fi
 
 log "starting dialcore"
-# Not exec: this shell stays to stop Redis and rtpengine when dialcore exits.
+# Not exec: this shell stays to stop Redis, rtpengine and Janus when dialcore exits.
 node bin/dialcore.js start "$@" &
 dialcore_pid=$!
 set +e

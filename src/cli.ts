@@ -97,6 +97,7 @@ async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.
     maxCallSeconds: config.calls.maxCallSeconds,
     agents: { promptsDir: config.agents.promptsDir, holdMusic: config.agents.holdMusic },
     recordingDir: config.recording.dir,
+    janusUrl: config.mixer.janusUrl,
     sessionExpiresSeconds: config.calls.sessionExpiresSeconds,
     minSessionExpiresSeconds: config.calls.minSessionExpiresSeconds,
   }));

@@ -4,20 +4,21 @@
  * admin HTTP server and its WebSocket event stream.
  */
 import { createSocket } from 'node:dgram';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { startAdminApi } from '../../src/app/admin/server.js';
-import { startAgentFeature } from '../../src/app/agents/index.js';
+import { JanusConferenceBridge, startAgentFeature } from '../../src/app/agents/index.js';
 import { describe, expect, it } from 'vitest';
 import { freePort, runSipp, startSippServer, waitUntil, type SippServer } from '../harness/index.js';
-import { receivedRequest, headerValues } from '../calls/sipp-trace.js';
+import { receivedMessages, receivedRequest, headerValues } from '../calls/sipp-trace.js';
+import { DOMAIN } from '../calls/call-stack.js';
 import { ADMIN_TOKEN, useAgentStack, type AgentStack } from './agent-stack.js';
 
 let st: AgentStack;
 const servers: SippServer[] = [];
-useAgentStack((started) => (st = started), servers);
+useAgentStack((started) => (st = started), servers, { janus: true });
 
 async function sipp(scenario: string, port?: number, extraArgs: string[] = []): Promise<{ server: SippServer; port: number }> {
   const localPort = port ?? (await freePort());
@@ -494,5 +495,272 @@ describe('several instances on one Redis', () => {
       await b.stop();
       await adminB.close();
     }
+  });
+});
+
+/** ITU-T G.711 A-law of a 16-bit sample (the Sun reference encoder). */
+function linearToAlaw(sample: number): number {
+  let value = sample >> 3;
+  let mask = 0xd5;
+  if (value < 0) {
+    mask = 0x55;
+    value = -value - 1;
+  }
+  const ends = [0x1f, 0x3f, 0x7f, 0xff, 0x1ff, 0x3ff, 0x7ff, 0xfff];
+  const segment = ends.findIndex((end) => value <= end);
+  if (segment < 0) return 0x7f ^ mask;
+  return ((segment << 4) | ((segment < 2 ? value >> 1 : value >> segment) & 0x0f)) ^ mask;
+}
+
+/**
+ * uas-answer-rtp-stream.xml looping one second of a tone (raw A-law): SIPp reads the rtp_stream
+ * file when it loads the scenario, so the copy names the file itself.
+ */
+function toneScenario(hz: number): string {
+  const dir = mkdtempSync(join(tmpdir(), 'dialcore-tone-'));
+  const audio = join(dir, `${hz}.alaw`);
+  const bytes = Buffer.alloc(8000);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = linearToAlaw(Math.round(8000 * Math.sin((2 * Math.PI * hz * i) / 8000)));
+  writeFileSync(audio, bytes);
+  const scenario = join(dir, 'uas-answer-rtp-stream.xml');
+  writeFileSync(scenario, readFileSync(new URL('../../sipp-scenarios/uas-answer-rtp-stream.xml', import.meta.url), 'utf8').replaceAll('[audio_file]', audio));
+  return scenario;
+}
+
+/**
+ * Waits until both monologues of every live rtpengine call (or of at least `legs` of them) have
+ * received more than `n` packets since the call of this function.
+ */
+async function expectFreshRtpOnEveryLeg(n = 25, legs?: number): Promise<void> {
+  const ids = st.cs.media.callIds();
+  const before = new Map(await Promise.all(ids.map(async (id) => [id, await st.cs.packetsByLeg(id)] as const)));
+  let last: unknown;
+  await waitUntil(
+    async () => {
+      const now = await Promise.all(ids.map(async (id) => ({ id, counts: await st.cs.packetsByLeg(id) })));
+      last = now.map(({ id, counts }) => counts.map((c, i) => c - (before.get(id)?.[i] ?? 0)));
+      const fresh = now.filter(({ id, counts }) => counts.length === 2 && counts.every((c, i) => c - (before.get(id)?.[i] ?? 0) > n));
+      return fresh.length >= (legs ?? ids.length);
+    },
+    { timeoutMs: 8_000, what: 'fresh RTP on both sides of every leg' },
+  ).catch(() => {
+    throw new Error(`new RTP packets per leg (external/internal sides): ${JSON.stringify(last)}`);
+  });
+}
+
+/**
+ * Share of a WAV channel's energy at `hz` (0..1), averaged over the 20 ms blocks that carry sound
+ * (a WAV built from RTP by capture time is only phase-coherent within a packet or so): a lone
+ * tone's share is near 1, one of two equal tones near 0.5, an absent tone near 0.
+ */
+function toneShare(wav: Buffer, channel: number, channels: number, hz: number): number {
+  const block = 160;
+  const frames = Math.floor((wav.length - 44) / (channels * 2));
+  let sum = 0;
+  let blocks = 0;
+  for (let start = 0; start + block <= frames; start += block) {
+    let re = 0;
+    let im = 0;
+    let energy = 0;
+    for (let n = 0; n < block; n++) {
+      const x = wav.readInt16LE(44 + ((start + n) * channels + channel) * 2);
+      re += x * Math.cos((2 * Math.PI * hz * n) / 8000);
+      im -= x * Math.sin((2 * Math.PI * hz * n) / 8000);
+      energy += x * x;
+    }
+    if (energy / block < 100 * 100) continue; // silence or a gap
+    sum += (2 * (re * re + im * im)) / block / energy;
+    blocks++;
+  }
+  return blocks === 0 ? 0 : sum / blocks;
+}
+
+describe('3-way calls in the Janus AudioBridge', () => {
+  it('joins agent, customer and a third party in the mixer, each receiving the mix, and bridges agent and customer again when the third leaves', async () => {
+    const events = await st.events();
+    const user = await st.cs.createUser({ connectionMethod: 'sip-phone', threeWay: true });
+    await sipp(toneScenario(400), await st.cs.registerPhone(user));
+    expect((await st.api('POST', `/v1/agents/${user.id}/session`, { autoAnswer: true })).status).toBe(201);
+    await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
+    const customer = await customerGateway(toneScenario(600), 'gw-customer');
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+    const callId = placed.body.id as string;
+    await callState(callId, 'bridged');
+    st.cs.carriers.outboundGateways.splice(0);
+    const third = await customerGateway(toneScenario(800), 'gw-third');
+
+    await expect(new JanusConferenceBridge(st.janus!.url).check()).resolves.toBeUndefined();
+    await expect(new JanusConferenceBridge(`http://127.0.0.1:${await freePort()}/janus`).check()).rejects.toThrow();
+    const joined = await st.api('POST', `/v1/calls/${callId}/three-way`, { to: '+442079999999' });
+    expect(joined.status).toBe(200);
+    await events.waitFor((e) => e.type === 'call.three-way' && e.callId === callId && e.phase === 'connected');
+    expect(st.cs.media.callIds()).toHaveLength(3);
+    // each party's leg: RTP from the party (external side) and from its mixer participant (internal side)
+    expect((await st.api('POST', `/v1/calls/${callId}/recording/start`)).status).toBe(200);
+    await expectFreshRtpOnEveryLeg();
+    expect((await st.api('GET', `/v1/calls/${callId}`)).body.third).toMatchObject({ mode: 'three-way', connected: true });
+    expect((await st.api('POST', `/v1/calls/${callId}/hold`)).status).toBe(409);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect((await st.api('POST', `/v1/calls/${callId}/recording/stop`)).status).toBe(200);
+
+    // the third party leaves: its leg ends, agent and customer are bridged again, the room is gone
+    expect((await st.api('POST', `/v1/calls/${callId}/transfer/cancel`)).status).toBe(200);
+    await events.waitFor((e) => e.type === 'call.resumed' && e.callId === callId);
+    expect(events.events.find((e) => e.type === 'call.three-way' && e.callId === callId && e.phase === 'canceled')).toBeDefined();
+    await waitUntil(() => st.cs.media.callIds().length === 2, { timeoutMs: 5_000, what: 'third leg gone' });
+    await expectFreshRtpOnEveryLeg();
+    expect(receivedRequest((await third.server.stop(3000)).messages, 'BYE')).toBeDefined();
+    expect((await st.api('GET', `/v1/calls/${callId}`)).body.state).toBe('bridged');
+
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+    await events.waitFor((e) => e.type === 'call.ended' && e.callId === callId);
+    const phases = events.events.filter((e) => e.type === 'call.three-way' && e.callId === callId).map((e) => e.phase);
+    expect(phases).toEqual(['dialing', 'connected', 'canceled']);
+    // what the customer's leg carried during the 3-way: the customer's own 600 Hz one way, and the
+    // mix from the AudioBridge the other way, with the third party's 800 Hz in it (only the mixer
+    // brings the third party's voice to the customer)
+    const response = await fetch(`http://127.0.0.1:${st.admin.port}/v1/calls/${callId}/recordings/1`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(response.status).toBe(200);
+    const wav = Buffer.from(await response.arrayBuffer());
+    const shares = [0, 1].map((ch) => ({ customer: toneShare(wav, ch, 2, 600), third: toneShare(wav, ch, 2, 800), agent: toneShare(wav, ch, 2, 400) }));
+    const fromMixer = shares.find((c) => c.third > 0.1);
+    expect(fromMixer, JSON.stringify(shares)).toBeDefined();
+    expect(fromMixer!.agent, JSON.stringify(shares)).toBeGreaterThan(0.1);
+    expect(fromMixer!.customer, 'the mix sent to a party leaves its own voice out').toBeLessThan(0.1);
+    expect(shares.some((c) => c.customer > 0.3), JSON.stringify(shares)).toBe(true);
+    expect(receivedRequest((await customer.server.stop(3000)).messages, 'BYE')).toBeDefined();
+    expect((await st.api('GET', `/v1/agents/${user.id}/session`)).body.state).toBe('ready');
+    events.close();
+  });
+
+  it('takes the third party out when it hangs up: the room is left and agent and customer are bridged again', async () => {
+    const events = await st.events();
+    const user = await st.cs.createUser({ connectionMethod: 'sip-phone', threeWay: true });
+    await sipp(toneScenario(400), await st.cs.registerPhone(user));
+    await st.api('POST', `/v1/agents/${user.id}/session`, {});
+    await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
+    await customerGateway(toneScenario(600), 'gw-customer');
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+    const callId = placed.body.id as string;
+    await callState(callId, 'bridged');
+    st.cs.carriers.outboundGateways.splice(0);
+    const third = await customerGateway('invite-uas-bye-local.xml', 'gw-third', ['-d', '1500']);
+    expect((await st.api('POST', `/v1/calls/${callId}/three-way`, { to: '+442079999999' })).status).toBe(200);
+    await events.waitFor((e) => e.type === 'call.three-way' && e.callId === callId && e.phase === 'connected');
+    await events.waitFor((e) => e.type === 'call.resumed' && e.callId === callId);
+    expect(events.events.find((e) => e.type === 'call.three-way' && e.callId === callId && e.phase === 'canceled')).toBeDefined();
+    expect((await st.api('GET', `/v1/calls/${callId}`)).body).toMatchObject({ state: 'bridged' });
+    expect((await st.api('GET', `/v1/calls/${callId}`)).body.third).toBeUndefined();
+    await waitUntil(() => st.cs.media.callIds().length === 2, { timeoutMs: 5_000, what: 'third leg gone' });
+    await expectFreshRtpOnEveryLeg();
+    expect(receivedRequest((await third.server.stop(3000)).messages, 'BYE')).toBeUndefined(); // it hung up itself
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+    events.close();
+  });
+
+  it('refuses a 3-way without the threeWay privilege (403 with the reason)', async () => {
+    const { user } = await readyAgent({ threeWay: false });
+    await customerGateway();
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+    await callState(placed.body.id, 'bridged');
+    const refused = await st.api('POST', `/v1/calls/${placed.body.id}/three-way`, { to: '+442079999999' });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.message).toMatch(/3-way privilege/);
+    await st.api('POST', `/v1/calls/${placed.body.id}/hangup`);
+  });
+});
+
+describe('attended transfer by REFER with Replaces from the agent phone', () => {
+  /** An agent whose SIPp phone consults +442079999999 by a device call, then REFERs the session's dialog with Replaces. */
+  async function attendedTransfer(replacesPrefix: string) {
+    const user = await st.cs.createUser({ connectionMethod: 'sip-phone', transfer: true, transferCidType: 'contact', callerIdNumber: '+442070000009' });
+    const port = await st.cs.registerPhone(user);
+    const phone = await startSippServer({
+      scenario: 'agent-uas-attended-refer.xml', target: st.cs.target, localPort: port, traceMessages: true, timeoutMs: 60_000,
+      inf: { rows: [[user.login, user.password, DOMAIN, '+442079999999']] },
+      keys: { replaces_prefix: replacesPrefix }, extraArgs: ['-d', '4000'],
+    });
+    servers.push(phone);
+    await st.api('POST', `/v1/agents/${user.id}/session`, {});
+    await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
+    const customer = await customerGateway(toneScenario(600), 'gw-customer');
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567', callerId: '+442070000001' });
+    const callId = placed.body.id as string;
+    await callState(callId, 'bridged');
+    // the phone's consultation call goes out through the gateways: the target's SIPp is the only one now
+    st.cs.carriers.outboundGateways.splice(0);
+    const target = await customerGateway(toneScenario(800), 'gw-target');
+    return { user, phone, customer, target, callId };
+  }
+
+  it('connects the customer to the far end of the consultation call, ends the consultation, NOTIFYs 100 then 200 and returns the agent to ready', async () => {
+    const events = await st.events();
+    const { user, phone, customer, target, callId } = await attendedTransfer('');
+    await callState(callId, 'transferred');
+    expect((await st.api('GET', `/v1/agents/${user.id}/session`)).body).toMatchObject({ state: 'ready', callId: null });
+    // customer <-> target through rtpengine both ways: the customer's leg and the consultation's far leg
+    await expectFreshRtpOnEveryLeg(25, 2);
+    expect(st.cs.calls.count).toBe(0); // the consultation call is replaced, its far end lives on in the customer call
+    const transferring = await events.waitFor((e) => e.type === 'call.transferring' && e.callId === callId);
+    expect(transferring).toMatchObject({ mode: 'attended', via: 'refer', to: '+442079999999' });
+    await events.waitFor((e) => e.type === 'call.transferred' && e.callId === callId);
+
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+    await events.waitFor((e) => e.type === 'call.ended' && e.callId === callId);
+    const targetTrace = (await target.server.stop(3000)).messages;
+    expect(receivedRequest(targetTrace, 'BYE')).toBeDefined();
+    // the consultation presented the customer's number (transferCidType contact), not the agent's own
+    const consultation = receivedRequest(targetTrace, 'INVITE')!;
+    expect(consultation).toMatch(/^INVITE sip:\+442079999999@/);
+    expect(headerValues(consultation, 'From').join()).toMatch(/442071234567/);
+    expect(receivedRequest((await customer.server.stop(3000)).messages, 'BYE')).toBeDefined();
+    await st.api('DELETE', `/v1/agents/${user.id}/session`);
+    const result = await phone.stop(5000);
+    const trace = result.messages ?? '';
+    expect(trace).toMatch(/SIP\/2\.0 202/);
+    const notifies = receivedMessages(trace).filter((m) => m.startsWith('NOTIFY '));
+    expect([...new Set(notifies.map((m) => /^SIP\/2\.0 (\d{3})/m.exec(m)?.[1]))]).toEqual(['100', '200']);
+    expect(notifies[1]).toMatch(/Subscription-State: terminated/i);
+    expect(notifies[0]).toMatch(/Content-Type: message\/sipfrag/i);
+    // the consultation dialog (the phone's From tag consult<pid>) was ended by the core
+    const byes = receivedMessages(trace).filter((m) => m.startsWith('BYE '));
+    expect(byes.some((m) => /^To:[^\n]*tag=consult/m.test(m))).toBe(true);
+    events.close();
+  });
+
+  it('answers a Replaces naming no dialog of the agent with a 481 NOTIFY and leaves the call with the agent', async () => {
+    const { user, phone, customer, target, callId } = await attendedTransfer('unknown-');
+    await waitUntil(() => st.cs.calls.list().some((c) => c.state === 'answered'), { timeoutMs: 15_000, what: 'consultation up' });
+    await new Promise((r) => setTimeout(r, 2500)); // the phone's 1 s consultation, the REFER and its NOTIFYs
+    expect((await st.api('GET', `/v1/calls/${callId}`)).body.state).toBe('bridged');
+    expect((await st.api('GET', `/v1/agents/${user.id}/session`)).body.state).toBe('on-call');
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+    await st.cs.calls.hangupAll(); // the consultation the phone left up
+    await st.api('DELETE', `/v1/agents/${user.id}/session`);
+    const trace = (await phone.stop(5000)).messages ?? '';
+    const notifies = receivedMessages(trace).filter((m) => m.startsWith('NOTIFY '));
+    expect([...new Set(notifies.map((m) => /^SIP\/2\.0 (\d{3})/m.exec(m)?.[1]))]).toEqual(['100', '481']);
+    await target.server.stop(3000);
+    await customer.server.stop(3000);
+  });
+});
+
+describe('transfer to another agent', () => {
+  it('moves the customer into another agent\'s ready session, with audio both ways, and frees the first agent', async () => {
+    const first = await readyAgent({ transfer: true });
+    const second = await readyAgent();
+    await customerGateway();
+    const placed = await st.api('POST', '/v1/calls', { agent: first.user.id, to: '+442071234567' });
+    const callId = placed.body.id as string;
+    await callState(callId, 'bridged');
+    expect((await st.api('POST', `/v1/calls/${callId}/transfer`, { agent: second.user.id, mode: 'attended' })).status).toBe(400);
+    const moved = await st.api('POST', `/v1/calls/${callId}/transfer`, { agent: second.user.id });
+    expect(moved.status).toBe(200);
+    expect(moved.body).toMatchObject({ state: 'bridged', agent: second.user.id });
+    expect((await st.api('GET', `/v1/agents/${first.user.id}/session`)).body.state).toBe('ready');
+    expect((await st.api('GET', `/v1/agents/${second.user.id}/session`)).body).toMatchObject({ state: 'on-call', callId });
+    await expectFreshRtpOnEveryLeg(25, 2); // the customer's leg and the second agent's leg
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+    await waitUntil(async () => (await st.api('GET', `/v1/agents/${second.user.id}/session`)).body?.state === 'ready', { timeoutMs: 5_000, what: 'second agent ready again' });
   });
 });

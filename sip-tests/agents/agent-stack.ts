@@ -9,8 +9,9 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import WebSocket from 'ws';
 import { startAdminApi, type RunningAdminApi } from '../../src/app/admin/server.js';
-import { startAgentFeature, type AgentFeature, type ControlEvent } from '../../src/app/agents/index.js';
+import { JanusConferenceBridge, startAgentFeature, type AgentFeature, type ControlEvent } from '../../src/app/agents/index.js';
 import type { SippServer } from '../harness/index.js';
+import { startJanus, type JanusServer } from '../harness/janus.js';
 import { waitUntil } from '../harness/index.js';
 import { DOMAIN, startCallStack, type CallStack, type CallStackOptions } from '../calls/call-stack.js';
 
@@ -27,12 +28,21 @@ export interface AgentStack {
   cs: CallStack;
   agents: AgentFeature;
   admin: RunningAdminApi;
+  /** The 3-way mixer, when the stack was started with `janus: true`. */
+  janus?: JanusServer;
   api(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
   events(query?: string): Promise<EventLog>;
   stop(): Promise<void>;
 }
 
-export async function startAgentStack(options: CallStackOptions & { holdMusic?: string } = {}): Promise<AgentStack> {
+export type AgentStackOptions = CallStackOptions & {
+  holdMusic?: string;
+  /** Start a Janus AudioBridge on loopback and mix 3-way calls with it (config mixer.janusUrl). */
+  janus?: boolean;
+};
+
+export async function startAgentStack(options: AgentStackOptions = {}): Promise<AgentStack> {
+  const janus = options.janus ? await startJanus() : undefined;
   const recordingDir = mkdtempSync(join(tmpdir(), 'dialcore-recordings-'));
   const cs = await startCallStack({
     ...options,
@@ -53,7 +63,9 @@ export async function startAgentStack(options: CallStackOptions & { holdMusic?: 
     promptsDir: mkdtempSync(join(tmpdir(), 'dialcore-agent-prompts-')),
     recordingDir,
     userCallCount: (userId) => cs.calls.ofUser(userId).length,
+    deviceCalls: cs.calls,
     ...(options.holdMusic ? { holdMusic: options.holdMusic } : {}),
+    ...(janus ? { conference: new JanusConferenceBridge(janus.url) } : {}),
   });
   cs.hooks.agentSessions = agents.service;
   cs.hooks.terminateUserSessions = (userId) => agents.service.terminateUser(userId);
@@ -66,6 +78,7 @@ export async function startAgentStack(options: CallStackOptions & { holdMusic?: 
     cs,
     agents,
     admin,
+    ...(janus ? { janus } : {}),
     async api(method, path, body) {
       const response = await fetch(base + path, {
         method,
@@ -100,13 +113,14 @@ export async function startAgentStack(options: CallStackOptions & { holdMusic?: 
       await agents.stop().catch(() => undefined);
       await admin.close();
       await cs.stop();
+      await janus?.stop();
       rmSync(recordingDir, { recursive: true, force: true });
     },
   };
 }
 
 /** One agent stack per test file; SIPp peers in `servers` stopped after each test, then nothing may be left. */
-export function useAgentStack(onStarted: (stack: AgentStack) => void, servers: SippServer[], options?: CallStackOptions): void {
+export function useAgentStack(onStarted: (stack: AgentStack) => void, servers: SippServer[], options?: AgentStackOptions): void {
   let stack: AgentStack | undefined;
   beforeAll(async () => {
     stack = await startAgentStack(options);

@@ -174,6 +174,7 @@ export async function startCallStack(options: CallStackOptions = {}): Promise<Ca
       agentSessions: {
         deliverInbound: (...args) => hooks.agentSessions?.deliverInbound(...args) ?? Promise.resolve(false),
         sessionsOf: (userId) => hooks.agentSessions?.sessionsOf?.(userId) ?? 0,
+        consultationCallerNumber: (userId) => hooks.agentSessions?.consultationCallerNumber?.(userId),
       },
     }),
   );

@@ -4,6 +4,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { createSocket } from 'node:dgram';
 import { createClient } from 'redis';
+import { startJanus } from './janus.js';
 import { freePort, freePortRange, isBound, releasePort, parseSippStatsCsv, redisAnswersPing, rtpengineAnswersPing, runSipp, spawnService, startRedis, startRtpengine, startSippServer } from './index.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -90,6 +91,20 @@ describe('rtpengine', () => {
     expect(await rtpengineAnswersPing(rtpengine.ngPort)).toBe(true);
     await rtpengine.stop();
     expect(await rtpengineAnswersPing(rtpengine.ngPort, '127.0.0.1', 300)).toBe(false);
+  });
+});
+
+describe('janus', () => {
+  it('starts Janus with only the AudioBridge and the HTTP API on loopback, no admin API, and stops', async () => {
+    const janus = await startJanus();
+    const info = (await (await fetch(`${janus.url}/info`)).json()) as { plugins: Record<string, unknown>; transports: Record<string, unknown> };
+    expect(Object.keys(info.plugins)).toEqual(['janus.plugin.audiobridge']);
+    expect(Object.keys(info.transports)).toEqual(['janus.transport.http']);
+    expect(await isBound(janus.httpPort, 'tcp')).toBe(true); // on 127.0.0.1 only
+    expect(janus.log()).toMatch(new RegExp(`HTTP webserver started \\(port ${janus.httpPort}\\b`));
+    expect(janus.log()).not.toMatch(/admin/i); // no admin/monitor API
+    await janus.stop();
+    expect(await isBound(janus.httpPort, 'tcp')).toBe(false);
   });
 });
 

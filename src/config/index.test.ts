@@ -69,6 +69,17 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('mixer.janusUrl: unset by default (3-way refused); an http(s) URL from flag, environment or file; anything else named', () => {
+    expect(loadConfig({ file: empty, env: {} }).config.mixer.janusUrl).toBeNull();
+    expect(loadConfig({ file: empty, env: {}, argv: ['--janus-url', 'http://127.0.0.1:8088/janus/'] }).config.mixer.janusUrl).toBe('http://127.0.0.1:8088/janus');
+    expect(loadConfig({ file: empty, env: { DIALCORE_JANUS_URL: 'https://mixer.example/janus' } }).config.mixer.janusUrl).toBe('https://mixer.example/janus');
+    expect(loadConfig({ file: file('janus.jsonc', '{ "mixer": { "janusUrl": "http://10.0.0.5:8088/janus" } }'), env: {} }).config.mixer.janusUrl).toBe('http://10.0.0.5:8088/janus');
+    expect(problemsOf(() => loadConfig({ file: empty, env: {}, argv: ['--janus-url', 'ws://127.0.0.1:8188'] }))).toEqual(['--janus-url: must be an http:// or https:// URL']);
+    expect(problemsOf(() => loadConfig({ file: empty, env: { DIALCORE_JANUS_URL: 'http://h/janus?x=1' } }))).toEqual(['DIALCORE_JANUS_URL: must have no query or fragment']);
+    expect(problemsOf(() => loadConfig({ file: empty, env: {}, argv: ['--janus-url=http://u:p@h/janus'] }))).toEqual(['--janus-url: must not carry credentials']);
+    expect(problemsOf(() => loadConfig({ file: file('janus-bad.jsonc', '{ "mixer": { "janusUrl": 8088 } }'), env: {} }))).toEqual(['mixer.janusUrl: must be an http:// or https:// URL']);
+  });
+
   it('edge.thread: on by default; true/false words from flag, environment or file; anything else named', () => {
     expect(loadConfig({ file: empty, env: {} }).config.edge.thread).toBe(true);
     expect(loadConfig({ file: empty, env: {}, argv: ['--edge-thread', 'false'] }).config.edge.thread).toBe(false);

@@ -44,6 +44,8 @@ export interface DialcoreConfig {
   /** agent sessions: hold music between calls, where the agent prompts are written */
   agents: { holdMusic: string | null; promptsDir: string };
   recording: { dir: string | null };
+  /** 3-way calls: the Janus HTTP API root whose AudioBridge mixes them; null = 3-way refused (501) */
+  mixer: { janusUrl: string | null };
   /** config-file only: outbound gateways and inbound trunks (validated by src/app/carriers) */
   carriers: unknown;
   /** config-file only: { default: plan, named: { name: plan } } (validated by src/app/policies) */
@@ -64,7 +66,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = 'string' | 'secret' | 'bool' | 'int' | 'hostport' | 'sip-listen-list' | 'hostport-list' | 'level' | 'redis-url' | 'digest-algorithms';
+type Kind = 'string' | 'secret' | 'bool' | 'int' | 'hostport' | 'sip-listen-list' | 'hostport-list' | 'level' | 'redis-url' | 'http-url' | 'digest-algorithms';
 
 interface OptionSpec {
   /** dotted path in the config object and file */
@@ -111,6 +113,7 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'agents.holdMusic', flag: '--hold-music', env: 'DIALCORE_HOLD_MUSIC', kind: 'string', help: 'audio file (WAV) looped to agents between calls and to held customers; none = silence' },
   { path: 'agents.promptsDir', flag: '--prompts-dir', env: 'DIALCORE_PROMPTS_DIR', kind: 'string', help: 'directory the agent prompts (hang-up beep, call-connect chime) are written to at start' },
   { path: 'recording.dir', flag: '--recording-dir', env: 'DIALCORE_RECORDING_DIR', kind: 'string', help: 'rtpengine\'s --recording-dir (pcap method): call recordings are turned into WAV under <dir>/wav; unset = recording refused' },
+  { path: 'mixer.janusUrl', flag: '--janus-url', env: 'DIALCORE_JANUS_URL', kind: 'http-url', help: 'Janus HTTP API root (e.g. http://127.0.0.1:8088/janus) whose AudioBridge plugin mixes 3-way calls; unset = 3-way refused' },
   { path: 'calls.sessionExpiresSeconds', flag: '--session-expires', env: 'DIALCORE_SESSION_EXPIRES', kind: 'int', min: 90, max: 86_400, help: 'RFC 4028 session interval asked for on both legs of a call (Session-Expires)' },
   { path: 'calls.minSessionExpiresSeconds', flag: '--min-se', env: 'DIALCORE_MIN_SE', kind: 'int', min: 90, max: 86_400, help: 'smallest RFC 4028 session interval accepted (Min-SE; below it: 422)' },
   { path: 'app.workers', flag: '--app-workers', env: 'DIALCORE_APP_WORKERS', kind: 'int', min: 1, max: 32, help: 'start: core app processes connected to the edge (requests are shared round robin); the first also serves HTTP' },
@@ -207,6 +210,18 @@ function coerce(spec: OptionSpec, raw: unknown): { value?: unknown; error?: stri
       return typeof raw === 'string' && LEVELS.includes(raw) ? { value: raw } : { error: `must be one of ${LEVELS.join(', ')}` };
     case 'redis-url':
       return typeof raw === 'string' && /^rediss?:\/\/[^\s]+$/.test(raw) ? { value: raw } : { error: 'must be a redis:// or rediss:// URL' };
+    case 'http-url': {
+      if (typeof raw !== 'string' || raw.length > 2048) return { error: 'must be an http:// or https:// URL' };
+      try {
+        const url = new URL(raw);
+        if (url.protocol !== 'http:' && url.protocol !== 'https:') return { error: 'must be an http:// or https:// URL' };
+        if (url.search || url.hash) return { error: 'must have no query or fragment' };
+        if (url.username || url.password) return { error: 'must not carry credentials' };
+        return { value: raw.replace(/\/+$/, '') };
+      } catch {
+        return { error: 'must be an http:// or https:// URL' };
+      }
+    }
     case 'int': {
       const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw.trim()) ? Number(raw) : NaN;
       if (!Number.isInteger(n)) return { error: 'must be a whole number' };
@@ -375,6 +390,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       promptsDir: (c.agents?.promptsDir as string | undefined) ?? path.join(os.tmpdir(), 'dialcore-prompts'),
     },
     recording: { dir: (c.recording?.dir as string | undefined) || null },
+    mixer: { janusUrl: (c.mixer?.janusUrl as string | undefined) ?? null },
     carriers: getPath(fileObj, 'carriers') ?? { outboundGateways: [], inboundTrunks: [] },
     dialPlans: getPath(fileObj, 'dialPlans') ?? { default: {} },
     app: { workers: (c.app?.workers as number | undefined) ?? 1 },

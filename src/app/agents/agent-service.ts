@@ -33,7 +33,8 @@ import type { UserRecord } from '../users/types.js';
 import type { DialPlans } from '../calls/call-rules.js';
 import { outboundCallerHeaders } from '../calls/call-rules.js';
 import { outboundGatewayGroups, type GatewayChannels } from '../calls/carrier-routing.js';
-import type { CallTarget } from '../calls/call-session.js';
+import type { CallTarget, DialogId } from '../calls/call-session.js';
+import type { CallRegistry } from '../calls/call-registry.js';
 import { planUserCall, type BindingLister } from '../calls/user-calls.js';
 import { answerLeg } from './answer.js';
 import { AgentStateStore } from './agent-state.js';
@@ -41,7 +42,8 @@ import type { ControlEventBus, ControlEventInput } from './control-events.js';
 import { DialFailure, dialLeg } from './dial.js';
 import { AgentSession, CustomerCall, type AgentSessionView, type CustomerCallView, type Recording } from './model.js';
 import type { AgentPrompts } from './prompts.js';
-import type { SipLeg } from './sip-leg.js';
+import { SipLeg } from './sip-leg.js';
+import { parseReferTo } from './refer-to.js';
 import type { ConferenceBridge } from './conference.js';
 import { convertCallRecordings } from './recordings.js';
 import { AGENT_LEG_METHODS } from '../sip/capabilities.js';
@@ -59,6 +61,9 @@ export class ControlError extends Error {
     super(message);
   }
 }
+
+/** How long a REFER's NOTIFY waits for the device's answer before the transfer goes on anyway. */
+const NOTIFY_WAIT_MS = 1_000;
 
 export interface AgentServiceOptions {
   srf: Srf;
@@ -82,6 +87,8 @@ export interface AgentServiceOptions {
   recordingDir?: string | null;
   /** The user's other live calls on this instance (device calls), counted with the session against maxSessions. */
   userCallCount?: (userId: string) => number;
+  /** Device calls on this instance: REFER with Replaces (RFC 3891) from an agent's phone names one of them. */
+  deviceCalls?: Pick<CallRegistry, 'findByCallerDialog'>;
   /** 3-way calls: absent = refused with 501 and the reason. */
   conference?: ConferenceBridge;
   logger?: Logger;
@@ -253,6 +260,22 @@ export class AgentService {
     await leg.park().catch((err: unknown) => this.warn(err, 'parking the agent failed'));
     if (this.o.prompts.holdMusic) await leg.play(this.o.prompts.holdMusic, true).catch((err: unknown) => this.warn(err, 'hold music failed'));
     await this.saveSession(session);
+  }
+
+  /**
+   * While the agent's session holds a customer and the agent may transfer, a call the agent's
+   * device places is the consultation of an attended transfer (REFER with Replaces follows): it
+   * presents the number transferCidType chooses, as the API's transfers do.
+   */
+  consultationCallerNumber(userId: string): string | undefined {
+    const session = this.sessions.get(userId);
+    const call = session?.callId ? this.calls.get(session.callId) : undefined;
+    if (!session?.user.transfer || !call || (call.state !== 'bridged' && call.state !== 'held')) return undefined;
+    return this.transferPresentation(session.user, call);
+  }
+
+  private transferPresentation(agent: UserRecord, call: CustomerCall): string | undefined {
+    return transferCallerNumber(agent, { campaignNumber: call.direction === 'outbound' ? call.presented : null, contactNumber: call.number });
   }
 
   /** The number of this user's sessions counted against maxSessions: the agent session and the device calls. */
@@ -453,6 +476,8 @@ export class AgentService {
 
   async hold(callId: string, held: boolean): Promise<CustomerCallView> {
     const call = await this.liveCall(callId, held ? ['bridged', 'held'] : ['held', 'bridged']);
+    // the three legs are in the mixer: leave the 3-way first (transfer/cancel)
+    if (call.third?.mode === 'three-way') throw new ControlError(409, 'conflict', 'the call is in a 3-way; cancel it first');
     const leg = call.leg!;
     const agentLeg = this.sessions.get(call.agentId)?.leg;
     if (held && call.state === 'bridged') {
@@ -554,7 +579,7 @@ export class AgentService {
     if (!agent?.transfer) throw new ControlError(403, 'forbidden', 'the agent does not have the transfer privilege');
     if ('agent' in target) return this.transferToAgent(call, target.agent, mode);
     const e164 = this.transferNumber(agent, target.number);
-    const callerNumber = transferCallerNumber(agent, { campaignNumber: call.direction === 'outbound' ? call.presented : null, contactNumber: call.number });
+    const callerNumber = this.transferPresentation(agent, call);
     const groups = this.gatewayGroups(e164, { callerIdName: agent.callerIdName, callerIdNumber: callerNumber ?? null });
     if (groups.length === 0) throw new ControlError(503, 'unavailable', 'no outbound gateway can take the call');
     if (mode === 'blind') {
@@ -612,7 +637,7 @@ export class AgentService {
     if (!agent?.threeWay) throw new ControlError(403, 'forbidden', 'the agent does not have the 3-way privilege');
     if (!this.o.conference) throw new ControlError(501, 'not_implemented', '3-way calls need a conference mixer (config mixer.janusUrl)');
     const e164 = this.transferNumber(agent, to);
-    const callerNumber = transferCallerNumber(agent, { campaignNumber: call.direction === 'outbound' ? call.presented : null, contactNumber: call.number });
+    const callerNumber = this.transferPresentation(agent, call);
     const groups = this.gatewayGroups(e164, { callerIdName: agent.callerIdName, callerIdNumber: callerNumber ?? null });
     if (groups.length === 0) throw new ControlError(503, 'unavailable', 'no outbound gateway can take the call');
     await this.consult(call, groups, `+${e164}`, 'three-way');
@@ -723,40 +748,77 @@ export class AgentService {
     }).then(({ leg }) => leg);
   }
 
-  /** REFER from the agent's device (RFC 3515): a blind transfer of the current customer. */
+  /**
+   * REFER from the agent's device on the session's dialog (RFC 3515). Without Replaces: a blind
+   * transfer of the customer to the Refer-To number. With Replaces (RFC 3891, the attended
+   * transfer of desk phones, RFC 5589 §7): the customer is handed to the far end of the device's
+   * consultation call named by Replaces. Same privilege rule as the API (403 without `transfer`).
+   */
   private async onAgentRefer(session: AgentSession, req: SrfRequest, res: SrfResponse): Promise<void> {
     const call = session.callId ? this.calls.get(session.callId) : undefined;
     if (!session.user.transfer) return res.send(403, 'Transfer Not Allowed');
     if (!call || (call.state !== 'bridged' && call.state !== 'held')) return res.send(488, 'Not Acceptable Here');
-    const referTo = req.get('Refer-To') ?? '';
-    const uri = /<([^>]*)>/.exec(referTo)?.[1] ?? referTo.trim();
-    if (/[?&]replaces=/i.test(uri)) {
-      // RFC 3891: the device's second call is a call of its own, not a dialer call we could join
-      return res.send(501, 'Replaces Not Supported For Agent Sessions');
-    }
-    const user = /^sips?:([^@;>]+)@/i.exec(uri)?.[1];
-    if (!user) return res.send(400, 'Bad Refer-To');
-    let number: string;
-    try {
-      number = decodeURIComponent(user);
-    } catch {
+    const target = parseReferTo(req.get('Refer-To'));
+    if (!target.ok) {
+      this.log?.info({ reason: target.reason }, 'REFER refused');
       return res.send(400, 'Bad Refer-To');
     }
+    if (target.replaces) return this.referReplaces(session, call, target.number, target.replaces, res);
     try {
-      await this.transfer(call.id, { number }, 'blind');
+      await this.transfer(call.id, { number: target.number }, 'blind');
     } catch (err) {
       const status = err instanceof ControlError ? (err.status === 403 ? 403 : err.status === 400 ? 400 : 480) : 500;
       return res.send(status);
     }
     // RFC 3515 §2.4.4 / §2.4.5: 202, then the implicit subscription's NOTIFY with the outcome
     res.send(202, 'Accepted');
-    const notify = (fragment: string, state: string): void => {
-      void session.leg?.dialog
-        .request({ method: 'NOTIFY', headers: { Event: 'refer', 'Subscription-State': state, 'Content-Type': 'message/sipfrag;version=2.0' }, body: fragment })
-        .catch(() => undefined);
-    };
-    notify('SIP/2.0 100 Trying\r\n', 'active;expires=60');
-    notify('SIP/2.0 200 OK\r\n', 'terminated;reason=noresource');
+    await this.notifyRefer(session, 100, 'Trying');
+    await this.notifyRefer(session, 200, 'OK');
+  }
+
+  /** RFC 3891 via REFER: the consultation's far end and the customer talk; the agent is back to ready. */
+  private async referReplaces(session: AgentSession, call: CustomerCall, to: string, replaces: DialogId, res: SrfResponse): Promise<void> {
+    res.send(202, 'Accepted');
+    // the 100 first (answered, or given up after a moment), then the consultation's BYE, then the outcome
+    await this.notifyRefer(session, 100, 'Trying');
+    const device = this.o.deviceCalls?.findByCallerDialog(replaces);
+    // RFC 3891 §3: no such dialog (and another user's call is no dialog of this agent's) -> 481
+    if (!device || !device.userIds.includes(session.userId)) return this.notifyRefer(session, 481, 'Call/Transaction Does Not Exist');
+    if (call.state !== 'bridged' && call.state !== 'held') return this.notifyRefer(session, 487, 'Request Terminated');
+    const handed = device.handOverCallee();
+    if (!handed) return this.notifyRefer(session, 488, 'Not Acceptable Here');
+    const far = new SipLeg({
+      dialog: handed.dialog,
+      media: handed.media,
+      externalSide: 'b',
+      kind: handed.calleeKind,
+      internalSdp: handed.callerSideSdp,
+      peerSdp: handed.calleeSdp,
+      ...(this.log ? { logger: this.log } : {}),
+    });
+    far.once('ended', handed.release);
+    this.publishCall(call, 'call.transferring', { mode: 'attended', to, via: 'refer' });
+    try {
+      await this.releaseAgent(call);
+      if (!call.leg || call.leg.ended) throw new Error('the customer hung up');
+      await this.bridge(call.leg, far);
+    } catch (err) {
+      this.warn(err, 'attended transfer by REFER failed');
+      await far.hangup();
+      this.notifyRefer(session, 500, 'Server Internal Error');
+      return void (await this.endCall(call, 'transfer-failed'));
+    }
+    this.handOver(call, far, to, 'attended');
+    this.notifyRefer(session, 200, 'OK');
+  }
+
+  /** The REFER's implicit subscription (RFC 3515 §2.4.4): a message/sipfrag NOTIFY; final statuses end it (§2.4.5). */
+  private async notifyRefer(session: AgentSession, status: number, reason: string): Promise<void> {
+    const state = status < 200 ? 'active;expires=60' : 'terminated;reason=noresource';
+    const sent = session.leg?.dialog
+      .request({ method: 'NOTIFY', headers: { Event: 'refer', 'Subscription-State': state, 'Content-Type': 'message/sipfrag;version=2.0' }, body: `SIP/2.0 ${status} ${reason}\r\n` })
+      .catch(() => undefined);
+    await Promise.race([sent, new Promise((resolve) => setTimeout(resolve, NOTIFY_WAIT_MS).unref())]);
   }
 
   // ------------------------------------------------------------------------------------ ending

@@ -17,6 +17,7 @@ export { AgentService, ControlError } from './agent-service.js';
 export { ControlEventBus, type ControlEvent } from './control-events.js';
 export { SipLeg } from './sip-leg.js';
 export { answerLeg } from './answer.js';
+export { JanusConferenceBridge, type ConferenceBridge } from './conference.js';
 
 export interface AgentFeature {
   service: AgentService;

@@ -14,7 +14,7 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { parkedSdp, type Leg, type LegKind, type MediaSession } from '../media/index.js';
+import { inspectSdp, parkedSdp, type Leg, type LegKind, type MediaSession } from '../media/index.js';
 import type { Dialog, SipHeaders, SrfRequest, SrfResponse } from '../sip/srf.js';
 import { parseInfoDtmf } from './dtmf-info.js';
 
@@ -93,6 +93,12 @@ export class SipLeg extends EventEmitter<SipLegEvents> {
   /** Why the leg ended (undefined while it is up). */
   get endCause(): LegEndCause | undefined {
     return this.endedCause;
+  }
+
+  /** Audio codecs of the peer's last SDP, in its order (rtpmap names, e.g. `PCMA`, `opus`). */
+  peerCodecs(): string[] {
+    const inspected = inspectSdp(this.peerSdp);
+    return inspected.ok ? inspected.summary.codecs.map((c) => c.name.toUpperCase()) : [];
   }
 
   /** Points the internal side at `sdp` (another leg's `internalSdp`, a mixer participant, or parked). */

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { SessionDirectory, SessionSummary, SessionTerminator } from '../registrar/kick.js';
 import type { MediaSessionRegistry } from '../media/index.js';
 import type { Srf, SrfRequest, SrfResponse } from '../sip/srf.js';
-import { CallSession, type CallEnd, type CallPlan, type CallTimers } from './call-session.js';
+import { CallSession, type CallEnd, type CallPlan, type CallTimers, type DialogId } from './call-session.js';
 
 export interface CallRegistryOptions {
   srf: Srf;
@@ -84,6 +84,11 @@ export class CallRegistry extends EventEmitter<CallRegistryEvents> implements Se
 
   list(): CallSession[] {
     return [...this.sessions.values()];
+  }
+
+  /** The answered call whose caller's dialog is `id` (RFC 3891 §3 Replaces), if it is on this instance. */
+  findByCallerDialog(id: DialogId): CallSession | undefined {
+    return this.list().find((s) => s.matchesCallerDialog(id));
   }
 
   ofUser(userId: string): CallSession[] {

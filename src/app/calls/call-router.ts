@@ -74,6 +74,11 @@ export interface CallRouterDeps {
     deliverInbound(user: UserRecord, req: SrfRequest, res: SrfResponse, callerNumber: string | undefined, customerNumbers: readonly string[]): Promise<boolean>;
     /** The user's agent session and live calls, counted against maxSessions for a new device call. */
     sessionsOf?(userId: string): number;
+    /**
+     * The number a device call of the user presents while their agent session holds a customer
+     * (the consultation of an attended transfer by REFER, transferCidType); undefined otherwise.
+     */
+    consultationCallerNumber?(userId: string): string | undefined;
   };
   logger?: Logger;
 }
@@ -184,8 +189,10 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
       }
       case 'outside': {
         const devicePrivacy = req.get('Privacy');
+        const consultationNumber = deps.agentSessions?.consultationCallerNumber?.(user.id);
+        const caller = consultationNumber ? { callerIdName: user.callerIdName, callerIdNumber: consultationNumber } : user;
         const groups = outboundGatewayGroups(decision.e164, deps.carriers, deps.channels, (gateway) =>
-          outboundCallerHeaders(user, {
+          outboundCallerHeaders(caller, {
             domain: uriHost(gateway.host),
             ...(devicePrivacy !== undefined ? { devicePrivacy } : {}),
             ...(deps.defaultCallerNumber !== undefined ? { defaultNumber: deps.defaultCallerNumber } : {}),

@@ -113,6 +113,8 @@ export type CallEndReason =
   | 'peer-lost'
   /** RFC 4028 §10: a leg's session timer ran out without a refresh. */
   | 'session-expired'
+  /** RFC 3891: the caller's dialog was replaced (attended transfer); the callee's side lives on elsewhere. */
+  | 'replaced'
   | 'terminated'
   | 'error';
 
@@ -122,6 +124,30 @@ export interface CallEnd {
   status?: number;
   /** From answer to end; 0 when never answered. */
   talkMs: number;
+}
+
+/** A dialog as RFC 3891 §3 names it in Replaces: Call-ID and the tags as seen by the core (local = to-tag). */
+export interface DialogId {
+  callId: string;
+  localTag: string;
+  remoteTag: string;
+}
+
+/**
+ * The callee's side of an answered call, handed to a new owner (see `handOverCallee`): its dialog
+ * (still up), and the call's rtpengine session whose `b` monologue is the callee and whose `a`
+ * monologue, freed from the caller, is the new owner's to point elsewhere (RFC 3264 §8 re-offer).
+ */
+export interface HandedOverCallee {
+  dialog: Dialog;
+  media: MediaSession;
+  calleeKind: LegKind;
+  /** The callee's last SDP. */
+  calleeSdp: string;
+  /** The SDP rtpengine last wrote for the caller: the address and ports of the `a` monologue. */
+  callerSideSdp: string;
+  /** Releases what the call held on the callee's target (a gateway channel); call it when the callee's side ends. */
+  release: () => void;
 }
 
 export type CallState = 'routing' | 'ringing' | 'early' | 'answered' | 'ended';
@@ -312,6 +338,39 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     this.clearTimer(ringTimer);
     const status = failures.length ? bestFailure(failures) : 480;
     return void this.end('rejected', mapFailureToCaller(status, plan.callee));
+  }
+
+  /** RFC 3891 §3: whether `id` names the caller's dialog of this answered call. */
+  matchesCallerDialog(id: DialogId): boolean {
+    const uas = this.uas;
+    return this.stateValue === 'answered' && uas !== undefined && uas.connected && uas.sip.callId === id.callId && uas.sip.localTag === id.localTag && uas.sip.remoteTag === id.remoteTag;
+  }
+
+  /**
+   * RFC 3891 replacement of the caller's dialog: the callee's side (dialog and media) is handed to
+   * the caller's new owner and the caller gets a BYE; the call ends with reason `replaced`.
+   * Undefined when the call is not answered with a plain-RTP caller (a WebRTC caller's side of the
+   * media cannot be re-pointed at a plain leg) or an exchange is in progress.
+   */
+  handOverCallee(): HandedOverCallee | undefined {
+    const { uac, media } = this;
+    if (this.stateValue !== 'answered' || !uac?.connected || !media || this.aLegKind !== 'plain' || this.exchange) return undefined;
+    // this session was the only listener on the callee's dialog; the new owner listens from now on
+    for (const event of ['destroy', 'modify', 'update'] as const) uac.removeAllListeners(event);
+    this.legTimers.b?.stop();
+    const handed: HandedOverCallee = {
+      dialog: uac,
+      media,
+      calleeKind: this.planValue!.bLegKind,
+      calleeSdp: this.sdpFrom.b,
+      callerSideSdp: this.sdpTo.a,
+      release: this.releaseTarget ?? (() => undefined),
+    };
+    this.uac = undefined;
+    this.media = undefined;
+    this.releaseTarget = undefined;
+    void this.end('replaced');
+    return handed;
   }
 
   /** Ends the call from our side (admin logout, kick-off, shutdown). */

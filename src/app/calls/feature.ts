@@ -16,7 +16,7 @@ import { CallRegistry } from './call-registry.js';
 import { GatewayChannels } from './carrier-routing.js';
 import { createCallRouter } from './call-router.js';
 import { GatewayMonitor } from './gateway-monitor.js';
-import { startAgentFeature } from '../agents/index.js';
+import { JanusConferenceBridge, startAgentFeature } from '../agents/index.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -36,6 +36,8 @@ export interface CallFeatureConfig {
   agents?: { promptsDir: string; holdMusic?: string | null };
   /** rtpengine's recording directory (pcap method); null = recording refused. */
   recordingDir?: string | null;
+  /** Janus HTTP API root for 3-way calls (agents/conference.ts); null = 3-way refused. */
+  janusUrl?: string | null;
   /** RFC 4028 (src/app/calls/session-timer.ts) */
   sessionExpiresSeconds: number;
   minSessionExpiresSeconds: number;
@@ -95,6 +97,11 @@ export async function startCallFeature(
   });
   const channels = new GatewayChannels();
   const monitor = new GatewayMonitor(srf, validated.carriers.config.outboundGateways, channels, { logger });
+  const mixer = config.janusUrl ? new JanusConferenceBridge(config.janusUrl, logger) : undefined;
+  void mixer?.check().then(
+    () => logger.info({ janusUrl: config.janusUrl }, '3-way mixer (Janus AudioBridge) ready'),
+    (err: unknown) => logger.error({ janusUrl: config.janusUrl, err: err instanceof Error ? err.message : String(err) }, '3-way mixer not usable: 3-way calls will fail'),
+  );
   const agents = await startAgentFeature({
     srf,
     media,
@@ -109,7 +116,9 @@ export async function startCallFeature(
     promptsDir: config.agents?.promptsDir ?? join(tmpdir(), 'dialcore-prompts'),
     holdMusic: config.agents?.holdMusic ?? null,
     recordingDir: config.recordingDir ?? null,
+    ...(mixer ? { conference: mixer } : {}),
     userCallCount: (userId) => calls.ofUser(userId).length,
+    deviceCalls: calls,
     logger,
   });
   const invite = createCallRouter({

@@ -37,6 +37,28 @@ export function internalSdp(address: string, port: number, sessionName = 'dialco
   ].join('\r\n');
 }
 
+/**
+ * A mixer participant's RTP address (Janus AudioBridge, agents/conference.ts) as the SDP a leg's
+ * internal side is pointed at: one G.711 codec, the one the participant was joined with, and no
+ * telephone-event (the mixer decodes every packet it gets as audio).
+ */
+export function mixerParticipantSdp(address: string, port: number, codec: (typeof INTERNAL_CODECS)[number]): string {
+  const pt = codec === 'PCMU' ? 0 : 8;
+  const id = randomInt(1, 2 ** 31);
+  return [
+    'v=0',
+    `o=- ${id} 1 IN IP4 ${address}`,
+    's=dialcore mixer',
+    `c=IN IP4 ${address}`,
+    't=0 0',
+    `m=audio ${port} RTP/AVP ${pt}`,
+    `a=rtpmap:${pt} ${codec}/8000`,
+    'a=ptime:20',
+    'a=sendrecv',
+    '',
+  ].join('\r\n');
+}
+
 /** The parked internal side: loopback discard port. */
 export function parkedSdp(): string {
   return internalSdp('127.0.0.1', 9, 'dialcore parked');
