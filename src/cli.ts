@@ -83,6 +83,9 @@ async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.
   return startCore({
     drachtio: { ...drachtio, secret: config.drachtio.secret },
     redisUrl: config.redis.url,
+    ...(config.redis.sentinels.length > 0 ? {
+      redisSentinel: { masterName: config.redis.sentinelMaster, sentinels: config.redis.sentinels, ...(config.redis.password ? { password: config.redis.password } : {}) },
+    } : {}),
     // extra app workers (DIALCORE_APP_WORKER=1) leave HTTP to the first process
     http: process.env.DIALCORE_APP_WORKER === '1' ? null : { ...config.http.listen, adminToken: config.http.adminToken },
     registrar: config.registrar,

@@ -44,7 +44,7 @@ export function redisAnswersPing(port: number, host = HOST, timeoutMs = 500): Pr
   });
 }
 
-async function launch(port: number): Promise<Service> {
+async function launch(port: number, extraArgs: readonly string[] = []): Promise<Service> {
   const service = spawnService({
     name: 'redis',
     command: 'redis-server',
@@ -56,6 +56,7 @@ async function launch(port: number): Promise<Service> {
       '--protected-mode', 'yes',
       '--daemonize', 'no',
       '--dir', '.', // the service's temp dir (its cwd)
+      ...extraArgs,
     ],
   });
   try {
@@ -71,9 +72,15 @@ async function launch(port: number): Promise<Service> {
   return service;
 }
 
-export async function startRedis(): Promise<RedisServer> {
+export interface RedisOptions {
+  /** start as a replica of this master (`--replicaof`) */
+  replicaOf?: { host: string; port: number };
+}
+
+export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
   const port = await freePort();
-  let service = await launch(port);
+  const extraArgs = options.replicaOf ? ['--replicaof', options.replicaOf.host, String(options.replicaOf.port)] : [];
+  let service = await launch(port, extraArgs);
   return {
     host: HOST,
     port,
@@ -83,8 +90,47 @@ export async function startRedis(): Promise<RedisServer> {
     },
     async restart() {
       await service.stop();
-      service = await launch(port);
+      service = await launch(port, extraArgs);
     },
     log: () => service.log(),
   };
+}
+
+export interface RedisSentinel {
+  readonly host: string;
+  readonly port: number;
+  stop(): Promise<void>;
+  log(): string;
+}
+
+/**
+ * A Redis Sentinel (redis-server --sentinel) on a free loopback port, monitoring one master with a
+ * quorum of 1 and short timers, so a test sees a failover within a few seconds of the master's end.
+ */
+export async function startRedisSentinel(options: { masterName: string; master: { host: string; port: number }; downAfterMs?: number }): Promise<RedisSentinel> {
+  const port = await freePort();
+  const { masterName, master } = options;
+  const config = [
+    `bind ${HOST}`,
+    `port ${port}`,
+    'protected-mode yes',
+    `sentinel monitor ${masterName} ${master.host} ${master.port} 1`,
+    `sentinel down-after-milliseconds ${masterName} ${options.downAfterMs ?? 1000}`,
+    `sentinel failover-timeout ${masterName} 5000`,
+    `sentinel parallel-syncs ${masterName} 1`,
+  ].join('\n');
+  // sentinel rewrites its config file: it lives in the service's temp dir (its cwd)
+  const service = spawnService({
+    name: 'redis-sentinel',
+    command: 'sh',
+    args: ['-c', `printf '%s\\n' "$0" > sentinel.conf && exec redis-server sentinel.conf --sentinel`, config],
+  });
+  try {
+    await waitUntil(async () => !service.running() || (await redisAnswersPing(port)), { timeoutMs: 10_000, what: `redis sentinel on ${HOST}:${port}` });
+  } catch {
+    await service.stop({ keepDir: true });
+    throw startupError(service, `did not answer PING on ${HOST}:${port}`);
+  }
+  if (!service.running()) throw startupError(service, 'exited during start-up');
+  return { host: HOST, port, stop: async () => void (await service.stop()), log: () => service.log() };
 }

@@ -10,10 +10,10 @@
  *  - graceful drain on SIGTERM (drain()): 503 + Retry-After to new requests while live calls finish
  */
 import { randomBytes } from 'node:crypto';
-import { createClient } from 'redis';
 import type { Logger } from 'pino';
 import { connectSrf, createSrf, onFlowClosed, sendFinalResponse, type SipMethod, type Srf, type SrfRequest, type SrfResponse, type RequestHandler } from './sip/srf.js';
 import { allowHeader, supportedHeader } from './sip/capabilities.js';
+import { connectRedis } from './users/redis-connection.js';
 import { startRegistrarServices, type RegistrarServices } from './registrar/services.js';
 import type { DigestAlgorithm } from './auth/ha1.js';
 import type { SessionDirectory, SessionTerminator } from './registrar/kick.js';
@@ -40,6 +40,8 @@ export function optionsResponder(methods: () => readonly SipMethod[] = () => [])
 export interface CoreOptions {
   drachtio: { host: string; port: number; secret: string };
   redisUrl: string;
+  /** A Redis Sentinel group instead of the single server of redisUrl. */
+  redisSentinel?: { masterName: string; sentinels: Array<{ host: string; port: number }>; password?: string };
   /** null: no admin API in this process (an extra app worker of `dialcore start --app-workers`) */
   http: { host: string; port: number; adminToken: string } | null;
   registrar: {
@@ -96,15 +98,8 @@ export async function startCore(
   calls?: (deps: { srf: Srf; services: RegistrarServices }) => Promise<CallFeature>,
 ): Promise<RunningCore> {
   const log = opts.logger;
-  // commands carry no per-command timeout (src/app/users/redis.ts): bound the queue instead, so a
-  // Redis that hangs with its socket open can't pile up commands without limit
-  const client = createClient({
-    url: opts.redisUrl,
-    commandsQueueMaxLength: 100_000,
-    socket: { reconnectStrategy: (retries) => Math.min(retries * 100, 2000) },
-  });
-  client.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
-  await client.connect();
+  const redis = await connectRedis(opts.redisSentinel ? { kind: 'sentinel', ...opts.redisSentinel } : { kind: 'server', url: opts.redisUrl }, log);
+  const client = redis.client;
 
   // An empty nonce secret is fine for one instance; several instances must share one (config registrar.nonceSecret).
   const nonceSecret = opts.registrar.nonceSecret || randomBytes(32).toString('hex');
@@ -199,7 +194,7 @@ export async function startCore(
       await feature?.stop().catch(() => undefined);
       srf.disconnect();
       await services.stop().catch(() => undefined);
-      await client.quit().catch(() => undefined);
+      await redis.close();
     },
   };
 }

@@ -104,6 +104,29 @@ describe('loadConfig', () => {
     expect(problemsOf(() => loadConfig({ file: empty, env: { DIALCORE_MIN_SE: '30' } }))).toEqual([expect.stringMatching(/^DIALCORE_MIN_SE: /)]);
   });
 
+  it('Redis Sentinel: sentinels and the master name go together; passwords are redacted for logs', () => {
+    const { config } = loadConfig({ file: empty, env: {}, argv: ['--redis-sentinel', '127.0.0.1:26379', '--redis-sentinel', '127.0.0.1:26380', '--redis-sentinel-master', 'dc', '--redis-password', 'redis-secret-1'] });
+    expect(config.redis).toMatchObject({ sentinels: [{ host: '127.0.0.1', port: 26379 }, { host: '127.0.0.1', port: 26380 }], sentinelMaster: 'dc' });
+    expect(problemsOf(() => loadConfig({ file: empty, env: {}, argv: ['--redis-sentinel', '127.0.0.1:26379'] }))).toEqual([expect.stringMatching(/^redis\.sentinelMaster: /)]);
+    expect(problemsOf(() => loadConfig({ file: empty, env: {}, argv: ['--redis-sentinel-master', 'dc'] }))).toEqual([expect.stringMatching(/^redis\.sentinels: /)]);
+    const shown = JSON.stringify(redactConfig(loadConfig({ file: empty, env: { DIALCORE_REDIS: 'redis://u:url-secret-2@127.0.0.1:6379', DIALCORE_REDIS_PASSWORD: 'redis-secret-1' } }).config));
+    expect(shown).not.toContain('redis-secret-1');
+    expect(shown).not.toContain('url-secret-2');
+  });
+
+  it('HEP capture: an IP and port, agent id; a DNS name is refused naming the field', () => {
+    const { config } = loadConfig({ file: empty, env: { DIALCORE_HEP: '127.0.0.1:9060', DIALCORE_HEP_AGENT_ID: '7' } });
+    expect(config.capture).toMatchObject({ hepServer: { host: '127.0.0.1', port: 9060 }, hepAgentId: 7 });
+    expect(loadConfig({ file: empty, env: {} }).config.capture.hepServer).toBeNull();
+    expect(problemsOf(() => loadConfig({ file: empty, env: {}, argv: ['--hep', 'homer.example:9060'] }))).toEqual([expect.stringMatching(/^capture\.hepServer: /)]);
+  });
+
+  it('graceful drain: 30 s by default, 0 allowed, negative refused', () => {
+    expect(loadConfig({ file: empty, env: {} }).config.shutdown.drainSeconds).toBe(30);
+    expect(loadConfig({ file: empty, env: {}, argv: ['--drain-seconds', '0'] }).config.shutdown.drainSeconds).toBe(0);
+    expect(problemsOf(() => loadConfig({ file: empty, env: {}, argv: ['--drain-seconds', '-1'] }))).toEqual([expect.stringMatching(/^--drain-seconds: /)]);
+  });
+
   it('--help lists every option; secrets are redacted for logs', () => {
     expect(helpText()).toContain('--digest-algorithms');
     const { config } = loadConfig({ file: empty, env: { DIALCORE_NONCE_SECRET: 'a-very-secret-nonce-key', DIALCORE_ADMIN_TOKEN: 'token-123' } });

@@ -28,7 +28,8 @@ export interface DialcoreConfig {
     maxConnectionsPerIp: number;
   };
   drachtio: { listen: HostPort; connect: HostPort; secret: string };
-  redis: { url: string };
+  /** url: one server; sentinels + sentinelMaster: the master of a Sentinel group (url then unused) */
+  redis: { url: string; sentinels: HostPort[]; sentinelMaster: string; password: string };
   http: { listen: HostPort; adminToken: string };
   rtpengine: { engines: HostPort[]; pingIntervalMs: number };
   registrar: {
@@ -96,6 +97,9 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'drachtio.connect', flag: '--drachtio', env: 'DIALCORE_DRACHTIO', kind: 'hostport', help: 'app: drachtio server host:port to connect to (our edge or drachtio-server)' },
   { path: 'drachtio.secret', flag: '--secret', env: 'DIALCORE_SECRET', kind: 'secret', help: 'drachtio shared secret' },
   { path: 'redis.url', flag: '--redis', env: 'DIALCORE_REDIS', kind: 'redis-url', help: 'Redis URL, e.g. redis://127.0.0.1:6379' },
+  { path: 'redis.sentinels', flag: '--redis-sentinel', env: 'DIALCORE_REDIS_SENTINELS', kind: 'hostport-list', repeatable: true, help: 'Redis Sentinel host:port (repeat for each): the master of --redis-sentinel-master is asked of them and followed on failover' },
+  { path: 'redis.sentinelMaster', flag: '--redis-sentinel-master', env: 'DIALCORE_REDIS_SENTINEL_MASTER', kind: 'string', help: 'the Sentinel master group name (sentinel monitor <name> ...)' },
+  { path: 'redis.password', flag: '--redis-password', env: 'DIALCORE_REDIS_PASSWORD', kind: 'secret', help: 'AUTH password of the Redis data nodes behind Sentinel (with --redis, put it in the URL)' },
   { path: 'http.listen', flag: '--http', env: 'DIALCORE_HTTP', kind: 'hostport', help: 'admin HTTP API, /metrics and /healthz listener host:port' },
   { path: 'http.adminToken', flag: '--admin-token', env: 'DIALCORE_ADMIN_TOKEN', kind: 'secret', help: 'bearer token for the admin API' },
   { path: 'rtpengine.engines', flag: '--rtpengine', env: 'DIALCORE_RTPENGINE', kind: 'hostport-list', repeatable: true, help: 'rtpengine ng (UDP) host:port; repeat for a pool' },
@@ -360,7 +364,12 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       connect: (c.drachtio?.connect as HostPort | undefined) ?? (c.drachtio?.listen as HostPort | undefined) ?? { host: '127.0.0.1', port: 9022 },
       secret: (c.drachtio?.secret as string | undefined) ?? '',
     },
-    redis: { url: (c.redis?.url as string | undefined) ?? 'redis://127.0.0.1:6379' },
+    redis: {
+      url: (c.redis?.url as string | undefined) ?? 'redis://127.0.0.1:6379',
+      sentinels: (c.redis?.sentinels as HostPort[] | undefined) ?? [],
+      sentinelMaster: (c.redis?.sentinelMaster as string | undefined) ?? '',
+      password: (c.redis?.password as string | undefined) ?? '',
+    },
     http: {
       listen: (c.http?.listen as HostPort | undefined) ?? { host: '127.0.0.1', port: 8080 },
       adminToken: (c.http?.adminToken as string | undefined) ?? '',
@@ -412,6 +421,12 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   if (result.sip.listen.some((l) => l.protocol === 'tls' || l.protocol === 'wss') && (!result.sip.tlsCert || !result.sip.tlsKey)) {
     semantic.push({ field: 'sip.tlsCert', message: 'tls and wss listeners need sip.tlsCert and sip.tlsKey' });
   }
+  if (result.redis.sentinels.length > 0 && !result.redis.sentinelMaster) {
+    semantic.push({ field: 'redis.sentinelMaster', message: 'is required with redis.sentinels (the name the sentinels monitor)' });
+  }
+  if (result.redis.sentinelMaster && result.redis.sentinels.length === 0) {
+    semantic.push({ field: 'redis.sentinels', message: 'needs at least one sentinel host:port with redis.sentinelMaster' });
+  }
   if (result.capture.hepServer && isIP(result.capture.hepServer.host) === 0) {
     semantic.push({ field: 'capture.hepServer', message: 'must be an IP address and port (no DNS name)' });
   }
@@ -426,6 +441,8 @@ export function redactConfig(config: DialcoreConfig): DialcoreConfig {
   if (copy.http.adminToken) copy.http.adminToken = '[redacted]';
   if (copy.registrar.nonceSecret) copy.registrar.nonceSecret = '[redacted]';
   if (copy.capture.hepPassword) copy.capture.hepPassword = '[redacted]';
+  if (copy.redis.password) copy.redis.password = '[redacted]';
+  copy.redis.url = redactUrlPassword(copy.redis.url);
   copy.redis.url = copy.redis.url.replace(/\/\/[^@/]*@/, '//[redacted]@');
   copy.carriers = JSON.parse(JSON.stringify(copy.carriers ?? null, (k, v: unknown) => (/password|secret/i.test(k) ? '[redacted]' : v)));
   return copy;
@@ -434,4 +451,16 @@ export function redactConfig(config: DialcoreConfig): DialcoreConfig {
 export function helpText(): string {
   const lines = OPTIONS.map((o) => `  ${(o.flag + (o.repeatable ? ' (repeatable)' : '')).padEnd(34)} ${o.help}\n  ${''.padEnd(34)} env ${o.env}, file ${o.path}`);
   return `Options (flag > environment > config file > default):\n  --config FILE                      config file (JSON with comments), default config/dialcore.jsonc; env DIALCORE_CONFIG\n${lines.join('\n')}`;
+}
+
+/** redis://user:secret@host -> redis://user:[redacted]@host */
+function redactUrlPassword(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (!parsed.password) return url;
+    parsed.password = 'redacted';
+    return parsed.toString();
+  } catch {
+    return url;
+  }
 }
