@@ -38,11 +38,7 @@ afterAll(async () => {
 
 describe('dialcore start --app-workers 2', () => {
   it('answers every digest retry, whichever worker challenged it', async () => {
-    const created = await fetch(`${httpBase}/v1/users`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ username: 'worker-agent', login: '7101', password: 'worker-pass-1', connectionMethod: 'sip-phone', active: true }),
-    });
+    const created = await core.api('POST', '/v1/users', { username: 'worker-agent', login: '7101', password: 'worker-pass-1', connectionMethod: 'sip-phone', active: true });
     expect(created.status).toBe(201);
     // the second app worker connects to the edge after the first: wait until both have
     await waitUntil(async () => (core.output().match(/core connected to SIP server/g) ?? []).length >= 2, { timeoutMs: 20_000, what: 'both app workers connected' });
