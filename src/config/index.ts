@@ -109,7 +109,7 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'registrar.maxExpires', flag: '--max-expires', env: 'DIALCORE_MAX_EXPIRES', kind: 'int', min: 1, max: 604_800, help: 'largest registration interval granted' },
   { path: 'registrar.defaultExpires', flag: '--default-expires', env: 'DIALCORE_DEFAULT_EXPIRES', kind: 'int', min: 1, max: 604_800, help: 'interval when the REGISTER names none' },
   { path: 'registrar.nonceSecret', flag: '--nonce-secret', env: 'DIALCORE_NONCE_SECRET', kind: 'secret', help: 'HMAC key signing digest nonces (same on every instance)' },
-  { path: 'registrar.digestAlgorithms', flag: '--digest-algorithms', env: 'DIALCORE_DIGEST_ALGORITHMS', kind: 'digest-algorithms', help: 'digest challenges offered, most preferred first: MD5, SHA-256, SHA-512-256 (default MD5,SHA-256: many phones answer only the first)' },
+  { path: 'registrar.digestAlgorithms', flag: '--digest-algorithms', env: 'DIALCORE_DIGEST_ALGORITHMS', kind: 'digest-algorithms', help: 'digest challenges offered, most preferred first: MD5, SHA-256, SHA-512-256 (default MD5: SIPp and many phones answer only the first challenge, JsSIP only the last)' },
   { path: 'registrar.nonceLifetimeSeconds', flag: '--nonce-lifetime', env: 'DIALCORE_NONCE_LIFETIME', kind: 'int', min: 5, max: 3600, help: 'seconds before a nonce is stale' },
   { path: 'calls.domain', flag: '--domain', env: 'DIALCORE_DOMAIN', kind: 'string', help: 'SIP domain in the From/To of calls delivered to devices' },
   { path: 'calls.ringTimeoutSeconds', flag: '--ring-timeout', env: 'DIALCORE_RING_TIMEOUT', kind: 'int', min: 5, max: 600, help: 'seconds a call may ring before it is given up (480)' },

@@ -121,7 +121,7 @@ describe('NonceFactory', () => {
 
 describe('DigestAuthenticator round trip', () => {
   const realm = 'dialcore.test';
-  const auth = new DigestAuthenticator({ realm, secret: 'test-secret-test-secret', nonceLifetimeSeconds: 30 });
+  const auth = new DigestAuthenticator({ realm, secret: 'test-secret-test-secret', nonceLifetimeSeconds: 30, algorithms: ['MD5', 'SHA-256'] });
   const login = '1001';
   const password = 'correct horse';
   const uri = 'sip:dialcore.test';
@@ -138,7 +138,13 @@ describe('DigestAuthenticator round trip', () => {
     return parsed.credentials;
   }
 
-  it('offers MD5 then SHA-256 by default (phones that answer only the first challenge), qop=auth, one nonce', () => {
+  it('offers MD5 alone by default (JsSIP reads only the last challenge, SIPp only the first)', () => {
+    const challenges = new DigestAuthenticator({ realm, secret: 'test-secret-test-secret' }).challenges();
+    expect(challenges).toHaveLength(1);
+    expect(challenges[0]).toContain('algorithm=MD5');
+  });
+
+  it('offers MD5 then SHA-256 when configured so, qop=auth, one nonce', () => {
     const [md5, sha] = auth.challenges();
     expect(md5).toMatch(/^Digest realm="dialcore.test", nonce="[\w-]+", algorithm=MD5, qop="auth"$/);
     expect(sha).toMatch(/^Digest realm="dialcore.test", nonce="[\w-]+", algorithm=SHA-256, qop="auth"$/);

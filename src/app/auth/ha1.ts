@@ -12,7 +12,14 @@ export type DigestAlgorithm = (typeof DIGEST_ALGORITHMS)[number];
  * them). MD5 first: many phones, and SIPp, answer only the first challenge and know only MD5; devices that do
  * SHA-256 still find it offered. `registrar.digestAlgorithms` changes the order or narrows the list.
  */
-export const DEFAULT_DIGEST_ALGORITHMS: readonly DigestAlgorithm[] = ['MD5', 'SHA-256'];
+/**
+ * Challenges offered unless configured (registrar.digestAlgorithms): MD5 alone, as Kamailio, Asterisk
+ * and FreeSWITCH do by default. RFC 8760 §2.4 lets a server offer one challenge per algorithm and
+ * asks clients to use the topmost they support, but JsSIP 3.x (the common webphone library) keeps
+ * only the LAST WWW-Authenticate of a response and gives up when that one is not MD5, while SIPp and
+ * many phones answer only the first: with MD5 and SHA-256 offered, one of the two always fails.
+ */
+export const DEFAULT_DIGEST_ALGORITHMS: readonly DigestAlgorithm[] = ['MD5'];
 
 const NODE_HASH: Record<DigestAlgorithm, string> = {
   MD5: 'md5',
