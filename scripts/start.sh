@@ -11,7 +11,7 @@
 #    ${DIALCORE_RTP_PORT_MIN:-23000}-${DIALCORE_RTP_PORT_MAX:-32000}, DTMF events sent
 #    as UDP JSON to 127.0.0.1:${DIALCORE_DTMF_LOG_PORT:-22230}, call recordings (pcap) under
 #    .run/recordings (dialcore writes their WAVs to .run/recordings/wav); unless ours already runs.
-# 4. node bin/dialcore.js start "$@" with DIALCORE_REDIS and DIALCORE_RTPENGINE in its
+# 4. node bin/dialcore.js start "$@" with DIALCORE_REDIS, DIALCORE_RTPENGINE and DIALCORE_DTMF_EVENTS in its
 #    environment, and an admin API token: DIALCORE_ADMIN_TOKEN if set, else one generated
 #    once into .run/admin-token (mode 600) and reused.
 # Redis and rtpengine started here are stopped when dialcore exits (Ctrl-C, SIGTERM).
@@ -112,6 +112,8 @@ fi
 export DIALCORE_REDIS=${DIALCORE_REDIS:-redis://127.0.0.1:$redis_port}
 export DIALCORE_RTPENGINE=${DIALCORE_RTPENGINE:-127.0.0.1:$ng_port}
 export DIALCORE_RECORDING_DIR=${DIALCORE_RECORDING_DIR:-$run_dir/recordings}
+# dial-in DTMF: dialcore receives what rtpengine sends to its --dtmf-log-dest
+export DIALCORE_DTMF_EVENTS=${DIALCORE_DTMF_EVENTS:-127.0.0.1:$dtmf_port}
 if [[ -z ${DIALCORE_ADMIN_TOKEN:-} ]]; then
   if [[ ! -s .run/admin-token ]]; then
     (umask 077 && node -e 'process.stdout.write(require("crypto").randomBytes(24).toString("hex"))' > .run/admin-token)

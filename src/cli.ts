@@ -93,6 +93,8 @@ async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.
     maxCallSeconds: config.calls.maxCallSeconds,
     agents: { promptsDir: config.agents.promptsDir, holdMusic: config.agents.holdMusic },
     recordingDir: config.recording.dir,
+    // dial-in runs when access numbers are configured
+    ...(config.dialIn.accessNumbers.length > 0 ? { dialIn: config.dialIn } : {}),
     sessionExpiresSeconds: config.calls.sessionExpiresSeconds,
     minSessionExpiresSeconds: config.calls.minSessionExpiresSeconds,
   }));
