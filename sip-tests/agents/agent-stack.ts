@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import WebSocket from 'ws';
-import { startAdminApi, type RunningAdminApi } from '../../src/app/admin/server.js';
+import { startAdminApi, type ApiRoute, type RunningAdminApi } from '../../src/app/admin/server.js';
 import { startAgentFeature, type AgentFeature, type ControlEvent } from '../../src/app/agents/index.js';
 import type { SippServer } from '../harness/index.js';
 import { waitUntil } from '../harness/index.js';
@@ -32,7 +32,19 @@ export interface AgentStack {
   stop(): Promise<void>;
 }
 
-export async function startAgentStack(options: CallStackOptions & { holdMusic?: string } = {}): Promise<AgentStack> {
+/** A feature built on the agent stack (e.g. dial-in): its API routes, its idle check, its stop. */
+export interface StackExtension {
+  routes?: ApiRoute[];
+  idle?: () => boolean;
+  stop(): Promise<void>;
+}
+
+export interface AgentStackOptions extends CallStackOptions {
+  holdMusic?: string;
+  extend?: (parts: { cs: CallStack; agents: AgentFeature }) => Promise<StackExtension>;
+}
+
+export async function startAgentStack(options: AgentStackOptions = {}): Promise<AgentStack> {
   const recordingDir = mkdtempSync(join(tmpdir(), 'dialcore-recordings-'));
   const cs = await startCallStack({
     ...options,
@@ -57,8 +69,17 @@ export async function startAgentStack(options: CallStackOptions & { holdMusic?: 
   });
   cs.hooks.agentSessions = agents.service;
   cs.hooks.terminateUserSessions = (userId) => agents.service.terminateUser(userId);
-  cs.hooks.idle = () => agents.service.sessionCount === 0 && agents.service.callCount === 0;
-  const admin = await startAdminApi({ ...cs.services.adminApiOptions, ...agents.api, token: ADMIN_TOKEN, host: '127.0.0.1', port: 0 });
+  cs.hooks.listUserSessions = (userId) => agents.service.listUserSessions(userId);
+  const extension = await options.extend?.({ cs, agents });
+  cs.hooks.idle = () => agents.service.sessionCount === 0 && agents.service.callCount === 0 && (extension?.idle?.() ?? true);
+  const admin = await startAdminApi({
+    ...cs.services.adminApiOptions,
+    routes: [...agents.api.routes, ...(extension?.routes ?? [])],
+    upgrades: agents.api.upgrades,
+    token: ADMIN_TOKEN,
+    host: '127.0.0.1',
+    port: 0,
+  });
   agents.apiListening(`http://127.0.0.1:${admin.port}`);
   const base = `http://127.0.0.1:${admin.port}`;
   const sockets: WebSocket[] = [];
@@ -97,6 +118,7 @@ export async function startAgentStack(options: CallStackOptions & { holdMusic?: 
     },
     async stop() {
       for (const ws of sockets) ws.terminate();
+      await extension?.stop().catch(() => undefined);
       await agents.stop().catch(() => undefined);
       await admin.close();
       await cs.stop();

@@ -21,6 +21,7 @@ import { DialInPrompts } from './prompts.js';
 export { DialInService } from './dialin-service.js';
 export { DialInLockouts } from './lockout.js';
 export { parseDtmfLog } from './dtmf-events.js';
+export { DialInPrompts } from './prompts.js';
 
 export interface DialInConfig {
   accessNumbers: readonly string[];
@@ -33,6 +34,8 @@ export interface DialInConfig {
   defaultLanguage: string;
   /** Directory the prompts are written to (a `dialin` folder is made in it). */
   promptsDir: string;
+  /** `tones`: tone patterns instead of speech (tests, benches). Default speech. */
+  promptStyle?: 'speech' | 'tones';
 }
 
 export interface DialInFeature {
@@ -55,7 +58,7 @@ export async function startDialInFeature(
   },
   config: DialInConfig,
 ): Promise<DialInFeature> {
-  const prompts = await DialInPrompts.create(join(config.promptsDir, 'dialin'), config.defaultLanguage, deps.logger);
+  const prompts = await DialInPrompts.create(join(config.promptsDir, 'dialin'), config.defaultLanguage, deps.logger, config.promptStyle ?? 'speech');
   const dtmf = new DtmfEventRouter(deps.redis, deps.instanceId, deps.logger);
   try {
     await dtmf.start(config.dtmfEvents);

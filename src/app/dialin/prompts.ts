@@ -110,14 +110,19 @@ export class DialInPrompts {
     private readonly directory: string,
     defaultLanguage: string,
     private readonly log?: Logger,
+    style: 'speech' | 'tones' = 'speech',
   ) {
     this.defaultLanguage = promptLanguage(defaultLanguage) ?? 'en';
+    if (style === 'tones') this.speech = false;
   }
 
-  /** Makes the default language's prompts (spoken, or tones) before returning. */
-  static async create(directory: string, defaultLanguage: string, log?: Logger): Promise<DialInPrompts> {
+  /**
+   * Makes the default language's prompts before returning: spoken when espeak-ng and sox are
+   * there, else (or with style `tones`, short prompts for tests and benches) tone patterns.
+   */
+  static async create(directory: string, defaultLanguage: string, log?: Logger, style: 'speech' | 'tones' = 'speech'): Promise<DialInPrompts> {
     mkdirSync(directory, { recursive: true });
-    const prompts = new DialInPrompts(directory, defaultLanguage, log);
+    const prompts = new DialInPrompts(directory, defaultLanguage, log, style);
     if (promptLanguage(defaultLanguage) === null) log?.warn({ language: defaultLanguage }, 'no dial-in prompt texts for this language; using en');
     await prompts.ensure(prompts.defaultLanguage);
     return prompts;
