@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDialInFeature, type DialInFeature } from '../../src/app/dialin/index.js';
+import { PROMPT_NAMES, type PromptName } from '../../src/app/dialin/ivr.js';
 import { startAgentStack, type AgentStack } from '../agents/agent-stack.js';
 import { CARRIER_IP } from '../calls/call-stack.js';
 import { freePort, runSipp, type SippResult } from '../harness/index.js';
@@ -113,4 +114,9 @@ export async function call(st: DialInStack, options: DialInCallOptions): Promise
   });
   sipp.catch(() => undefined).finally(() => rtp.close());
   return { rtp, sipp };
+}
+
+/** How many 20 ms RTP packets each prompt lasts (the stack's default-language prompts). */
+export function promptPackets(st: DialInStack): Record<PromptName, number> {
+  return Object.fromEntries(PROMPT_NAMES.map((name) => [name, Math.round(st.dialIn.prompts.file(name).durationMs / 20)])) as Record<PromptName, number>;
 }

@@ -8,10 +8,9 @@
  * - the lockout after the limit, listed and cleared through the admin API;
  * - key-ahead stops a prompt; timeouts end entries; a hang-up mid-entry leaves nothing behind.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ControlEvent } from '../../src/app/agents/index.js';
-import { waitUntil } from '../harness/index.js';
-import { ACCESS_NUMBER, LOCKOUT_FAILURES, call, startDialInStack, type DialInStack } from './dialin-stack.js';
+import { LOCKOUT_FAILURES, call, promptPackets, startDialInStack, type DialInStack } from './dialin-stack.js';
 
 const TIMING = { firstDigitMs: 1500, interDigitMs: 1000 };
 const PIN = '482913';
@@ -90,5 +89,174 @@ describe('dial-in login', () => {
     expect((await st.api('DELETE', `/v1/agents/${short.id}/session`)).status).toBe(204);
     expect((await sipp).stats.successful).toBe(1);
     events.close();
+  });
+
+  it('in-band PCMU tones (no telephone-event offered): rtpengine detects them, the login works', async () => {
+    const a = await agent();
+    const events = await st.events();
+    const { rtp, sipp } = await call(st, { caller: callerNumber(), media: 'inband' });
+    await rtp.waitForPrompt(10);
+    await rtp.press(`${a.dialInId}#${PIN}#`, 'inband', 200);
+    await sessionUp(events, a.id);
+    expect((await st.api('DELETE', `/v1/agents/${a.id}/session`)).status).toBe(204);
+    expect((await sipp).stats.successful).toBe(1);
+    events.close();
+  });
+});
+
+describe('wrong entries, lockout', () => {
+  /**
+   * Three attempts with the same ID and PIN, each typed once its prompt has ended (no key-ahead,
+   * so what is heard does not depend on typing speed); resolves with the RTP packets heard.
+   */
+  async function threeWrongAttempts(dialInId: string, pin: string, caller = callerNumber()): Promise<number> {
+    const { rtp, sipp } = await call(st, { caller, media: 'rfc4733' });
+    await rtp.waitForNextPrompt(0); // welcome, "enter your ID" (back to back)
+    for (let attempt = 0; attempt < 3; attempt++) {
+      await rtp.press(`${dialInId}#`, 'rfc4733', 100);
+      await rtp.waitForNextPrompt(); // "enter your PIN"
+      await rtp.press(`${pin}#`, 'rfc4733', 100);
+      if (attempt < 2) await rtp.waitForNextPrompt(); // "invalid", "enter your ID"
+    }
+    const result = await sipp;
+    expect(result.stats.successful, 'dialcore ended the call with a BYE').toBe(1);
+    return rtp.packetsReceived;
+  }
+
+  it('a wrong PIN three times gives goodbye and BYE, no session; an unknown ID gets exactly the same answer', async () => {
+    const a = await agent();
+    const events = await st.events();
+    const played: string[] = [];
+    const file = st.dialIn.prompts.file.bind(st.dialIn.prompts);
+    const spy = vi.spyOn(st.dialIn.prompts, 'file').mockImplementation((prompt, language) => {
+      played.push(prompt);
+      return file(prompt, language);
+    });
+    try {
+      const wrongPin = await threeWrongAttempts(a.dialInId, '000000');
+      const wrongPinPrompts = played.splice(0);
+      const unknownId = await threeWrongAttempts('99887766', PIN);
+      expect(events.events.filter((e) => e.type.startsWith('agent.session'))).toEqual([]);
+      expect((await st.api('GET', `/v1/agents/${a.id}/session`)).status).toBe(404);
+      // the same prompts in the same order, all heard in full
+      expect(played, `wrong PIN: ${wrongPinPrompts.join(' ')}`).toEqual(wrongPinPrompts);
+      expect(wrongPinPrompts).toEqual(['welcome', ...Array(3).fill(['enter-id', 'enter-pin', 'invalid']).flat().slice(0, 8), 'invalid', 'goodbye']);
+      const full = promptPackets(st);
+      const expected = wrongPinPrompts.reduce((n, p) => n + full[p as keyof typeof full], 0);
+      for (const heard of [wrongPin, unknownId]) expect(heard, `packets heard (${wrongPin}, ${unknownId}) against ${expected}`).toBeGreaterThan(expected * 0.9);
+    } finally {
+      spy.mockRestore();
+    }
+    events.close();
+  });
+
+  it(`an ID is locked out after ${LOCKOUT_FAILURES} failures (even with the right PIN), listed and cleared by the admin API`, async () => {
+    const a = await agent();
+    await threeWrongAttempts(a.dialInId, '111111');
+    // the fourth failure, from another number
+    const { rtp, sipp } = await call(st, { caller: callerNumber(), media: 'rfc4733' });
+    await rtp.press(`${a.dialInId}#222222#`, 'rfc4733', 100);
+    await rtp.press(`${a.dialInId}#${PIN}#`, 'rfc4733', 100); // right PIN, but the ID is locked now
+    const events = await st.events();
+    expect((await sipp).stats.successful, 'BYE after the lockout prompt').toBe(1);
+    expect(events.events.filter((e) => e.type === 'agent.session.up')).toEqual([]);
+    const listed = await st.api('GET', '/v1/dialin/lockouts');
+    expect(listed.status).toBe(200);
+    expect(listed.body.policy).toEqual({ failures: LOCKOUT_FAILURES, windowSeconds: 600 });
+    expect(listed.body.lockouts).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'id', value: a.dialInId, failures: LOCKOUT_FAILURES })]));
+    expect((await st.api('DELETE', `/v1/dialin/lockouts/id/${a.dialInId}`)).status).toBe(204);
+    expect((await st.api('DELETE', `/v1/dialin/lockouts/id/${a.dialInId}`)).status).toBe(404);
+    expect((await st.api('DELETE', '/v1/dialin/lockouts/phone/123')).status).toBe(400);
+    // cleared: the right PIN logs in again
+    const again = await call(st, { caller: callerNumber(), media: 'rfc4733' });
+    await again.rtp.press(`${a.dialInId}#${PIN}#`, 'rfc4733', 100);
+    await sessionUp(events, a.id);
+    expect((await st.api('DELETE', `/v1/agents/${a.id}/session`)).status).toBe(204);
+    expect((await again.sipp).stats.successful).toBe(1);
+    events.close();
+  });
+
+  it('a caller number is locked out after the limit: told so at once, then BYE', async () => {
+    const caller = callerNumber();
+    await threeWrongAttempts('31313131', '0000', caller);
+    const second = await call(st, { caller, media: 'rfc4733' });
+    await second.rtp.press('4040404#0000#', 'rfc4733', 100); // the fourth failure
+    await second.rtp.press('4040404#0000#', 'rfc4733', 100);
+    expect((await second.sipp).stats.successful).toBe(1);
+    const listed = await st.api('GET', '/v1/dialin/lockouts');
+    expect(listed.body.lockouts).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'caller', value: caller })]));
+    // the next call from that number is refused without a prompt for an ID
+    const third = await call(st, { caller, media: 'rfc4733' });
+    expect((await third.sipp).stats.successful).toBe(1);
+    expect((await st.api('DELETE', `/v1/dialin/lockouts/caller/${encodeURIComponent(caller)}`)).status).toBe(204);
+  });
+
+  it('inactive users and users of another connection method are refused with the right PIN', async () => {
+    const inactive = await agent({ active: false });
+    const phoneUser = await agent({ connectionMethod: 'sip-phone' });
+    const events = await st.events();
+    for (const user of [inactive, phoneUser]) {
+      const { rtp, sipp } = await call(st, { caller: callerNumber(), media: 'rfc4733' });
+      await rtp.press(`${user.dialInId}#${PIN}#`, 'rfc4733', 100);
+      expect((await sipp).stats.successful).toBe(1);
+    }
+    expect(events.events.filter((e) => e.type === 'agent.session.up')).toEqual([]);
+    const listed = await st.api('GET', '/v1/dialin/lockouts');
+    expect(listed.body.lockouts.map((l: { value: string }) => l.value)).not.toContain(inactive.dialInId);
+    events.close();
+  });
+});
+
+describe('key-ahead, timeouts, hang-up', () => {
+  it('key-ahead: digits typed during the welcome stop it and skip the ID and PIN prompts', async () => {
+    const a = await agent();
+    const events = await st.events();
+    const { rtp, sipp } = await call(st, { caller: callerNumber(), media: 'rfc4733' });
+    await rtp.waitForPrompt(2);
+    await rtp.press(`${a.dialInId}#${PIN}#`, 'rfc4733', 60);
+    await sessionUp(events, a.id);
+    const heard = rtp.packetsReceived;
+    const prompts = promptPackets(st);
+    // without key-ahead the caller hears welcome + enter-id + enter-pin + connected in full
+    expect(heard, `packets heard ${heard}`).toBeLessThan(prompts.welcome + prompts['enter-id'] + prompts['enter-pin'] + prompts.connected);
+    expect((await st.api('DELETE', `/v1/agents/${a.id}/session`)).status).toBe(204);
+    await sipp;
+    events.close();
+  });
+
+  it('timeouts: a caller who types nothing is asked three times, then goodbye and BYE', async () => {
+    const { rtp, sipp } = await call(st, { caller: callerNumber(), media: 'rfc4733' });
+    const result = await sipp;
+    expect(result.stats.successful).toBe(1);
+    const prompts = promptPackets(st);
+    // welcome, 3 x (enter-id, enter-pin, invalid), goodbye: all heard in full (give or take jitter)
+    const expected = prompts.welcome + 3 * (prompts['enter-id'] + prompts['enter-pin'] + prompts.invalid) + prompts.goodbye;
+    expect(rtp.packetsReceived).toBeGreaterThan(expected * 0.9);
+  });
+
+  it('an inter-digit timeout ends an entry: ID and PIN typed without #', async () => {
+    const a = await agent();
+    const events = await st.events();
+    const { rtp, sipp } = await call(st, { caller: callerNumber(), media: 'rfc4733' });
+    await rtp.waitForPrompt(2);
+    await rtp.press(a.dialInId, 'rfc4733', 100);
+    await rtp.waitForNextPrompt(); // the ID ended by the inter-digit timeout, then "enter your PIN" played
+    await rtp.press(PIN, 'rfc4733', 100);
+    await sessionUp(events, a.id);
+    expect((await st.api('DELETE', `/v1/agents/${a.id}/session`)).status).toBe(204);
+    await sipp;
+    events.close();
+  });
+
+  it('a caller hanging up mid-entry leaves no rtpengine call, dialog or Redis state', async () => {
+    const a = await agent();
+    const { rtp, sipp } = await call(st, { caller: callerNumber(), media: 'rfc4733', scenario: 'dialin-caller-hangup.xml', holdMs: 2500 });
+    await rtp.waitForPrompt(2);
+    await rtp.press(a.dialInId.slice(0, 3), 'rfc4733', 100);
+    expect((await sipp).stats.successful).toBe(1);
+    await st.cs.expectIdle(10_000);
+    expect(await st.cs.rtpengineCalls()).toEqual([]);
+    expect(await st.dialInCallKeys()).toEqual([]);
+    expect(st.dialIn.service.activeCount).toBe(0);
   });
 });

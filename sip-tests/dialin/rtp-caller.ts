@@ -61,11 +61,13 @@ export class RtpCaller {
   private phase = 0;
   private closed = false;
   private eventTimestamp = 0;
+  private lastReceivedAt = 0;
 
   private constructor(private readonly socket: Socket) {
     socket.on('message', (msg, rinfo) => {
       if (msg.length < 12 || msg[0]! >> 6 !== 2) return;
       this.received++;
+      this.lastReceivedAt = Date.now();
       if (!this.peer) {
         this.peer = { address: rinfo.address, port: rinfo.port };
         this.ticker = setInterval(() => this.tick(), 20);
@@ -92,6 +94,15 @@ export class RtpCaller {
   /** Waits until rtpengine has sent `count` packets (the first prompt is playing). */
   async waitForPrompt(count = 5, timeoutMs = 15_000): Promise<void> {
     await waitUntil(() => this.received >= count, { timeoutMs, what: `${count} RTP packets from rtpengine` });
+  }
+
+  /**
+   * Waits for the next prompt to play to its end: packets beyond `afterPackets` (default: those
+   * received so far), then nothing for `quietMs`.
+   */
+  async waitForNextPrompt(afterPackets = this.received, quietMs = 400, timeoutMs = 20_000): Promise<void> {
+    await this.waitForPrompt(afterPackets + 5, timeoutMs);
+    await waitUntil(() => Date.now() - this.lastReceivedAt >= quietMs, { timeoutMs, intervalMs: 50, what: `${quietMs} ms without RTP from rtpengine` });
   }
 
   /** Presses keys one after the other (`gapMs` of silence after each); resolves when all were sent. */

@@ -40,6 +40,7 @@ export interface DialInConfig {
 
 export interface DialInFeature {
   service: DialInService;
+  prompts: DialInPrompts;
   lockouts: DialInLockouts;
   dtmf: DtmfEventRouter;
   routes: ApiRoute[];
@@ -81,6 +82,7 @@ export async function startDialInFeature(
   });
   return {
     service,
+    prompts,
     lockouts,
     dtmf,
     routes: lockoutRoutes(lockouts),
