@@ -30,6 +30,8 @@ export interface DialInCallOptions {
   media: 'rfc4733' | 'inband';
   scenario?: 'dialin-caller-wait-bye.xml' | 'dialin-caller-info.xml' | 'dialin-caller-hangup.xml';
   keys?: Record<string, string>;
+  /** dialin-caller-info.xml: the ten keys sent by SIP INFO. */
+  infoKeys?: string[];
   /** `-d` for the hang-up scenario. */
   holdMs?: number;
   timeoutMs?: number;
@@ -41,12 +43,16 @@ export interface DialInCall {
   sipp: Promise<SippResult>;
 }
 
-export async function startDialInStack(timing: { firstDigitMs: number; interDigitMs: number }): Promise<DialInStack> {
+export async function startDialInStack(
+  timing: { firstDigitMs: number; interDigitMs: number },
+  options: { rtpengineArgs?: string[] } = {},
+): Promise<DialInStack> {
   const dtmfLogPort = await freePort();
   const promptsDir = mkdtempSync(join(tmpdir(), 'dialcore-dialin-prompts-'));
   let dialIn: DialInFeature | undefined;
   const st = await startAgentStack({
     dtmfLogPort,
+    ...(options.rtpengineArgs ? { rtpengineArgs: options.rtpengineArgs } : {}),
     extend: async ({ cs, agents }) => {
       dialIn = await startDialInFeature(
         {
@@ -109,6 +115,7 @@ export async function call(st: DialInStack, options: DialInCallOptions): Promise
       sdp_extra: options.media === 'rfc4733' ? 'a=rtpmap:101 telephone-event/8000' : 'a=ptime:20',
       ...options.keys,
     },
+    ...(options.infoKeys ? { inf: { rows: [[options.caller, String(rtp.port), ...options.infoKeys]] } } : {}),
     timeoutMs: options.timeoutMs ?? 90_000,
     extraArgs: [...st.cs.carrierSippArgs(), ...(options.holdMs !== undefined ? ['-d', String(options.holdMs)] : [])],
   });

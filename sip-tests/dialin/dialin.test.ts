@@ -80,7 +80,7 @@ describe('dial-in login', () => {
       caller: callerNumber(),
       media: 'rfc4733',
       scenario: 'dialin-caller-info.xml',
-      keys: { ...Object.fromEntries(keys.map((k, i) => [`d${i}`, k])) },
+      infoKeys: keys,
     });
     await sessionUp(events, short.id).catch(async (err: unknown) => {
       const r = await Promise.race([sipp, new Promise((resolve) => setTimeout(resolve, 100, null))]);
