@@ -74,7 +74,7 @@ export async function startDialInStack(
           lockoutWindowSeconds: 600,
           defaultLanguage: 'en',
           promptsDir,
-          promptStyle: 'tones',
+          promptStyle: process.env.DIALIN_TEST_PROMPTS === 'speech' ? 'speech' : 'tones',
         },
       );
       cs.hooks.dialIn = dialIn.service;
