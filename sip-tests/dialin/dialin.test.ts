@@ -10,7 +10,9 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ControlEvent } from '../../src/app/agents/index.js';
-import { LOCKOUT_FAILURES, call, promptPackets, startDialInStack, type DialInStack } from './dialin-stack.js';
+import { DOMAIN } from '../calls/call-stack.js';
+import { runSipp, waitUntil } from '../harness/index.js';
+import { ACCESS_NUMBER, LOCKOUT_FAILURES, call, promptPackets, startDialInStack, type DialInStack } from './dialin-stack.js';
 
 const TIMING = { firstDigitMs: 1500, interDigitMs: 1000 };
 const PIN = '482913';
@@ -101,6 +103,40 @@ describe('dial-in login', () => {
     expect((await st.api('DELETE', `/v1/agents/${a.id}/session`)).status).toBe(204);
     expect((await sipp).stats.successful).toBe(1);
     events.close();
+  });
+});
+
+describe('DTMF sent two ways, calls from a device', () => {
+  it('a key sent both by SIP INFO and as an RFC 4733 event counts once', async () => {
+    const a = await agent({}, 4, '2468');
+    const keys = [...`${a.dialInId}#2468#`];
+    const events = await st.events();
+    const { rtp, sipp } = await call(st, { caller: callerNumber(), media: 'rfc4733', scenario: 'dialin-caller-info.xml', infoKeys: keys });
+    // SIPp sends an INFO every ~300 ms from its ACK; the same keys as RFC 4733 events, one every
+    // 300 ms from the first prompt packet, are reported by rtpengine ~100-200 ms from the INFO:
+    // each key arrives twice, close together
+    await rtp.waitForPrompt(1);
+    await rtp.press(keys.join(''), 'rfc4733', 120);
+    await sessionUp(events, a.id);
+    expect((await st.api('DELETE', `/v1/agents/${a.id}/session`)).status).toBe(204);
+    expect((await sipp).stats.successful).toBe(1);
+    events.close();
+  });
+
+  it('a registered user calling the access number (an agent testing from a desk phone) is answered by the login', async () => {
+    const user = await st.cs.createUser({ login: `desk${Date.now() % 100000}`, connectionMethod: 'sip-phone' });
+    const sipp = runSipp({
+      scenario: 'call-device-uac.xml',
+      target: st.cs.target,
+      calls: 1,
+      inf: { rows: [[user.login, user.password, DOMAIN, ACCESS_NUMBER]] },
+      extraArgs: ['-d', '2500'],
+      timeoutMs: 30_000,
+    });
+    await waitUntil(() => st.dialIn.service.activeCount === 1, { timeoutMs: 10_000, what: 'the device call in the login IVR' });
+    expect(st.cs.calls.count, 'not routed as a device call').toBe(0);
+    const result = await sipp;
+    expect(result.stats.successful, result.errors).toBe(1);
   });
 });
 
