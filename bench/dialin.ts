@@ -19,19 +19,11 @@ import { pathToFileURL } from 'node:url';
 import { runSipp } from '../sip-tests/harness/index.js';
 import { CARRIER_IP } from '../sip-tests/calls/call-stack.js';
 import { ACCESS_NUMBER, startDialInStack } from '../sip-tests/dialin/dialin-stack.js';
-import type { BenchOptions, BenchSection, BenchSectionResult } from './section.js';
+import { waitFor, type BenchOptions, type BenchSection, type BenchSectionResult } from './section.js';
 
 const TARGET_CALLERS = 200;
 const PIN = '2468';
 
-async function waitFor(check: () => boolean, timeoutMs: number): Promise<boolean> {
-  const start = Date.now();
-  while (!check()) {
-    if (Date.now() - start > timeoutMs) return false;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return true;
-}
 
 export async function runDialInBench({ quick }: BenchOptions): Promise<BenchSectionResult> {
   const callers = Number(process.env.DIALIN_BENCH_CALLERS) || (quick ? 20 : TARGET_CALLERS);
