@@ -110,7 +110,10 @@ export class DialInService {
     this.log?.info({ caller, outcome: locked ? 'locked' : user && pinMatches ? 'verified' : 'invalid' }, 'dial-in ID and PIN entered');
     if (locked) return { verdict: 'locked' };
     if (!user || !pinMatches) {
-      await this.o.lockouts.recordFailure(knownShape ? id : null, caller).catch((err: unknown) => this.warn(err, 'dial-in failure not counted'));
+      // an attempt with nothing typed at all (timeouts) is not a guess: it does not count
+      if (id !== '' || pin !== '') {
+        await this.o.lockouts.recordFailure(knownShape ? id : null, caller).catch((err: unknown) => this.warn(err, 'dial-in failure not counted'));
+      }
       return { verdict: 'invalid' };
     }
     if (!user.active) return { verdict: 'inactive', user };
