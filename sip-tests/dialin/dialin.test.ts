@@ -243,6 +243,24 @@ describe('wrong entries, lockout', () => {
   });
 });
 
+describe('one session per agent', () => {
+  it('a second call with the right PIN while the agent is logged in is refused (maxSessions), the first stays up', async () => {
+    const a = await agent({ maxSessions: 1 });
+    const events = await st.events();
+    const first = await call(st, { caller: callerNumber(), media: 'rfc4733' });
+    await first.rtp.press(`${a.dialInId}#${PIN}#`, 'rfc4733', 60);
+    await sessionUp(events, a.id);
+    const second = await call(st, { caller: callerNumber(), media: 'rfc4733' });
+    await second.rtp.press(`${a.dialInId}#${PIN}#`, 'rfc4733', 60);
+    expect((await second.sipp).stats.successful, 'the second call ended by dialcore').toBe(1);
+    expect((await st.api('GET', `/v1/agents/${a.id}/session`)).body).toMatchObject({ state: 'ready' });
+    expect(events.events.filter((e) => e.type === 'agent.session.up' && e.agent === a.id)).toHaveLength(1);
+    expect((await st.api('DELETE', `/v1/agents/${a.id}/session`)).status).toBe(204);
+    expect((await first.sipp).stats.successful).toBe(1);
+    events.close();
+  });
+});
+
 describe('key-ahead, timeouts, hang-up', () => {
   it('key-ahead: digits typed during the welcome stop it and skip the ID and PIN prompts', async () => {
     const a = await agent();
