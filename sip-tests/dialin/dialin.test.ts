@@ -149,9 +149,9 @@ describe('wrong entries, lockout', () => {
     const { rtp, sipp } = await call(st, { caller, media: 'rfc4733' });
     await rtp.waitForNextPrompt(0); // welcome, "enter your ID" (back to back)
     for (let attempt = 0; attempt < 3; attempt++) {
-      await rtp.press(`${dialInId}#`, 'rfc4733', 100);
+      await rtp.press(`${dialInId}#`, 'rfc4733', 60);
       await rtp.waitForNextPrompt(); // "enter your PIN"
-      await rtp.press(`${pin}#`, 'rfc4733', 100);
+      await rtp.press(`${pin}#`, 'rfc4733', 60);
       if (attempt < 2) await rtp.waitForNextPrompt(); // "invalid", "enter your ID"
     }
     const result = await sipp;
@@ -184,7 +184,7 @@ describe('wrong entries, lockout', () => {
       spy.mockRestore();
     }
     events.close();
-  });
+  }, 150_000);
 
   it(`an ID is locked out after ${LOCKOUT_FAILURES} failures (even with the right PIN), listed and cleared by the admin API`, async () => {
     const a = await agent();
@@ -210,7 +210,7 @@ describe('wrong entries, lockout', () => {
     expect((await st.api('DELETE', `/v1/agents/${a.id}/session`)).status).toBe(204);
     expect((await again.sipp).stats.successful).toBe(1);
     events.close();
-  });
+  }, 150_000);
 
   it('a caller number is locked out after the limit: told so at once, then BYE', async () => {
     const caller = callerNumber();
@@ -225,7 +225,7 @@ describe('wrong entries, lockout', () => {
     const third = await call(st, { caller, media: 'rfc4733' });
     expect((await third.sipp).stats.successful).toBe(1);
     expect((await st.api('DELETE', `/v1/dialin/lockouts/caller/${encodeURIComponent(caller)}`)).status).toBe(204);
-  });
+  }, 150_000);
 
   it('inactive users and users of another connection method are refused with the right PIN', async () => {
     const inactive = await agent({ active: false });
@@ -286,7 +286,7 @@ describe('key-ahead, timeouts, hang-up', () => {
     // welcome, 3 x (enter-id, enter-pin, invalid), goodbye: all heard in full (give or take jitter)
     const expected = prompts.welcome + 3 * (prompts['enter-id'] + prompts['enter-pin'] + prompts.invalid) + prompts.goodbye;
     expect(rtp.packetsReceived).toBeGreaterThan(expected * 0.9);
-  });
+  }, 150_000);
 
   it('an inter-digit timeout ends an entry: ID and PIN typed without #', async () => {
     const a = await agent();
