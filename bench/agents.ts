@@ -18,7 +18,7 @@ import { runInNewContext } from 'node:vm';
 import { pathToFileURL } from 'node:url';
 import { freePort, startSippServer } from '../sip-tests/harness/index.js';
 import { startAgentStack, type AgentStack } from '../sip-tests/agents/agent-stack.js';
-import type { BenchOptions, BenchSection, BenchSectionResult } from './section.js';
+import { waitFor, type BenchOptions, type BenchSection, type BenchSectionResult } from './section.js';
 
 setFlagsFromString('--expose-gc');
 const forceGc = runInNewContext('gc') as () => void;
@@ -33,14 +33,6 @@ function memory(): { heap: number; rss: number } {
   return { heap: m.heapUsed, rss: m.rss };
 }
 
-async function waitFor(check: () => boolean, timeoutMs: number): Promise<boolean> {
-  const start = Date.now();
-  while (!check()) {
-    if (Date.now() - start > timeoutMs) return false;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return true;
-}
 
 function percentile(values: number[], p: number): number {
   if (values.length === 0) return 0;

@@ -4,7 +4,8 @@
  * Each section (bench/<name>.ts, exporting a BenchSection) prints a table and its results are written to
  * .run/bench-<name>.json. --quick keeps every section under ~30 s (CI). The exit code is 1 when a section
  * crashed, or with --strict when a target was missed.
- * Sections: edge (issue 2), registrar (issue 3, with Kamailio side by side), b2bua (issue 4).
+ * Sections: edge (issue 2), registrar (issue 3, with Kamailio side by side), b2bua (issue 4), agents (issue 12),
+ * dialin (issue 13).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,6 +17,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   registrar: async () => (await import('./registrar.js')).registrarSection,
   b2bua: async () => (await import('./b2bua.js')).b2buaSection,
   agents: async () => (await import('./agents.js')).agentsSection,
+  dialin: async () => (await import('./dialin.js')).dialinSection,
 };
 
 const RESULTS_DIR = fileURLToPath(new URL('../.run/', import.meta.url));

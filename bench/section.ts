@@ -20,3 +20,13 @@ export interface BenchSectionResult {
   /** anything JSON-serialisable: what was measured */
   [key: string]: unknown;
 }
+
+/** Polls `check` every 50 ms; false when it is still not true after `timeoutMs`. */
+export async function waitFor(check: () => boolean, timeoutMs: number): Promise<boolean> {
+  const start = Date.now();
+  while (!check()) {
+    if (Date.now() - start > timeoutMs) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}

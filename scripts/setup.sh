@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what dialcore needs on Debian 12, idempotently (safe to run every time).
 #
-#   bash scripts/setup.sh           # runtime: Node >= 20, npm deps, redis-server, rtpengine, sipp, janus
+#   bash scripts/setup.sh           # runtime: Node >= 20, npm deps, redis-server, rtpengine, sipp, janus, espeak-ng, sox
 #   bash scripts/setup.sh --test    # also what the test suites need: chromium (WebRTC browser tests)
 #
 # Debian packages are installed with apt-get only when missing, and `apt-get update`
@@ -29,6 +29,9 @@ declare -a wanted=(
   "rtpengine:rtpengine-daemon"
   "sipp:sip-tester"
   "janus:janus"   # the AudioBridge plugin mixes 3-way calls (config mixer.janusUrl)
+  # dial-in prompts are spoken at start (src/app/dialin/prompts.ts): espeak-ng, sox to 8 kHz WAV
+  "espeak-ng:espeak-ng"
+  "sox:sox"
 )
 if [[ $want_test_tools == 1 ]]; then
   wanted+=("chromium:chromium")

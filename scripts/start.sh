@@ -15,7 +15,7 @@
 #    127.0.0.1:${DIALCORE_JANUS_HTTP_PORT:-8088}/janus (no admin API), plain-RTP participants on
 #    127.0.0.1:${DIALCORE_JANUS_RTP_MIN:-22400}-${DIALCORE_JANUS_RTP_MAX:-22999}; configuration
 #    generated into .run/janus (nothing of /etc/janus is read); unless DIALCORE_JANUS_URL is set.
-# 5. node bin/dialcore.js start "$@" with DIALCORE_REDIS, DIALCORE_RTPENGINE and DIALCORE_JANUS_URL in its
+# 5. node bin/dialcore.js start "$@" with DIALCORE_REDIS, DIALCORE_RTPENGINE, DIALCORE_JANUS_URL and DIALCORE_DTMF_EVENTS in its
 #    environment, and an admin API token: DIALCORE_ADMIN_TOKEN if set, else one generated
 #    once into .run/admin-token (mode 600) and reused.
 # Redis, rtpengine and Janus started here are stopped when dialcore exits (Ctrl-C, SIGTERM).
@@ -153,6 +153,8 @@ fi
 export DIALCORE_REDIS=${DIALCORE_REDIS:-redis://127.0.0.1:$redis_port}
 export DIALCORE_RTPENGINE=${DIALCORE_RTPENGINE:-127.0.0.1:$ng_port}
 export DIALCORE_RECORDING_DIR=${DIALCORE_RECORDING_DIR:-$run_dir/recordings}
+# dial-in DTMF: dialcore receives what rtpengine sends to its --dtmf-log-dest
+export DIALCORE_DTMF_EVENTS=${DIALCORE_DTMF_EVENTS:-127.0.0.1:$dtmf_port}
 if [[ -z ${DIALCORE_ADMIN_TOKEN:-} ]]; then
   if [[ ! -s .run/admin-token ]]; then
     (umask 077 && node -e 'process.stdout.write(require("crypto").randomBytes(24).toString("hex"))' > .run/admin-token)

@@ -101,6 +101,8 @@ async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.
     agents: { promptsDir: config.agents.promptsDir, holdMusic: config.agents.holdMusic },
     recordingDir: config.recording.dir,
     janusUrl: config.mixer.janusUrl,
+    // dial-in runs when access numbers are configured
+    ...(config.dialIn.accessNumbers.length > 0 ? { dialIn: config.dialIn } : {}),
     sessionExpiresSeconds: config.calls.sessionExpiresSeconds,
     minSessionExpiresSeconds: config.calls.minSessionExpiresSeconds,
   }));

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import WebSocket from 'ws';
-import { startAdminApi, type RunningAdminApi } from '../../src/app/admin/server.js';
+import { startAdminApi, type ApiRoute, type RunningAdminApi } from '../../src/app/admin/server.js';
 import { JanusConferenceBridge, startAgentFeature, type AgentFeature, type ControlEvent } from '../../src/app/agents/index.js';
 import type { SippServer } from '../harness/index.js';
 import { startJanus, type JanusServer } from '../harness/janus.js';
@@ -35,10 +35,18 @@ export interface AgentStack {
   stop(): Promise<void>;
 }
 
+/** A feature built on the agent stack (e.g. dial-in): its API routes, its idle check, its stop. */
+export interface StackExtension {
+  routes?: ApiRoute[];
+  idle?: () => boolean;
+  stop(): Promise<void>;
+}
+
 export type AgentStackOptions = CallStackOptions & {
   holdMusic?: string;
   /** Start a Janus AudioBridge on loopback and mix 3-way calls with it (config mixer.janusUrl). */
   janus?: boolean;
+  extend?: (parts: { cs: CallStack; agents: AgentFeature }) => Promise<StackExtension>;
 };
 
 export async function startAgentStack(options: AgentStackOptions = {}): Promise<AgentStack> {
@@ -69,8 +77,17 @@ export async function startAgentStack(options: AgentStackOptions = {}): Promise<
   });
   cs.hooks.agentSessions = agents.service;
   cs.hooks.terminateUserSessions = (userId) => agents.service.terminateUser(userId);
-  cs.hooks.idle = () => agents.service.sessionCount === 0 && agents.service.callCount === 0;
-  const admin = await startAdminApi({ ...cs.services.adminApiOptions, ...agents.api, token: ADMIN_TOKEN, host: '127.0.0.1', port: 0 });
+  cs.hooks.listUserSessions = (userId) => agents.service.listUserSessions(userId);
+  const extension = await options.extend?.({ cs, agents });
+  cs.hooks.idle = () => agents.service.sessionCount === 0 && agents.service.callCount === 0 && (extension?.idle?.() ?? true);
+  const admin = await startAdminApi({
+    ...cs.services.adminApiOptions,
+    routes: [...agents.api.routes, ...(extension?.routes ?? [])],
+    upgrades: agents.api.upgrades,
+    token: ADMIN_TOKEN,
+    host: '127.0.0.1',
+    port: 0,
+  });
   agents.apiListening(`http://127.0.0.1:${admin.port}`);
   const base = `http://127.0.0.1:${admin.port}`;
   const sockets: WebSocket[] = [];
@@ -110,6 +127,7 @@ export async function startAgentStack(options: AgentStackOptions = {}): Promise<
     },
     async stop() {
       for (const ws of sockets) ws.terminate();
+      await extension?.stop().catch(() => undefined);
       await agents.stop().catch(() => undefined);
       await admin.close();
       await cs.stop();

@@ -24,7 +24,7 @@ import { validateCarrierConfig, type CarrierConfig, type OutboundGateway } from 
 import { validateDialPlanConfig } from '../../src/app/policies/index.js';
 import { CallRegistry, GatewayChannels, createCallRouter, type CallTimers } from '../../src/app/calls/index.js';
 import { requestCloseFlow, type Srf } from '../../src/app/sip/srf.js';
-import type { SessionTerminator } from '../../src/app/registrar/kick.js';
+import type { SessionSummary, SessionTerminator } from '../../src/app/registrar/kick.js';
 import type { DigestAlgorithm } from '../../src/app/auth/ha1.js';
 import type { Registry } from 'prom-client';
 import type { CallRouterDeps } from '../../src/app/calls/call-router.js';
@@ -74,6 +74,10 @@ export interface CallStack {
     agentSessions?: NonNullable<CallRouterDeps['agentSessions']>;
     terminateUserSessions?: (userId: string) => Promise<number>;
     idle?: () => boolean;
+    /** The user's agent session in GET /v1/users/{id}/sessions, as the core's calls feature lists it. */
+    listUserSessions?: (userId: string) => SessionSummary[];
+    /** Dial-in access numbers (src/app/dialin), as the core's calls feature wires them. */
+    dialIn?: NonNullable<CallRouterDeps['dialIn']>;
   };
   /** Waits until no call, media session, rtpengine call or edge dialog is left. */
   expectIdle(timeoutMs?: number): Promise<void>;
@@ -83,6 +87,8 @@ export interface CallStack {
 export interface CallStackOptions {
   timers?: CallTimers;
   rtpenginePorts?: number;
+  /** rtpengine sends DTMF events as UDP JSON to 127.0.0.1:<port> (--dtmf-log-dest). */
+  dtmfLogPort?: number;
   /** Extra rtpengine arguments (e.g. a wider --port-min/--port-max for load). */
   rtpengineArgs?: readonly string[];
   registry?: Registry;
@@ -107,7 +113,11 @@ interface NgListClient {
 
 export async function startCallStack(options: CallStackOptions = {}): Promise<CallStack> {
   const redis = await startRedis();
-  const rtpengine = await startRtpengine({ mediaPorts: options.rtpenginePorts ?? 100, ...(options.rtpengineArgs ? { extraArgs: options.rtpengineArgs } : {}) });
+  const rtpengine = await startRtpengine({
+    mediaPorts: options.rtpenginePorts ?? 100,
+    ...(options.rtpengineArgs ? { extraArgs: options.rtpengineArgs } : {}),
+    ...(options.dtmfLogPort !== undefined ? { dtmfLogPort: options.dtmfLogPort } : {}),
+  });
   const stack = await startStack({
     ...(options.protocols ? { protocols: options.protocols } : {}),
     ...(options.tls ? { tls: options.tls } : {}),
@@ -141,7 +151,7 @@ export async function startCallStack(options: CallStackOptions = {}): Promise<Ca
     nonceSecret: 'calls-test-nonce-secret-0123456789',
     algorithms: options.algorithms ?? ['MD5'], // SIPp 3.6.1 answers MD5 challenges only
     terminator,
-    sessions: calls,
+    sessions: { listUserSessions: async (userId) => [...(hooks.listUserSessions?.(userId) ?? []), ...(await calls.listUserSessions(userId))] },
     abuse: { neverBan: ['127.0.0.1', CARRIER_IP] },
   });
   flowsOf = (userId) => services.flows.flowsOf(userId);
@@ -175,6 +185,10 @@ export async function startCallStack(options: CallStackOptions = {}): Promise<Ca
         deliverInbound: (...args) => hooks.agentSessions?.deliverInbound(...args) ?? Promise.resolve(false),
         sessionsOf: (userId) => hooks.agentSessions?.sessionsOf?.(userId) ?? 0,
         consultationCallerNumber: (userId) => hooks.agentSessions?.consultationCallerNumber?.(userId),
+      },
+      dialIn: {
+        isAccessNumber: (dialled) => hooks.dialIn?.isAccessNumber(dialled) ?? false,
+        answer: (...args) => hooks.dialIn?.answer(...args) ?? Promise.resolve(),
       },
     }),
   );

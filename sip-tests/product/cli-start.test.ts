@@ -3,11 +3,15 @@
  * own Redis and rtpengine on loopback, driven only from outside: a user created through the admin API, a SIPp
  * phone registering with a plain MD5 digest REGISTER over UDP and TCP (SIPp 3.6.1 answers the first challenge only,
  * so this also pins the default challenge order), the bindings seen through the admin API and in /metrics, a
- * deactivation kicking them, a webrtc user over WebSocket (and refused over UDP), then SIGTERM.
+ * deactivation kicking them, a webrtc user over WebSocket (and refused over UDP), a call to a dial-in access number
+ * answered by the login, then SIGTERM.
  *
  * With DIALCORE_TEST_DRACHTIO_SERVER=<drachtio binary>, the C++ drachtio-server takes the SIP listeners and
  * `dialcore app --drachtio` connects to it instead (`dialcore start` runs both halves in one process).
  */
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, runSipp, startDrachtioServer, startRedis, startRtpengine, waitUntil, type DrachtioServer, type RedisServer, type RtpengineServer } from '../harness/index.js';
 import { drachtioServerBinary } from '../fixtures/stack.js';
@@ -25,6 +29,9 @@ let core: DialcoreProcess;
 let sipPort = 0;
 let wsPort = 0;
 let httpBase = '';
+let dtmfEventsPort = 0;
+let promptsDir = '';
+const ACCESS_NUMBER = '0800100200';
 
 async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown; text: string }> {
   const res = await fetch(`${httpBase}${path}`, {
@@ -44,7 +51,9 @@ async function api(method: string, path: string, body?: unknown): Promise<{ stat
 
 beforeAll(async () => {
   redis = await startRedis();
-  rtpengine = await startRtpengine();
+  dtmfEventsPort = await freePort();
+  rtpengine = await startRtpengine({ dtmfLogPort: dtmfEventsPort });
+  promptsDir = mkdtempSync(join(tmpdir(), 'dialcore-cli-prompts-'));
   sipPort = await freePort();
   wsPort = await freePort();
   const httpPort = await freePort();
@@ -64,6 +73,7 @@ beforeAll(async () => {
     ...sipServer, '--http', `${HOST}:${httpPort}`,
     '--redis', redis.url, '--rtpengine', `${HOST}:${rtpengine.ngPort}`,
     '--realm', REALM, '--log-level', 'warn',
+    '--access-number', ACCESS_NUMBER, '--dtmf-events', `${HOST}:${dtmfEventsPort}`, '--prompts-dir', promptsDir,
   ], { DIALCORE_ADMIN_TOKEN: TOKEN, DIALCORE_SECRET: drachtioSecret }, httpBase);
 }, 60_000);
 
@@ -75,6 +85,7 @@ afterAll(async () => {
   await drachtioServer?.stop();
   await rtpengine?.stop();
   await redis?.stop();
+  if (promptsDir) rmSync(promptsDir, { recursive: true, force: true });
 });
 
 describe('dialcore start', () => {
@@ -149,6 +160,22 @@ describe('dialcore start', () => {
       inf: { rows: [['7002', 'cli-web-pass-1', REALM]] },
     });
     expect(phoneOverUdp.messages).toMatch(/^SIP\/2\.0 403 Connection Method Not Allowed/m);
+  });
+
+  it('dial-in: a call to the access number is answered by the login (prompts made at start); the lockouts API answers', async () => {
+    expect(readdirSync(join(promptsDir, 'dialin')).filter((f) => f.endsWith('.wav')).length).toBeGreaterThanOrEqual(10);
+    const created = await api('POST', '/v1/users', {
+      username: 'cli-desk', login: '7003', password: 'cli-desk-pass-1', connectionMethod: 'sip-phone', active: true,
+    });
+    expect(created.status, created.text).toBe(201);
+    const caller = await runSipp({
+      scenario: 'call-device-uac.xml', target: `${HOST}:${sipPort}`, calls: 1, timeoutMs: 20_000, extraArgs: ['-d', '1500'],
+      inf: { rows: [['7003', 'cli-desk-pass-1', REALM, ACCESS_NUMBER]] },
+    });
+    expect(caller.stats.successful, caller.errors + core.output()).toBe(1);
+    const lockouts = await api('GET', '/v1/dialin/lockouts');
+    expect(lockouts.status).toBe(200);
+    expect(lockouts.json).toEqual({ lockouts: [], policy: { failures: 10, windowSeconds: 900 } });
   });
 
   it('stops on SIGTERM within the shutdown bound, exit code 0', async () => {

@@ -135,3 +135,28 @@ describe('loadConfig', () => {
     expect(shown).not.toContain('token-123');
   });
 });
+
+describe('dialIn config', () => {
+  const empty = join(dir, 'dialin-empty.jsonc');
+  writeFileSync(empty, '{}');
+
+  it('access numbers from the file, the environment or repeated flags; defaults for the rest', () => {
+    const f = file('dialin.jsonc', '{ "dialIn": { "accessNumbers": ["+442071234567", "0800123456"], "lockoutFailures": 5 } }');
+    const fromFile = loadConfig({ file: f, env: {} }).config.dialIn;
+    expect(fromFile).toMatchObject({ accessNumbers: ['+442071234567', '0800123456'], lockoutFailures: 5, lockoutWindowSeconds: 900, firstDigitTimeoutMs: 10_000, interDigitTimeoutMs: 5_000, defaultLanguage: 'en' });
+    expect(fromFile.dtmfEvents).toEqual({ host: '127.0.0.1', port: 22230 });
+    expect(loadConfig({ file: empty, env: { DIALCORE_ACCESS_NUMBERS: '100,200' } }).config.dialIn.accessNumbers).toEqual(['100', '200']);
+    expect(loadConfig({ file: empty, env: {}, argv: ['--access-number', '300', '--access-number', '400'] }).config.dialIn.accessNumbers).toEqual(['300', '400']);
+  });
+
+  it('errors name the field', () => {
+    const bad = file('dialin-bad.jsonc', '{ "dialIn": { "accessNumbers": ["12ab"], "lockoutFailures": 0, "defaultLanguage": "english!" } }');
+    const problems = problemsOf(() => loadConfig({ file: bad, env: {} }));
+    expect(problems).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^dialIn\.accessNumbers: "12ab" is not a phone number/),
+      'dialIn.lockoutFailures: must be at least 1',
+      expect.stringMatching(/^dialIn\.defaultLanguage: must be a language tag/),
+    ]));
+    expect(problemsOf(() => loadConfig({ file: empty, env: { DIALCORE_ACCESS_NUMBERS: '100,100' } }))).toEqual(['DIALCORE_ACCESS_NUMBERS: 100 is listed twice']);
+  });
+});

@@ -47,6 +47,18 @@ export interface DialcoreConfig {
   recording: { dir: string | null };
   /** 3-way calls: the Janus HTTP API root whose AudioBridge mixes them; null = 3-way refused (501) */
   mixer: { janusUrl: string | null };
+  /** dial-in: access numbers agents call to log in by ID and PIN (src/app/dialin) */
+  dialIn: {
+    accessNumbers: string[];
+    /** UDP host:port dialcore listens on for rtpengine's DTMF events (its --dtmf-log-dest) */
+    dtmfEvents: HostPort;
+    firstDigitTimeoutMs: number;
+    interDigitTimeoutMs: number;
+    lockoutFailures: number;
+    lockoutWindowSeconds: number;
+    /** prompt language for callers whose language is unknown (espeak-ng voice) */
+    defaultLanguage: string;
+  };
   /** config-file only: outbound gateways and inbound trunks (validated by src/app/carriers) */
   carriers: unknown;
   /** config-file only: { default: plan, named: { name: plan } } (validated by src/app/policies) */
@@ -67,7 +79,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = 'string' | 'secret' | 'bool' | 'int' | 'hostport' | 'sip-listen-list' | 'hostport-list' | 'level' | 'redis-url' | 'http-url' | 'digest-algorithms';
+type Kind = 'string' | 'secret' | 'bool' | 'int' | 'hostport' | 'sip-listen-list' | 'hostport-list' | 'number-list' | 'language' | 'level' | 'redis-url' | 'http-url' | 'digest-algorithms';
 
 interface OptionSpec {
   /** dotted path in the config object and file */
@@ -120,6 +132,13 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'mixer.janusUrl', flag: '--janus-url', env: 'DIALCORE_JANUS_URL', kind: 'http-url', help: 'Janus HTTP API root (e.g. http://127.0.0.1:8088/janus) whose AudioBridge plugin mixes 3-way calls; unset = 3-way refused' },
   { path: 'calls.sessionExpiresSeconds', flag: '--session-expires', env: 'DIALCORE_SESSION_EXPIRES', kind: 'int', min: 90, max: 86_400, help: 'RFC 4028 session interval asked for on both legs of a call (Session-Expires)' },
   { path: 'calls.minSessionExpiresSeconds', flag: '--min-se', env: 'DIALCORE_MIN_SE', kind: 'int', min: 90, max: 86_400, help: 'smallest RFC 4028 session interval accepted (Min-SE; below it: 422)' },
+  { path: 'dialIn.accessNumbers', flag: '--access-number', env: 'DIALCORE_ACCESS_NUMBERS', kind: 'number-list', repeatable: true, help: 'dial-in access number (called number, digits with an optional +) answered with the ID/PIN login; repeat or comma-separate for several' },
+  { path: 'dialIn.dtmfEvents', flag: '--dtmf-events', env: 'DIALCORE_DTMF_EVENTS', kind: 'hostport', help: 'UDP host:port dialcore listens on for rtpengine DTMF events (rtpengine --dtmf-log-dest); default 127.0.0.1:22230' },
+  { path: 'dialIn.firstDigitTimeoutMs', flag: '--dialin-first-digit-ms', env: 'DIALCORE_DIALIN_FIRST_DIGIT_MS', kind: 'int', min: 500, max: 120_000, help: 'dial-in: ms to wait for the first digit of an entry after its prompt (default 10000)' },
+  { path: 'dialIn.interDigitTimeoutMs', flag: '--dialin-inter-digit-ms', env: 'DIALCORE_DIALIN_INTER_DIGIT_MS', kind: 'int', min: 500, max: 60_000, help: 'dial-in: ms to wait for the next digit before an entry ends (default 5000)' },
+  { path: 'dialIn.lockoutFailures', flag: '--dialin-lockout-failures', env: 'DIALCORE_DIALIN_LOCKOUT_FAILURES', kind: 'int', min: 1, max: 10_000, help: 'dial-in: failed logins after which an ID and a caller number are refused (default 10)' },
+  { path: 'dialIn.lockoutWindowSeconds', flag: '--dialin-lockout-window', env: 'DIALCORE_DIALIN_LOCKOUT_WINDOW', kind: 'int', min: 10, max: 604_800, help: 'dial-in: seconds the failures are counted over, and a lockout lasts (default 900)' },
+  { path: 'dialIn.defaultLanguage', flag: '--dialin-language', env: 'DIALCORE_DIALIN_LANGUAGE', kind: 'language', help: 'dial-in: prompt language when the caller\'s is unknown (language tag, e.g. en, fr; default en)' },
   { path: 'app.workers', flag: '--app-workers', env: 'DIALCORE_APP_WORKERS', kind: 'int', min: 1, max: 32, help: 'start: core app processes connected to the edge (requests are shared round robin); the first also serves HTTP' },
   { path: 'capture.hepServer', flag: '--hep', env: 'DIALCORE_HEP', kind: 'hostport', help: 'HEP3 capture server ip:port (UDP, e.g. Homer\'s heplify-server): every SIP message the edge sends and receives; unset = off' },
   { path: 'capture.hepAgentId', flag: '--hep-agent-id', env: 'DIALCORE_HEP_AGENT_ID', kind: 'int', min: 0, max: 4_294_967_295, help: 'HEP capture agent id of this instance' },
@@ -248,6 +267,19 @@ function coerce(spec: OptionSpec, raw: unknown): { value?: unknown; error?: stri
       }
       return { value: out };
     }
+    case 'number-list': {
+      const out: string[] = [];
+      for (const item of asList(raw)) {
+        if (typeof item !== 'string' || !/^\+?\d{2,20}$/.test(item.trim())) return { error: `"${String(item)}" is not a phone number (2-20 digits, optional leading +)` };
+        const number = item.trim();
+        if (out.includes(number)) return { error: `${number} is listed twice` };
+        out.push(number);
+      }
+      if (out.length > 100) return { error: 'at most 100 numbers' };
+      return { value: out };
+    }
+    case 'language':
+      return typeof raw === 'string' && /^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$/.test(raw) ? { value: raw } : { error: 'must be a language tag like en or fr-FR' };
     case 'digest-algorithms': {
       const out: DigestAlgorithm[] = [];
       for (const item of asList(raw)) {
@@ -400,6 +432,15 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     },
     recording: { dir: (c.recording?.dir as string | undefined) || null },
     mixer: { janusUrl: (c.mixer?.janusUrl as string | undefined) ?? null },
+    dialIn: {
+      accessNumbers: (c.dialIn?.accessNumbers as string[] | undefined) ?? [],
+      dtmfEvents: (c.dialIn?.dtmfEvents as HostPort | undefined) ?? { host: '127.0.0.1', port: 22230 },
+      firstDigitTimeoutMs: (c.dialIn?.firstDigitTimeoutMs as number | undefined) ?? 10_000,
+      interDigitTimeoutMs: (c.dialIn?.interDigitTimeoutMs as number | undefined) ?? 5_000,
+      lockoutFailures: (c.dialIn?.lockoutFailures as number | undefined) ?? 10,
+      lockoutWindowSeconds: (c.dialIn?.lockoutWindowSeconds as number | undefined) ?? 900,
+      defaultLanguage: (c.dialIn?.defaultLanguage as string | undefined) ?? 'en',
+    },
     carriers: getPath(fileObj, 'carriers') ?? { outboundGateways: [], inboundTrunks: [] },
     dialPlans: getPath(fileObj, 'dialPlans') ?? { default: {} },
     app: { workers: (c.app?.workers as number | undefined) ?? 1 },

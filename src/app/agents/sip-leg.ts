@@ -126,6 +126,12 @@ export class SipLeg extends EventEmitter<SipLegEvents> {
     await this.media.stopMedia(this.externalSide).catch(() => undefined);
   }
 
+  /** In-band DTMF tones from the peer detected by rtpengine (media-session.ts detectInbandDtmf). */
+  async detectInbandDtmf(on: boolean): Promise<void> {
+    if (this.ended) return;
+    await this.media.detectInbandDtmf(this.externalSide, on);
+  }
+
   /** Sends an RFC 4733 digit to the peer, as if from the other side of the bridge (needs `inject DTMF`). */
   async sendDtmf(digit: string, durationMs = 160): Promise<void> {
     await this.media.playDtmf(this.internalSide, digit, durationMs);

@@ -11,6 +11,9 @@
  *    rules of call-rules.ts: internal number -> that user; outside number -> manual dial ->
  *    dial plan -> caller ID -> carrier gateways (503 when none can take it).
  *
+ * 3. a call to a dial-in access number (from a trunk, or from an authenticated device) is
+ *    answered by dialcore itself and runs the ID/PIN login (src/app/dialin).
+ *
  * Everything from the network is untrusted: a malformed request gets a 4xx, an internal failure
  * a 500, and nothing here throws past the handler.
  */
@@ -79,6 +82,12 @@ export interface CallRouterDeps {
      * (the consultation of an attended transfer by REFER, transferCidType); undefined otherwise.
      */
     consultationCallerNumber?(userId: string): string | undefined;
+  };
+  /** Dial-in access numbers (src/app/dialin): answered with the ID/PIN login, from trunks and devices. */
+  dialIn?: {
+    isAccessNumber(dialled: string | undefined): boolean;
+    /** Answers and runs the login to its end; never throws. */
+    answer(req: SrfRequest, res: SrfResponse, callerNumber: string | undefined): Promise<void>;
   };
   logger?: Logger;
 }
@@ -219,12 +228,16 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
       if (unsupported.length > 0) return reply(res, 420, 'Bad Extension', badExtensionHeaders(unsupported));
       if (deps.calls.full) return reply(res, 503, 'Service Unavailable', { 'Retry-After': '5' });
       const trunk = carrierTrunkOf(req, deps.carriers);
+      const toAccessNumber = deps.dialIn?.isAccessNumber(dialledOf(req)) ?? false;
       let plan: CallPlan | { status: number; reason?: string } | { handled: true };
       if (trunk) {
+        if (toAccessNumber) return void deps.dialIn!.answer(req, res, customerPresentation(req).number);
         plan = await inboundPlan(req, res, trunk);
       } else {
         const auth = await authenticate(req);
         if (!auth.ok) return canceled ? undefined : reply(res, auth.status, auth.reason, auth.headers);
+        // a registered user calling an access number (an agent testing from a desk phone)
+        if (toAccessNumber) return void deps.dialIn!.answer(req, res, auth.user.internalNumber ?? auth.user.login);
         plan = await devicePlan(req, auth.user);
       }
       if ('handled' in plan || canceled) return;

@@ -17,6 +17,7 @@ import { GatewayChannels } from './carrier-routing.js';
 import { createCallRouter } from './call-router.js';
 import { GatewayMonitor } from './gateway-monitor.js';
 import { JanusConferenceBridge, startAgentFeature } from '../agents/index.js';
+import { startDialInFeature, type DialInConfig } from '../dialin/index.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -34,6 +35,8 @@ export interface CallFeatureConfig {
   maxCallSeconds: number;
   /** Agent sessions: where the prompts are written, the hold music (none = silence). */
   agents?: { promptsDir: string; holdMusic?: string | null };
+  /** Dial-in access numbers and the login IVR (src/app/dialin); prompts go under agents.promptsDir. */
+  dialIn?: Omit<DialInConfig, 'promptsDir'>;
   /** rtpengine's recording directory (pcap method); null = recording refused. */
   recordingDir?: string | null;
   /** Janus HTTP API root for 3-way calls (agents/conference.ts); null = 3-way refused. */
@@ -121,8 +124,24 @@ export async function startCallFeature(
     deviceCalls: calls,
     logger,
   });
+  const promptsDir = config.agents?.promptsDir ?? join(tmpdir(), 'dialcore-prompts');
+  const dialIn = config.dialIn
+    ? await startDialInFeature(
+        {
+          srf,
+          media,
+          redis: services.redis,
+          agents: agents.service,
+          users: { getByDialInId: (id) => services.store.getByDialInId(id) },
+          instanceId: agents.service.instanceId,
+          logger,
+        },
+        { ...config.dialIn, promptsDir },
+      )
+    : undefined;
   const invite = createCallRouter({
     agentSessions: agents.service,
+    ...(dialIn ? { dialIn: dialIn.service } : {}),
     calls,
     users: {
       get: (id) => services.store.get(id),
@@ -148,7 +167,7 @@ export async function startCallFeature(
     sessions: {
       listUserSessions: async (userId) => [...agents.service.listUserSessions(userId), ...(await calls.listUserSessions(userId))],
     },
-    api: agents.api,
+    api: { routes: [...agents.api.routes, ...(dialIn?.routes ?? [])], upgrades: agents.api.upgrades },
     apiListening: (url) => agents.apiListening(url),
     terminator: {
       terminateUserSessions: async (userId) => (await agents.service.terminateUser(userId)) + (await calls.terminateUserSessions(userId)),
@@ -165,6 +184,7 @@ export async function startCallFeature(
     drain: () => agents.service.drain(),
     async stop() {
       monitor.stop();
+      await dialIn?.stop();
       await agents.stop();
       await calls.hangupAll();
       await pool.close();

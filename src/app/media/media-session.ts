@@ -222,6 +222,21 @@ export class MediaSession {
   }
 
   /**
+   * In-band DTMF from `fromLeg` (G.711 tones from old PBXs and mobile gateways): rtpengine decodes
+   * that leg's audio, detects the tones (reported like RFC 4733 events, on its DTMF log) and
+   * replaces them with silence (`block DTMF`, `detect DTMF`, DTMF-security `silence`: measured on
+   * rtpengine 10.5, where `detect DTMF` without a PCM blocking mode detects nothing). `on: false`
+   * restores the audio as it was (`unblock DTMF`).
+   */
+  async detectInbandDtmf(fromLeg: Leg, on: boolean): Promise<void> {
+    this.assertLive();
+    const ref = { 'call-id': this.callId, 'from-tag': this.tagOf(fromLeg) };
+    await this.engineCall(() =>
+      on ? this.engine.blockDtmf({ ...ref, flags: ['detect DTMF'], 'DTMF-security': 'silence' }) : this.engine.unblockDtmf(ref),
+    );
+  }
+
+  /**
    * Mutes or unmutes what `fromLeg` sends: `silence` replaces it with silence (the other side still
    * gets RTP, a mute), `block` drops it (hold).
    */

@@ -2,7 +2,7 @@
  * Secrets of the user model: generated passwords and dial-in PIN hashes (scrypt, RFC 7914).
  * SIP passwords are not hashed here: they become digest HA1s (../auth/ha1.ts).
  */
-import { randomBytes, randomInt, scryptSync, timingSafeEqual } from 'node:crypto';
+import { randomBytes, randomInt, scrypt, scryptSync, timingSafeEqual } from 'node:crypto';
 
 const PASSWORD_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
 
@@ -24,14 +24,37 @@ export function hashPin(pin: string): string {
   return ['scrypt', SCRYPT_N, SCRYPT_R, SCRYPT_P, salt.toString('base64'), hash.toString('base64')].join('$');
 }
 
-export function verifyPin(pin: string, stored: string): boolean {
+interface ParsedPinHash {
+  salt: Buffer;
+  expected: Buffer;
+  options: { N: number; r: number; p: number; maxmem: number };
+}
+
+function parsePinHash(stored: string): ParsedPinHash | null {
   const parts = stored.split('$');
-  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return null;
   const [n, r, p] = [Number(parts[1]), Number(parts[2]), Number(parts[3])];
-  if (![n, r, p].every((x) => Number.isInteger(x) && x > 0) || n > 1 << 20) return false;
+  if (![n, r, p].every((x) => Number.isInteger(x) && x > 0) || n > 1 << 20) return null;
   const salt = Buffer.from(parts[4] ?? '', 'base64');
   const expected = Buffer.from(parts[5] ?? '', 'base64');
-  if (expected.length === 0) return false;
-  const actual = scryptSync(pin, salt, expected.length, { N: n, r, p, maxmem: 256 * n * r + 1024 * 1024 });
-  return timingSafeEqual(actual, expected);
+  if (expected.length === 0) return null;
+  return { salt, expected, options: { N: n, r, p, maxmem: 256 * n * r + 1024 * 1024 } };
+}
+
+export function verifyPin(pin: string, stored: string): boolean {
+  const parsed = parsePinHash(stored);
+  if (!parsed) return false;
+  const actual = scryptSync(pin, parsed.salt, parsed.expected.length, parsed.options);
+  return timingSafeEqual(actual, parsed.expected);
+}
+
+/** verifyPin on libuv's thread pool: many dial-in logins at once do not stall the event loop. */
+export function verifyPinAsync(pin: string, stored: string): Promise<boolean> {
+  const parsed = parsePinHash(stored);
+  if (!parsed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    scrypt(pin, parsed.salt, parsed.expected.length, parsed.options, (err, actual) => {
+      resolve(!err && timingSafeEqual(actual, parsed.expected));
+    });
+  });
 }

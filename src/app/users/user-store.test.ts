@@ -141,6 +141,25 @@ describe('UserStore', () => {
     expect(updated.dialIn).toEqual({ id: '4242', hasPin: true });
   });
 
+  it('dial-in: IDs are unique, PINs 4-12 digits and stored only as a hash, a reset PIN replaces the old one', async () => {
+    const store = new UserStore({ redis: await redis.connect(), realm: REALM });
+    const dialIn = (login: string, id: string, pin?: string) => ({ username: login, login, connectionMethod: 'dial-in', dialIn: { id, ...(pin !== undefined ? { pin } : {}) } });
+    const user = await store.create(dialIn('di1', '777', '246810'));
+    const taken = await storeError(store.create(dialIn('di2', '777', '135790')));
+    expect(taken.code).toBe('conflict');
+    expect(taken.errors).toEqual([{ field: 'dialIn.id', message: 'already in use by another user' }]);
+    expect((await storeError(store.create(dialIn('di3', '778', '12')))).errors).toEqual([{ field: 'dialIn.pin', message: 'must be 4-12 characters' }]);
+    expect((await storeError(store.create(dialIn('di3', '778', '12ab')))).errors).toEqual([{ field: 'dialIn.pin', message: 'must be 4-12 digits' }]);
+    expect((await storeError(store.create(dialIn('di4', '12a', '1234')))).errors).toEqual([{ field: 'dialIn.id', message: 'must be 1-16 digits' }]);
+    expect((await storeError(store.create(dialIn('di5', '779')))).errors).toEqual([{ field: 'dialIn.pin', message: 'is required' }]);
+    const raw = JSON.stringify(hashReply(await (await redis.connect()).send(['HGETALL', keys.user(user.id)])));
+    expect(raw).not.toContain('246810');
+    await store.update(user.id, { dialIn: { id: '777', pin: '112233' } });
+    const record = await store.getByDialInId('777');
+    expect(record && verifyPin('112233', record.dialIn!.pinHash)).toBe(true);
+    expect(record && verifyPin('246810', record.dialIn!.pinHash)).toBe(false);
+  });
+
   it('never returns the PBX password; omitting it on update keeps it', async () => {
     const store = new UserStore({ redis: await redis.connect(), realm: REALM });
     const user = await store.create({
