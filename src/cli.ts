@@ -83,6 +83,7 @@ async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.
   return startCore({
     drachtio: { ...drachtio, secret: config.drachtio.secret },
     redisUrl: config.redis.url,
+    ...(config.cluster.instanceAddress ? { instanceAddress: `${uriHost(config.cluster.instanceAddress.host)}:${config.cluster.instanceAddress.port}` } : {}),
     ...(config.redis.sentinels.length > 0 ? {
       redisSentinel: { masterName: config.redis.sentinelMaster, sentinels: config.redis.sentinels, ...(config.redis.password ? { password: config.redis.password } : {}) },
     } : {}),

@@ -54,6 +54,8 @@ export interface CoreOptions {
     /** digest challenges offered, most preferred first */
     digestAlgorithms: DigestAlgorithm[];
   };
+  /** This instance's SIP address for the other instances sharing the Redis (config cluster.instanceAddress). */
+  instanceAddress?: string;
   logger: Logger;
 }
 
@@ -121,6 +123,7 @@ export async function startCore(
     defaultExpires: opts.registrar.defaultExpires,
     terminator,
     sessions,
+    ...(opts.instanceAddress ? { instanceAddress: opts.instanceAddress } : {}),
     log: log.child({ component: 'registrar' }),
   });
 

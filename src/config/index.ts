@@ -66,6 +66,8 @@ export interface DialcoreConfig {
   app: { workers: number };
   /** HEP3 capture of the edge's SIP traffic (Homer); server null = off */
   capture: { hepServer: HostPort | null; hepAgentId: number; hepPassword: string };
+  /** Several instances on one Redis: this instance's SIP address (ip:port) the others reach its flows through */
+  cluster: { instanceAddress: HostPort | null };
   /** SIGTERM: how long live calls may go on while new ones are refused (graceful drain) */
   shutdown: { drainSeconds: number };
   /** start: the SIP edge on a worker thread of its own (default) or on the app's thread */
@@ -143,6 +145,7 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'capture.hepServer', flag: '--hep', env: 'DIALCORE_HEP', kind: 'hostport', help: 'HEP3 capture server ip:port (UDP, e.g. Homer\'s heplify-server): every SIP message the edge sends and receives; unset = off' },
   { path: 'capture.hepAgentId', flag: '--hep-agent-id', env: 'DIALCORE_HEP_AGENT_ID', kind: 'int', min: 0, max: 4_294_967_295, help: 'HEP capture agent id of this instance' },
   { path: 'capture.hepPassword', flag: '--hep-password', env: 'DIALCORE_HEP_PASSWORD', kind: 'secret', help: 'HEP auth key, when the capture server asks for one' },
+  { path: 'cluster.instanceAddress', flag: '--instance-address', env: 'DIALCORE_INSTANCE_ADDRESS', kind: 'hostport', help: 'several instances on one Redis: this instance\'s SIP address (ip:port, UDP) that the others send calls for its registrations to; needs the shared --nonce-secret' },
   { path: 'shutdown.drainSeconds', flag: '--drain-seconds', env: 'DIALCORE_DRAIN_SECONDS', kind: 'int', min: 0, max: 86_400, help: 'on SIGTERM: seconds live calls may go on while new registrations and calls get 503 (0 = end them at once)' },
   { path: 'edge.thread', flag: '--edge-thread', env: 'DIALCORE_EDGE_THREAD', kind: 'bool', help: 'start: run the SIP edge on a thread of its own, on a second core (true, the default), or on the app\'s thread (false)' },
   { path: 'log.level', flag: '--log-level', env: 'DIALCORE_LOG_LEVEL', kind: 'level', help: 'trace, debug, info, warn, error, fatal or silent' },
@@ -449,6 +452,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       hepAgentId: (c.capture?.hepAgentId as number | undefined) ?? 2001,
       hepPassword: (c.capture?.hepPassword as string | undefined) ?? '',
     },
+    cluster: { instanceAddress: (c.cluster?.instanceAddress as HostPort | undefined) ?? null },
     shutdown: { drainSeconds: (c.shutdown?.drainSeconds as number | undefined) ?? 30 },
     edge: { thread: (c.edge?.thread as boolean | undefined) ?? true },
     log: { level: (c.log?.level as string | undefined) ?? 'info' },
@@ -467,6 +471,12 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   }
   if (result.redis.sentinelMaster && result.redis.sentinels.length === 0) {
     semantic.push({ field: 'redis.sentinels', message: 'needs at least one sentinel host:port with redis.sentinelMaster' });
+  }
+  if (result.cluster.instanceAddress && !result.registrar.nonceSecret) {
+    semantic.push({ field: 'registrar.nonceSecret', message: 'is required with cluster.instanceAddress: every instance must share it (digest nonces and the calls instances forward to each other are signed with it)' });
+  }
+  if (result.cluster.instanceAddress && isIP(result.cluster.instanceAddress.host) === 0) {
+    semantic.push({ field: 'cluster.instanceAddress', message: 'must be an IP address and port' });
   }
   if (result.capture.hepServer && isIP(result.capture.hepServer.host) === 0) {
     semantic.push({ field: 'capture.hepServer', message: 'must be an IP address and port (no DNS name)' });

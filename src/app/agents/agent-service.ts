@@ -35,7 +35,7 @@ import { outboundCallerHeaders } from '../calls/call-rules.js';
 import { outboundGatewayGroups, type GatewayChannels } from '../calls/carrier-routing.js';
 import type { CallTarget, DialogId } from '../calls/call-session.js';
 import type { CallRegistry } from '../calls/call-registry.js';
-import { planUserCall, type BindingLister } from '../calls/user-calls.js';
+import { planUserCall, type BindingLister, type UserCallOptions } from '../calls/user-calls.js';
 import { answerLeg } from './answer.js';
 import { AgentStateStore } from './agent-state.js';
 import type { ControlEventBus, ControlEventInput } from './control-events.js';
@@ -72,6 +72,8 @@ export interface AgentServiceOptions {
   events: ControlEventBus;
   users: { get(id: string): Promise<UserRecord | null> };
   bindings: BindingLister;
+  /** Several instances: an agent's registrations held by another instance are reached through it. */
+  forward?: UserCallOptions['forward'];
   carriers: CarrierConfig;
   channels: GatewayChannels;
   dialPlans: DialPlans;
@@ -148,7 +150,7 @@ export class AgentService {
     const planned = await planUserCall(
       user,
       { number: 'dialer', displayName: 'Dialer', customerNumbers: [] },
-      { bindings: this.o.bindings, domain: this.o.domain, direction: 'internal' },
+      { bindings: this.o.bindings, domain: this.o.domain, direction: 'internal', forward: this.o.forward ?? null },
     );
     if (!planned.ok) {
       throw new ControlError(409, 'unavailable', user.connectionMethod === 'sip-address' ? 'the agent has no SIP address' : 'the agent has no registered device');

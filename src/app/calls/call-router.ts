@@ -17,6 +17,7 @@
  * Everything from the network is untrusted: a malformed request gets a 4xx, an internal failure
  * a 500, and nothing here throws past the handler.
  */
+import { FORWARD_HEADER, type ForwardedFlow, type ForwardSigner, type InstanceHeartbeat } from '../cluster/instance-forward.js';
 import type { Logger } from 'pino';
 import { parseDigestCredentials, type DigestAuthenticator, type DigestCredentials } from '../auth/digest.js';
 import type { DigestAlgorithm } from '../auth/ha1.js';
@@ -89,6 +90,16 @@ export interface CallRouterDeps {
     /** Answers and runs the login to its end; never throws. */
     answer(req: SrfRequest, res: SrfResponse, callerNumber: string | undefined): Promise<void>;
   };
+  /**
+   * Several instances (src/app/cluster): bindings held by another instance are reached through it,
+   * and an INVITE another instance forwarded (valid X-Dialcore-Forward) is relayed to its flow.
+   */
+  forward?: {
+    instanceAddress: string;
+    signer: ForwardSigner;
+    heartbeat: Pick<InstanceHeartbeat, 'alive'>;
+    relay(req: SrfRequest, res: SrfResponse, flow: ForwardedFlow): Promise<void>;
+  } | null;
   logger?: Logger;
 }
 
@@ -162,7 +173,7 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
     if (!user) return { status: 404 };
     const caller = customerPresentation(req);
     if (user.active && (await deps.agentSessions?.deliverInbound(user, req, res, caller.number, caller.customerNumbers))) return { handled: true };
-    const planned = await planUserCall(user, caller, { bindings: deps.bindings, domain: deps.domain, direction: 'inbound', ...(deps.maskStyle ? { maskStyle: deps.maskStyle } : {}) });
+    const planned = await planUserCall(user, caller, { bindings: deps.bindings, domain: deps.domain, direction: 'inbound', forward: deps.forward ?? null, ...(deps.maskStyle ? { maskStyle: deps.maskStyle } : {}) });
     if (!planned.ok) return { status: planned.status, reason: planned.reason };
     planned.plan.summary = { ...planned.plan.summary, trunk: trunk.name };
     return planned.plan;
@@ -192,7 +203,7 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
           customerNumbers: [],
         };
         const planned = await planUserCall(internalUser!, caller, {
-          bindings: deps.bindings, domain: deps.domain, direction: 'internal', callerUserIds: [user.id],
+          bindings: deps.bindings, domain: deps.domain, direction: 'internal', callerUserIds: [user.id], forward: deps.forward ?? null,
         });
         return planned.ok ? planned.plan : { status: planned.status, reason: planned.reason };
       }
@@ -222,6 +233,11 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
       canceled = true; // the edge answered 487; nothing more to send
     });
     const route = async (): Promise<void> => {
+      if (deps.forward) {
+        // another instance's call to a registration whose flow is held here
+        const flow = deps.forward.signer.verify(req.get(FORWARD_HEADER));
+        if (flow) return deps.forward.relay(req, res, flow);
+      }
       if (deps.abuse?.isSourceBanned(req.source_address)) return; // dropped, like the registrar
       // RFC 3261 §8.2.2.3: an extension the caller requires and we do not implement (100rel: RFC 3262)
       const unsupported = unsupportedRequired(req);

@@ -18,6 +18,7 @@ import { createCallRouter } from './call-router.js';
 import { GatewayMonitor } from './gateway-monitor.js';
 import { JanusConferenceBridge, startAgentFeature } from '../agents/index.js';
 import { startDialInFeature, type DialInConfig } from '../dialin/index.js';
+import { ForwardRelays } from '../cluster/instance-forward.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -121,6 +122,7 @@ export async function startCallFeature(
     recordingDir: config.recordingDir ?? null,
     ...(mixer ? { conference: mixer } : {}),
     userCallCount: (userId) => calls.ofUser(userId).length,
+    forward: services.forward,
     deviceCalls: calls,
     logger,
   });
@@ -139,6 +141,8 @@ export async function startCallFeature(
         { ...config.dialIn, promptsDir },
       )
     : undefined;
+  // several instances: calls forwarded here for registrations whose flows this instance holds
+  const relays = services.forward ? new ForwardRelays(srf, logger) : undefined;
   const invite = createCallRouter({
     agentSessions: agents.service,
     ...(dialIn ? { dialIn: dialIn.service } : {}),
@@ -157,6 +161,7 @@ export async function startCallFeature(
     redis: services.redis,
     dialPlans: { plans: validated.plans, defaultPlan: validated.defaultPlan },
     domain: config.domain,
+    forward: services.forward && relays ? { ...services.forward, relay: (req, res, flow) => relays.relay(req, res, flow) } : null,
     logger,
   });
   return {
@@ -170,13 +175,14 @@ export async function startCallFeature(
     api: { routes: [...agents.api.routes, ...(dialIn?.routes ?? [])], upgrades: agents.api.upgrades },
     apiListening: (url) => agents.apiListening(url),
     terminator: {
-      terminateUserSessions: async (userId) => (await agents.service.terminateUser(userId)) + (await calls.terminateUserSessions(userId)),
+      terminateUserSessions: async (userId) =>
+        (await agents.service.terminateUser(userId)) + (await calls.terminateUserSessions(userId)) + ((await relays?.terminateUser(userId)) ?? 0),
       // close the WebSocket/TCP/TLS connections the user's devices registered over
       async closeUserFlows(userId) {
         for (const flow of services.flows.flowsOf(userId)) requestCloseFlow(srf, flow.transport, flow.address, flow.port);
       },
     },
-    liveCalls: () => calls.count + agents.service.callCount + agents.service.sessionCount,
+    liveCalls: () => calls.count + agents.service.callCount + agents.service.sessionCount + (relays?.count ?? 0),
     mediaHealth: () => {
       const engines = pool.status();
       return { healthy: engines.filter((e) => e.healthy).length, total: engines.length };

@@ -15,6 +15,7 @@ import type { UserRecord } from '../users/types.js';
 import type { CallPlan, CallTarget } from './call-session.js';
 import { calleeIdentity, type CallerPresentation } from './call-rules.js';
 import { uriHost } from '../sip/uri-host.js';
+import { deliveryFor, type ForwardSigner, type InstanceHeartbeat } from '../cluster/instance-forward.js';
 
 export interface BindingLister {
   list(userId: string): Promise<Binding[]>;
@@ -28,6 +29,8 @@ export interface UserCallOptions {
   direction: CallPlan['direction'];
   /** Users on the caller's side (an internal call's caller), for kick-off and listings. */
   callerUserIds?: readonly string[];
+  /** Several instances: bindings held by another one are reached through it (src/app/cluster). */
+  forward?: { instanceAddress: string; signer: ForwardSigner; heartbeat: Pick<InstanceHeartbeat, 'alive'> } | null;
 }
 
 export type UserCallPlan = { ok: true; plan: CallPlan } | { ok: false; status: number; reason: string };
@@ -52,14 +55,18 @@ export async function planUserCall(user: UserRecord, caller: CallerPresentation,
   switch (user.connectionMethod) {
     case 'webrtc':
     case 'sip-phone': {
-      const bindings = await options.bindings.list(user.id);
+      let bindings = await options.bindings.list(user.id);
+      const holders = options.forward ? bindings.map((b) => b.edge).filter((e): e is string => Boolean(e)) : [];
+      if (options.forward && holders.length > 0) {
+        // registrations held by an instance that is gone are skipped (the flow went with it)
+        const alive = await options.forward.heartbeat.alive(holders);
+        bindings = bindings.filter((b) => !b.edge || alive.has(b.edge));
+      }
       if (bindings.length === 0) return UNAVAILABLE;
-      const targets: CallTarget[] = bindings.map((binding) => ({
-        uri: binding.contact,
-        proxy: flowUri(binding.flow),
-        headers: { ...identity.headers },
-        label: `binding:${binding.id}`,
-      }));
+      const targets: CallTarget[] = bindings.map((binding) => {
+        const delivery = deliveryFor(binding, { instanceAddress: options.forward?.instanceAddress ?? null, signer: options.forward?.signer ?? null });
+        return { uri: binding.contact, proxy: delivery.proxy, headers: { ...identity.headers, ...delivery.headers }, label: `binding:${binding.id}` };
+      });
       return { ok: true, plan: { ...base, bLegKind: user.connectionMethod === 'webrtc' ? 'webrtc' : 'plain', groups: [targets] } };
     }
     case 'sip-address': {

@@ -44,6 +44,8 @@ export interface Binding {
   callId: string;
   cseq: number;
   flow: BindingFlow;
+  /** SIP address (host:port) of the instance that received the REGISTER and holds its flow; null on a single instance. */
+  edge?: string | null;
   userAgent: string | null;
   connectionMethod: string;
   /** ms since epoch; kept across refreshes: the session timeout counts from here. */

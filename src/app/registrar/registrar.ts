@@ -76,6 +76,8 @@ export interface RegistrarDeps extends Partial<ExpiresLimits> {
   abuse: AbuseGuard;
   log?: Logger;
   now?: () => number;
+  /** This instance's SIP address, recorded in each binding so other instances reach its flows through it. */
+  instanceAddress?: string;
   /** told about the user's bindings after every successful REGISTER (e.g. to track their connection flows) */
   onRegistered?: (bindings: RegisteredContact[]) => void;
 }
@@ -205,6 +207,7 @@ export class Registrar {
               transport,
               receivedOn: req.receivedOn ?? null,
             },
+            edge: this.deps.instanceAddress ?? null,
             userAgent: userAgent?.slice(0, 256) ?? null,
             connectionMethod: user.connectionMethod,
           },

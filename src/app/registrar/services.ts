@@ -20,6 +20,7 @@ import { BindingStore } from './binding-store.js';
 import { RegistrationCensus } from './census.js';
 import { FlowBindings } from './flow-bindings.js';
 import { KickHandler, type SessionDirectory, type SessionTerminator } from './kick.js';
+import { ForwardSigner, InstanceHeartbeat } from '../cluster/instance-forward.js';
 import { Registrar, createRegistrar, type RegisterRequest, type RegisterResponse } from './registrar.js';
 
 export interface RegistrarServicesOptions {
@@ -37,6 +38,8 @@ export interface RegistrarServicesOptions {
   terminator?: SessionTerminator;
   sessions?: SessionDirectory;
   censusIntervalMs?: number;
+  /** This instance's SIP address for the other instances (cluster.instanceAddress); unset on a single instance. */
+  instanceAddress?: string;
   log?: Logger;
 }
 
@@ -54,6 +57,8 @@ export interface RegistrarServices {
   registrar: Registrar;
   /** bindings per connection flow: call flowClosed() when the SIP server reports a connection gone */
   flows: FlowBindings;
+  /** Calls to bindings held by another instance go through it (src/app/cluster); null on a single instance. */
+  forward: { instanceAddress: string; signer: ForwardSigner; heartbeat: InstanceHeartbeat } | null;
   /** For srf.register(...). */
   registerHandler: (req: RegisterRequest, res: RegisterResponse) => void;
   /** Spread into startAdminApi({ ...adminApiOptions, token, host, port }). */
@@ -82,6 +87,10 @@ export async function startRegistrarServices(options: RegistrarServicesOptions):
   const census = new RegistrationCensus(bindings, options.censusIntervalMs ?? 15_000, log, (options.maxExpires ?? 3600) * 1000);
   census.start();
   const flows = new FlowBindings(bindings, undefined, log);
+  const forward = options.instanceAddress
+    ? { instanceAddress: options.instanceAddress, signer: new ForwardSigner(options.nonceSecret), heartbeat: new InstanceHeartbeat(redis, options.instanceAddress, log) }
+    : null;
+  await forward?.heartbeat.start();
   const deps = {
     onRegistered: (registered: Parameters<FlowBindings['track']>[0]) => flows.track(registered),
     users: cache,
@@ -91,6 +100,7 @@ export async function startRegistrarServices(options: RegistrarServicesOptions):
     ...(options.minExpires !== undefined ? { minExpires: options.minExpires } : {}),
     ...(options.maxExpires !== undefined ? { maxExpires: options.maxExpires } : {}),
     ...(options.defaultExpires !== undefined ? { defaultExpires: options.defaultExpires } : {}),
+    ...(options.instanceAddress ? { instanceAddress: options.instanceAddress } : {}),
     ...(log ? { log } : {}),
   };
   return {
@@ -105,9 +115,11 @@ export async function startRegistrarServices(options: RegistrarServicesOptions):
     kicks,
     registrar: new Registrar(deps),
     flows,
+    forward,
     registerHandler: createRegistrar(deps),
     adminApiOptions: { store, bindings, redis, ...(options.sessions ? { sessions: options.sessions } : {}), ...(log ? { log } : {}) },
     async stop() {
+      await forward?.heartbeat.stop();
       census.stop();
       await bindings.flushCensus().catch(() => undefined);
       kicks.stop();
