@@ -14,11 +14,12 @@
  * (netstring-framed JSON on a TCP port of its own: commands of the `menu` module, and events such as
  * REGISTER_OK, CALL_INCOMING, CALL_ESTABLISHED, CALL_CLOSED).
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { freePort, freePortRange, releasePort, type PortRange } from './ports.js';
 import { makeServiceDir, spawnService, startupError, waitUntil, type Service } from './service.js';
+import { pcm16Level } from './wav-level.js';
 
 export interface BaresipOptions {
   login: string;
@@ -68,25 +69,6 @@ export interface BaresipPhone {
    */
   receivedAudio(): { seconds: number; rms: number };
   stop(): Promise<void>;
-}
-
-/** Seconds and RMS level of the 16-bit mono PCM in WAV files (the data chunk to the end of each file). */
-function pcm16Level(files: readonly string[]): { seconds: number; rms: number } {
-  let samples = 0;
-  let sumSquares = 0;
-  let rate = 8000;
-  for (const file of files) {
-    const wav = readFileSync(file);
-    const data = wav.indexOf('data', 12, 'ascii');
-    if (wav.length < 44 || data < 0) continue;
-    rate = wav.readUInt32LE(24) || rate;
-    for (let i = data + 8; i + 1 < wav.length; i += 2) {
-      const sample = wav.readInt16LE(i);
-      sumSquares += sample * sample;
-      samples++;
-    }
-  }
-  return { seconds: samples / rate, rms: samples === 0 ? 0 : Math.sqrt(sumSquares / samples) };
 }
 
 const MODULE_DIR = '/usr/lib/baresip/modules';
