@@ -50,6 +50,9 @@ export interface CoreOptions {
     defaultExpires: number;
     /** digest challenges offered, most preferred first */
     digestAlgorithms: DigestAlgorithm[];
+    /** NAT keep-alive OPTIONS to UDP registrations (src/app/registrar/nat-keepalive.ts); 0 or absent: none */
+    keepaliveIntervalSeconds?: number;
+    keepaliveMisses?: number;
   };
   logger: Logger;
 }
@@ -102,6 +105,8 @@ export async function startCore(
     closeUserFlows: (userId) => feature?.terminator.closeUserFlows?.(userId) ?? Promise.resolve(),
   };
   const sessions: SessionDirectory = { listUserSessions: (userId) => feature?.sessions.listUserSessions(userId) ?? Promise.resolve([]) };
+  const srf = createSrf();
+  const keepaliveSeconds = opts.registrar.keepaliveIntervalSeconds ?? 0;
   const services = await startRegistrarServices({
     client,
     realm: opts.registrar.realm,
@@ -113,10 +118,12 @@ export async function startCore(
     defaultExpires: opts.registrar.defaultExpires,
     terminator,
     sessions,
+    ...(keepaliveSeconds > 0
+      ? { natKeepalive: { srf, intervalMs: keepaliveSeconds * 1000, missesBeforeDrop: opts.registrar.keepaliveMisses ?? 3 } }
+      : {}),
     log: log.child({ component: 'registrar' }),
   });
 
-  const srf = createSrf();
   srf.options(optionsResponder(() => feature?.methods ?? []));
   srf.register(services.registerHandler);
   if (calls) {

@@ -35,6 +35,8 @@ export interface DialcoreConfig {
     realm: string; minExpires: number; maxExpires: number; defaultExpires: number; nonceSecret: string; nonceLifetimeSeconds: number;
     /** digest challenges offered, most preferred first (RFC 8760 2.4) */
     digestAlgorithms: DigestAlgorithm[];
+    /** NAT keep-alive OPTIONS to UDP registrations every this many seconds (0: off), and the misses that drop a binding */
+    keepaliveIntervalSeconds: number; keepaliveMisses: number;
   };
   calls: {
     domain: string; ringTimeoutSeconds: number; maxCallSeconds: number;
@@ -100,6 +102,8 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'registrar.defaultExpires', flag: '--default-expires', env: 'DIALCORE_DEFAULT_EXPIRES', kind: 'int', min: 1, max: 604_800, help: 'interval when the REGISTER names none' },
   { path: 'registrar.nonceSecret', flag: '--nonce-secret', env: 'DIALCORE_NONCE_SECRET', kind: 'secret', help: 'HMAC key signing digest nonces (same on every instance)' },
   { path: 'registrar.digestAlgorithms', flag: '--digest-algorithms', env: 'DIALCORE_DIGEST_ALGORITHMS', kind: 'digest-algorithms', help: 'digest challenges offered, most preferred first: MD5, SHA-256, SHA-512-256 (default MD5,SHA-256: many phones answer only the first)' },
+  { path: 'registrar.keepaliveIntervalSeconds', flag: '--keepalive-interval', env: 'DIALCORE_KEEPALIVE_INTERVAL', kind: 'int', min: 0, max: 3600, help: 'seconds between NAT keep-alive OPTIONS to each UDP registration (0: none)' },
+  { path: 'registrar.keepaliveMisses', flag: '--keepalive-misses', env: 'DIALCORE_KEEPALIVE_MISSES', kind: 'int', min: 1, max: 100, help: 'keep-alive OPTIONS a phone may leave unanswered in a row before its binding is removed' },
   { path: 'registrar.nonceLifetimeSeconds', flag: '--nonce-lifetime', env: 'DIALCORE_NONCE_LIFETIME', kind: 'int', min: 5, max: 3600, help: 'seconds before a nonce is stale' },
   { path: 'calls.domain', flag: '--domain', env: 'DIALCORE_DOMAIN', kind: 'string', help: 'SIP domain in the From/To of calls delivered to devices' },
   { path: 'calls.ringTimeoutSeconds', flag: '--ring-timeout', env: 'DIALCORE_RING_TIMEOUT', kind: 'int', min: 5, max: 600, help: 'seconds a call may ring before it is given up (480)' },
@@ -354,6 +358,8 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       nonceSecret: (c.registrar?.nonceSecret as string | undefined) ?? '',
       nonceLifetimeSeconds: (c.registrar?.nonceLifetimeSeconds as number | undefined) ?? 300,
       digestAlgorithms: (c.registrar?.digestAlgorithms as DigestAlgorithm[] | undefined) ?? [...DEFAULT_DIGEST_ALGORITHMS],
+      keepaliveIntervalSeconds: (c.registrar?.keepaliveIntervalSeconds as number | undefined) ?? 30,
+      keepaliveMisses: (c.registrar?.keepaliveMisses as number | undefined) ?? 3,
     },
     calls: {
       domain: (c.calls?.domain as string | undefined) ?? 'dialcore.invalid',

@@ -7,7 +7,8 @@ import { calleeIdentity, decideDialled, outboundCallerHeaders } from './call-rul
 import { customerPresentation } from './call-router.js';
 import { GatewayChannels, calledNumber, gatewayRequestUri, outboundGatewayGroups } from './carrier-routing.js';
 import { bestFailure, isFailoverStatus, mapFailureToCaller } from './failure-mapping.js';
-import { flowUri, planUserCall } from './user-calls.js';
+import { planUserCall } from './user-calls.js';
+import { flowUri } from '../registrar/binding-store.js';
 
 function user(fields: Partial<UserRecord> = {}): UserRecord {
   return {
@@ -132,7 +133,7 @@ describe('calls to a user', () => {
   });
 
   it('formats flows', () => {
-    expect(flowUri({ address: '203.0.113.9', port: 5062, transport: 'WSS', receivedOn: null })).toBe('sip:203.0.113.9:5062;transport=wss');
+    expect(flowUri({ address: '203.0.113.9', port: 5062, transport: 'WSS' })).toBe('sip:203.0.113.9:5062;transport=wss');
   });
 });
 

@@ -9,12 +9,11 @@
  *   PBX credentials;
  * - `dial-in`: never called (they call in) -> 480; an inactive user -> 480.
  */
-import type { Binding } from '../registrar/binding-store.js';
+import { flowUri, type Binding } from '../registrar/binding-store.js';
 import type { MaskStyle } from '../policies/index.js';
 import type { UserRecord } from '../users/types.js';
 import type { CallPlan, CallTarget } from './call-session.js';
 import { calleeIdentity, type CallerPresentation } from './call-rules.js';
-import { uriHost } from '../sip/uri-host.js';
 
 export interface BindingLister {
   list(userId: string): Promise<Binding[]>;
@@ -33,11 +32,6 @@ export interface UserCallOptions {
 export type UserCallPlan = { ok: true; plan: CallPlan } | { ok: false; status: number; reason: string };
 
 const UNAVAILABLE = { ok: false, status: 480, reason: 'Temporarily Unavailable' } as const;
-
-/** `sip:host:port;transport=x` for a binding's flow (IPv6 hosts bracketed). */
-export function flowUri(flow: Binding['flow']): string {
-  return `sip:${uriHost(flow.address)}:${flow.port};transport=${flow.transport.toLowerCase()}`;
-}
 
 export async function planUserCall(user: UserRecord, caller: CallerPresentation, options: UserCallOptions): Promise<UserCallPlan> {
   if (!user.active) return UNAVAILABLE;

@@ -76,8 +76,8 @@ export interface RegistrarDeps extends Partial<ExpiresLimits> {
   abuse: AbuseGuard;
   log?: Logger;
   now?: () => number;
-  /** told about the user's bindings after every successful REGISTER (e.g. to track their connection flows) */
-  onRegistered?: (bindings: RegisteredContact[]) => void;
+  /** told about all of the user's bindings after every successful REGISTER (e.g. to track their flows) */
+  onRegistered?: (bindings: RegisteredContact[], userId: string) => void;
 }
 
 const HA1_FIELD: Record<DigestAlgorithm, keyof Omit<StoredCredentials, 'realm'>> = {
@@ -284,7 +284,7 @@ export function createRegistrar(deps: RegistrarDeps): (req: RegisterRequest, res
           return;
         }
         registerOutcomes.inc({ status: String(decided.status) });
-        if (decided.status === 200 && decided.bindings) deps.onRegistered?.(decided.bindings);
+        if (decided.status === 200 && decided.bindings && decided.userId) deps.onRegistered?.(decided.bindings, decided.userId);
         if (decided.status >= 400 && decided.status !== 401) {
           deps.log?.info({ source: req.source_address, status: decided.status, outcome: decided.outcome, userId: decided.userId }, 'REGISTER refused');
         }

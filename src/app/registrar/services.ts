@@ -16,9 +16,11 @@ import { Redis, type NodeRedisClient } from '../users/redis.js';
 import { UserCache } from '../users/user-cache.js';
 import { UserStore } from '../users/user-store.js';
 import { AbuseGuard, type AbuseGuardOptions } from './abuse.js';
-import { BindingStore } from './binding-store.js';
+import { BindingStore, type RegisteredContact } from './binding-store.js';
 import { RegistrationCensus } from './census.js';
 import { FlowBindings } from './flow-bindings.js';
+import { NatKeepalive, type NatKeepaliveOptions } from './nat-keepalive.js';
+import type { Srf } from '../sip/srf.js';
 import { KickHandler, type SessionDirectory, type SessionTerminator } from './kick.js';
 import { Registrar, createRegistrar, type RegisterRequest, type RegisterResponse } from './registrar.js';
 
@@ -37,6 +39,11 @@ export interface RegistrarServicesOptions {
   terminator?: SessionTerminator;
   sessions?: SessionDirectory;
   censusIntervalMs?: number;
+  /**
+   * NAT keep-alive OPTIONS to UDP bindings registered through this instance (nat-keepalive.ts), sent
+   * through `srf`; absent: none.
+   */
+  natKeepalive?: { srf: Srf } & Omit<NatKeepaliveOptions, 'fromHost' | 'log'>;
   log?: Logger;
 }
 
@@ -54,6 +61,8 @@ export interface RegistrarServices {
   registrar: Registrar;
   /** bindings per connection flow: call flowClosed() when the SIP server reports a connection gone */
   flows: FlowBindings;
+  /** NAT keep-alive of UDP bindings, when configured */
+  keepalive: NatKeepalive | null;
   /** For srf.register(...). */
   registerHandler: (req: RegisterRequest, res: RegisterResponse) => void;
   /** Spread into startAdminApi({ ...adminApiOptions, token, host, port }). */
@@ -82,8 +91,16 @@ export async function startRegistrarServices(options: RegistrarServicesOptions):
   const census = new RegistrationCensus(bindings, options.censusIntervalMs ?? 15_000, log, (options.maxExpires ?? 3600) * 1000);
   census.start();
   const flows = new FlowBindings(bindings, undefined, log);
+  const { srf: keepaliveSrf, ...keepaliveOptions } = options.natKeepalive ?? { srf: null };
+  const keepalive = keepaliveSrf
+    ? new NatKeepalive(keepaliveSrf, bindings, { ...(keepaliveOptions as Omit<NatKeepaliveOptions, 'fromHost'>), fromHost: options.realm, ...(log ? { log } : {}) })
+    : null;
+  keepalive?.start();
   const deps = {
-    onRegistered: (registered: Parameters<FlowBindings['track']>[0]) => flows.track(registered),
+    onRegistered: (registered: RegisteredContact[], userId: string) => {
+      flows.track(registered);
+      keepalive?.track(userId, registered);
+    },
     users: cache,
     bindings,
     auth,
@@ -105,9 +122,11 @@ export async function startRegistrarServices(options: RegistrarServicesOptions):
     kicks,
     registrar: new Registrar(deps),
     flows,
+    keepalive,
     registerHandler: createRegistrar(deps),
     adminApiOptions: { store, bindings, redis, ...(options.sessions ? { sessions: options.sessions } : {}), ...(log ? { log } : {}) },
     async stop() {
+      keepalive?.stop();
       census.stop();
       await bindings.flushCensus().catch(() => undefined);
       kicks.stop();
