@@ -35,6 +35,8 @@ export interface BaresipOptions {
   registerSeconds?: number;
   /** CA file the phone trusts for TLS (`sip_cafile`). */
   caFile?: string;
+  /** Print every SIP message sent and received into the log (`-s`). */
+  sipTrace?: boolean;
   /** Extra account parameters (`;name=value`), e.g. `sipnat=outbound`. */
   accountParams?: readonly string[];
 }
@@ -99,6 +101,7 @@ export async function startBaresip(options: BaresipOptions): Promise<BaresipPhon
     'module alsa.so',
     'module sndfile.so', // records each call's audio, sent (enc) and received (dec), as WAV files in snd_path
     `snd_path ${dir}`,
+    'module uuid.so', // the +sip.instance of RFC 5626 outbound (sipnat=outbound), kept in the config dir
     'module_app account.so',
     'module_app menu.so',
     'module_app ctrl_tcp.so',
@@ -118,7 +121,7 @@ export async function startBaresip(options: BaresipOptions): Promise<BaresipPhon
   writeFileSync(join(dir, 'accounts'), `<sip:${options.login}@${options.domain};transport=${options.transport}>;${params.join(';')}\n`);
   writeFileSync(join(dir, 'contacts'), '');
 
-  const service = spawnService({ name: 'baresip', command: 'baresip', args: ['-f', dir, '-v'], dir });
+  const service = spawnService({ name: 'baresip', command: 'baresip', args: ['-f', dir, '-v', ...(options.sipTrace ? ['-s'] : [])], dir });
   const stopService = async (): Promise<void> => {
     await service.stop({ graceMs: 3000 });
     releasePort(rtp);

@@ -7,7 +7,8 @@ import { readFileSync, rmSync } from 'node:fs';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startSippServer, waitUntil, type SippServer } from '../harness/index.js';
+import { createSocket } from 'node:dgram';
+import { runSipp, startSippServer, waitUntil, type SippServer } from '../harness/index.js';
 import { startBaresip } from '../harness/baresip.js';
 import { DOMAIN, useCallStack, type CallStack } from '../calls/call-stack.js';
 import { receivedMessages } from '../calls/sipp-trace.js';
@@ -73,6 +74,56 @@ describe('OPTIONS keep-alive to UDP registrations', () => {
       expect(phone.service.log()).not.toMatch(/OPTIONS/);
     } finally {
       await phone.stop();
+    }
+  });
+});
+
+describe('RFC 5626 outbound', () => {
+  it.each(['udp', 'tcp'] as const)('baresip with sipnat=outbound over %s: Require: outbound in the 200, one flow per reg-id, calls reach it', async (transport) => {
+    const user = await cs.createUser({});
+    const did = transport === 'udp' ? '442071239901' : '442071239902';
+    cs.routeDid(did, user.id);
+    const phone = await startBaresip({
+      login: user.login, password: user.password, domain: DOMAIN, proxy: cs.target, transport, autoAnswer: true, sipTrace: true,
+      accountParams: ['sipnat=outbound'],
+    });
+    try {
+      await phone.waitForRegistration();
+      const log = phone.service.log(1 << 20);
+      expect(log, 'the phone asked for outbound').toMatch(/^Supported:.*outbound/im);
+      expect(log).toMatch(/^Contact: .*\+sip\.instance=.*;reg-id=1/im);
+      expect(log, 'the 200 to the REGISTER').toMatch(/SIP\/2\.0 200 OK[\s\S]*^Require: outbound/m);
+      const [binding] = await cs.services.bindings.list(user.id);
+      expect(binding).toMatchObject({ regId: '1', flow: { transport } });
+      expect(binding!.instanceId).toBeTruthy();
+      const from = phone.events.length;
+      const carrier = runSipp({
+        scenario: 'call-carrier-uac.xml', target: cs.target, service: did, calls: 1, timeoutMs: 20_000,
+        keys: { caller: '+447700900123', caller_national: '07700900123' }, extraArgs: [...cs.carrierSippArgs(), '-d', '500'],
+      });
+      await phone.waitForEvent('CALL_ESTABLISHED', { from, timeoutMs: 15_000 });
+      expect((await carrier).stats.successful).toBe(1);
+    } finally {
+      await phone.stop();
+    }
+  });
+
+  it('the edge answers a STUN Binding request on its UDP SIP port with the XOR-mapped source', async () => {
+    const socket = createSocket('udp4');
+    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+    try {
+      const request = Buffer.alloc(20);
+      request.writeUInt16BE(0x0001, 0);
+      request.writeUInt32BE(0x2112a442, 4);
+      request.fill(7, 8, 20);
+      const response = new Promise<Buffer>((resolve) => socket.once('message', resolve));
+      socket.send(request, cs.stack.sipPort, '127.0.0.1');
+      const res = await Promise.race([response, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no STUN response')), 3000))]);
+      expect(res.readUInt16BE(0)).toBe(0x0101);
+      expect(res.subarray(8, 20)).toEqual(request.subarray(8, 20));
+      expect(res.readUInt16BE(26) ^ 0x2112).toBe(socket.address().port);
+    } finally {
+      socket.close();
     }
   });
 });

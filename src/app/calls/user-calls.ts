@@ -33,6 +33,21 @@ export type UserCallPlan = { ok: true; plan: CallPlan } | { ok: false; status: n
 
 const UNAVAILABLE = { ok: false, status: 480, reason: 'Temporarily Unavailable' } as const;
 
+/**
+ * RFC 5626 §5.3: a device registered over several flows (one +sip.instance, several reg-ids) is called
+ * once, over its most recently registered flow. (Failing over to its other flows when that one is
+ * broken is not done: the call to the device fails.) Bindings without an instance are all called.
+ */
+export function oneFlowPerInstance<T extends Pick<Binding, 'instanceId' | 'regId' | 'registeredAt'>>(bindings: readonly T[]): T[] {
+  const latest = new Map<string, T>();
+  for (const b of bindings) {
+    if (b.instanceId === null || b.regId === null) continue;
+    const seen = latest.get(b.instanceId);
+    if (!seen || b.registeredAt > seen.registeredAt) latest.set(b.instanceId, b);
+  }
+  return bindings.filter((b) => b.instanceId === null || b.regId === null || latest.get(b.instanceId) === b);
+}
+
 export async function planUserCall(user: UserRecord, caller: CallerPresentation, options: UserCallOptions): Promise<UserCallPlan> {
   if (!user.active) return UNAVAILABLE;
   const identity = calleeIdentity(user, caller, { domain: options.domain, ...(options.maskStyle ? { maskStyle: options.maskStyle } : {}) });
@@ -46,7 +61,7 @@ export async function planUserCall(user: UserRecord, caller: CallerPresentation,
   switch (user.connectionMethod) {
     case 'webrtc':
     case 'sip-phone': {
-      const bindings = await options.bindings.list(user.id);
+      const bindings = oneFlowPerInstance(await options.bindings.list(user.id));
       if (bindings.length === 0) return UNAVAILABLE;
       const targets: CallTarget[] = bindings.map((binding) => ({
         uri: binding.contact,

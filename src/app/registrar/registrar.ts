@@ -246,6 +246,7 @@ export class Registrar {
         return reply(500, 'Out Of Order Request', 'out-of-order', [['Retry-After', '1']]);
       case 'ok': {
         const headers: Array<[string, string]> = result.bindings.map((b) => ['Contact', formatContact(b, now)]);
+        if (usesOutbound(header(req, 'supported'), changes)) headers.push(['Require', 'outbound']);
         headers.push(['Date', new Date(now).toUTCString()]);
         return { status: 200, reason: 'OK', headers, outcome: 'ok', userId: user.id, bindings: result.bindings };
       }
@@ -258,6 +259,19 @@ export class Registrar {
     if (user.credentials.realm !== this.deps.auth.realm) return null;
     return user.credentials[HA1_FIELD[credentials.algorithm]] || null;
   }
+}
+
+/**
+ * RFC 5626 §6: a REGISTER that supports outbound and registers flows (each Contact with +sip.instance and
+ * reg-id) gets `Require: outbound` in its 2xx. The registrar is its own edge proxy here: each such binding
+ * is kept per (instance, reg-id) and reached through the flow it registered over (calls use the most recent
+ * flow of an instance, user-calls.ts), UDP flows are kept alive with STUN (the edge answers Binding
+ * requests) and connection flows with CRLF pings.
+ */
+function usesOutbound(supported: string | undefined, changes: readonly BindingChange[]): boolean {
+  if (!supported || !supported.split(',').some((tag) => tag.trim().toLowerCase() === 'outbound')) return false;
+  const added = changes.filter((c) => c.expires > 0);
+  return added.length > 0 && added.every((c) => c.binding.instanceId !== null && c.binding.regId !== null);
 }
 
 /** One Contact value of the 200, with its remaining lifetime (RFC 3261 §10.3 step 8). */
