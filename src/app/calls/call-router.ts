@@ -15,6 +15,7 @@
  * a 500, and nothing here throws past the handler.
  */
 import type { Logger } from 'pino';
+import { isScannerUserAgent } from '../registrar/abuse.js';
 import { parseDigestCredentials, type DigestAuthenticator, type DigestCredentials } from '../auth/digest.js';
 import type { DigestAlgorithm } from '../auth/ha1.js';
 import type { NonceCountGuard } from '../auth/nonce-counts.js';
@@ -206,7 +207,8 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
       canceled = true; // the edge answered 487; nothing more to send
     });
     const route = async (): Promise<void> => {
-      if (deps.abuse?.isSourceBanned(req.source_address)) return; // dropped, like the registrar
+      // scanners and banned sources get no answer at all, as at the registrar (they then assume nothing listens)
+      if (isScannerUserAgent(req.get('User-Agent')) || deps.abuse?.isSourceBanned(req.source_address)) return;
       // RFC 3261 §8.2.2.3: an extension the caller requires and we do not implement (100rel: RFC 3262)
       const unsupported = unsupportedRequired(req);
       if (unsupported.length > 0) return reply(res, 420, 'Bad Extension', badExtensionHeaders(unsupported));
