@@ -95,6 +95,7 @@ async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.
     recordingDir: config.recording.dir,
     sessionExpiresSeconds: config.calls.sessionExpiresSeconds,
     minSessionExpiresSeconds: config.calls.minSessionExpiresSeconds,
+    pbxOptionsIntervalSeconds: config.calls.pbxOptionsIntervalSeconds,
   }));
 }
 

@@ -42,6 +42,8 @@ export interface DialcoreConfig {
     domain: string; ringTimeoutSeconds: number; maxCallSeconds: number;
     /** RFC 4028 session timers on both legs: interval asked for and the smallest accepted (Min-SE) */
     sessionExpiresSeconds: number; minSessionExpiresSeconds: number;
+    /** OPTIONS health of every sip-address user's PBX every this many seconds (0: off) */
+    pbxOptionsIntervalSeconds: number;
   };
   /** agent sessions: hold music between calls, where the agent prompts are written */
   agents: { holdMusic: string | null; promptsDir: string };
@@ -112,6 +114,7 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'agents.promptsDir', flag: '--prompts-dir', env: 'DIALCORE_PROMPTS_DIR', kind: 'string', help: 'directory the agent prompts (hang-up beep, call-connect chime) are written to at start' },
   { path: 'recording.dir', flag: '--recording-dir', env: 'DIALCORE_RECORDING_DIR', kind: 'string', help: 'rtpengine\'s --recording-dir (pcap method): call recordings are turned into WAV under <dir>/wav; unset = recording refused' },
   { path: 'calls.sessionExpiresSeconds', flag: '--session-expires', env: 'DIALCORE_SESSION_EXPIRES', kind: 'int', min: 90, max: 86_400, help: 'RFC 4028 session interval asked for on both legs of a call (Session-Expires)' },
+  { path: 'calls.pbxOptionsIntervalSeconds', flag: '--pbx-options-interval', env: 'DIALCORE_PBX_OPTIONS_INTERVAL', kind: 'int', min: 0, max: 86_400, help: 'seconds between OPTIONS health probes of each sip-address user\'s PBX (0: none)' },
   { path: 'calls.minSessionExpiresSeconds', flag: '--min-se', env: 'DIALCORE_MIN_SE', kind: 'int', min: 90, max: 86_400, help: 'smallest RFC 4028 session interval accepted (Min-SE; below it: 422)' },
   { path: 'app.workers', flag: '--app-workers', env: 'DIALCORE_APP_WORKERS', kind: 'int', min: 1, max: 32, help: 'start: core app processes connected to the edge (requests are shared round robin); the first also serves HTTP' },
   { path: 'edge.thread', flag: '--edge-thread', env: 'DIALCORE_EDGE_THREAD', kind: 'bool', help: 'start: run the SIP edge on a thread of its own, on a second core (true, the default), or on the app\'s thread (false)' },
@@ -367,6 +370,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       maxCallSeconds: (c.calls?.maxCallSeconds as number | undefined) ?? 14_400,
       sessionExpiresSeconds: (c.calls?.sessionExpiresSeconds as number | undefined) ?? 1800,
       minSessionExpiresSeconds: (c.calls?.minSessionExpiresSeconds as number | undefined) ?? 90,
+      pbxOptionsIntervalSeconds: (c.calls?.pbxOptionsIntervalSeconds as number | undefined) ?? 60,
     },
     agents: {
       holdMusic: (c.agents?.holdMusic as string | undefined) || null,

@@ -16,6 +16,7 @@ import { CallRegistry } from './call-registry.js';
 import { GatewayChannels } from './carrier-routing.js';
 import { createCallRouter } from './call-router.js';
 import { GatewayMonitor } from './gateway-monitor.js';
+import { PbxMonitor, pbxHealthRoutes } from './pbx-monitor.js';
 import { startAgentFeature } from '../agents/index.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,6 +40,8 @@ export interface CallFeatureConfig {
   /** RFC 4028 (src/app/calls/session-timer.ts) */
   sessionExpiresSeconds: number;
   minSessionExpiresSeconds: number;
+  /** OPTIONS health of sip-address users' PBXs (pbx-monitor.ts); 0 or absent: none */
+  pbxOptionsIntervalSeconds?: number;
 }
 
 export class CallConfigError extends Error {
@@ -95,6 +98,7 @@ export async function startCallFeature(
   });
   const channels = new GatewayChannels();
   const monitor = new GatewayMonitor(srf, validated.carriers.config.outboundGateways, channels, { logger });
+  const pbxMonitor = new PbxMonitor(srf, services.store, { intervalMs: (config.pbxOptionsIntervalSeconds ?? 0) * 1000, logger });
   const agents = await startAgentFeature({
     srf,
     media,
@@ -135,11 +139,14 @@ export async function startCallFeature(
     invite,
     methods: [...CALL_METHODS, ...AGENT_LEG_METHODS],
     // gateway probes need the server link, which the core opens after this returns
-    connected: () => monitor.start(),
+    connected: () => {
+      monitor.start();
+      pbxMonitor.start();
+    },
     sessions: {
       listUserSessions: async (userId) => [...agents.service.listUserSessions(userId), ...(await calls.listUserSessions(userId))],
     },
-    api: agents.api,
+    api: { routes: [...agents.api.routes, ...pbxHealthRoutes(pbxMonitor)], upgrades: agents.api.upgrades },
     apiListening: (url) => agents.apiListening(url),
     terminator: {
       terminateUserSessions: async (userId) => (await agents.service.terminateUser(userId)) + (await calls.terminateUserSessions(userId)),
@@ -150,6 +157,7 @@ export async function startCallFeature(
     },
     async stop() {
       monitor.stop();
+      pbxMonitor.stop();
       await agents.stop();
       await calls.hangupAll();
       await pool.close();

@@ -2,8 +2,8 @@
  * NAT keep-alive for UDP registrations, as Kamailio's nathelper does with `natping_interval` and
  * `sipping_method=OPTIONS`: every interval the core sends an OPTIONS (RFC 3261 §11) to each UDP
  * binding registered through this instance, through the flow its REGISTER came from (the NAT
- * mapping), which keeps that mapping open. Any final response except 408 shows the phone is there
- * (a 404 or 405 from it counts too); a binding whose phone misses `missesBeforeDrop` pings in a row
+ * mapping), which keeps that mapping open. Any final response except 408 and 503 shows the phone is
+ * there (a 404 or 405 from it counts too); a binding whose phone misses `missesBeforeDrop` pings in a row
  * is removed, so calls stop ringing a phone that is gone (until it registers again).
  *
  * Connection flows (TCP, TLS, WS) are not pinged: the phone keeps them open (RFC 5626 §4.4.1 CRLF
@@ -13,7 +13,8 @@
  */
 import type { Logger } from '../observability/logger.js';
 import { natKeepalivePings, natKeepaliveDrops } from '../observability/metrics.js';
-import type { Srf, SrfRequest } from '../sip/srf.js';
+import type { Srf } from '../sip/srf.js';
+import { optionsProbe } from '../sip/options-probe.js';
 import { flowUri, type BindingStore, type RegisteredContact } from './binding-store.js';
 
 export interface NatKeepaliveOptions {
@@ -41,9 +42,12 @@ interface Tracked {
   misses: number;
 }
 
-/** 408 is what a transaction that timed out ends with (RFC 3261 §17.1.2.2); any other final answer is the phone. */
+/**
+ * 408 is what a transaction that timed out ends with (RFC 3261 §17.1.2.2) and 503 what the server answers
+ * when it could not send; any other final answer comes from the phone.
+ */
 export function pingAnswered(status: number): boolean {
-  return status >= 200 && status !== 408;
+  return status >= 200 && status !== 408 && status !== 503;
 }
 
 export class NatKeepalive {
@@ -140,27 +144,9 @@ export class NatKeepalive {
 
   /** One OPTIONS to the binding's contact through its flow; the final status, 0 for none within timeoutMs. */
   private probe(entry: Tracked): Promise<number> {
-    return new Promise<number>((resolve) => {
-      const timer = setTimeout(() => resolve(0), this.timeoutMs);
-      const done = (status: number): void => {
-        clearTimeout(timer);
-        resolve(status);
-      };
-      try {
-        // callback form: the response listener is attached before the next frame is read
-        this.srf.request(entry.contact, {
-          method: 'OPTIONS',
-          proxy: flowUri(entry.flow),
-          headers: { From: `<sip:keepalive@${this.options.fromHost}>`, To: `<${entry.contact}>`, 'Max-Forwards': '1' },
-        }, (err: Error | null, req?: SrfRequest) => {
-          if (err || !req) return done(0);
-          req.on('response', (res) => {
-            if (res.status >= 200) done(res.status);
-          });
-        });
-      } catch {
-        done(0);
-      }
+    return optionsProbe(this.srf, entry.contact, this.timeoutMs, {
+      proxy: flowUri(entry.flow),
+      headers: { From: `<sip:keepalive@${this.options.fromHost}>`, To: `<${entry.contact}>`, 'Max-Forwards': '1' },
     });
   }
 }
