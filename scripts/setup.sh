@@ -31,7 +31,7 @@ declare -a wanted=(
   "sipp:sip-tester"
 )
 if [[ $want_test_tools == 1 ]]; then
-  wanted+=("chromium:chromium" "baresip:baresip-core" "linphone-daemon:linphone-cli")
+  wanted+=("chromium:chromium" "baresip:baresip-core" "linphonec:linphone-cli")
 fi
 if ! command -v node >/dev/null 2>&1; then
   # Debian 12's nodejs is 18; the version check below says what to do then.
