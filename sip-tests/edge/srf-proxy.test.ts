@@ -2,7 +2,7 @@
  * srf.proxyRequest served by the embedded edge (issue 15 item 6): stateful proxying per RFC 3261 §16 between
  * two SIPp peers, as drachtio-server does it: our Via on top, Max-Forwards decremented, the destination as the
  * Request-URI, Record-Route when asked (the dialog's ACK and BYE then come through the edge), serial failover
- * to the next destination on a failure, the best failure when none answers, CANCEL passed downstream, and the
+ * to the next destination on a failure, simultaneous forking with the losing branch cancelled, the best failure when none answers, CANCEL passed downstream, and the
  * app told each final response and the end.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +14,7 @@ import { headerValues, receivedMessages, receivedRequest, receivedStatuses, reje
 let stack: TestStack;
 let app: Srf;
 /** the destinations each called number is proxied to, and whether to record-route */
-const plans = new Map<string, { destinations: string[]; recordRoute: boolean }>();
+const plans = new Map<string, { destinations: string[]; recordRoute: boolean; forking?: 'serial' | 'simultaneous' }>();
 const results: Array<{ called: string; result?: ProxyResult; error?: unknown }> = [];
 
 beforeAll(async () => {
@@ -24,7 +24,7 @@ beforeAll(async () => {
     const called = req.calledNumber ?? '';
     const plan = plans.get(called);
     if (!plan) return;
-    app.proxyRequest(req, plan.destinations, { recordRoute: plan.recordRoute }).then(
+    app.proxyRequest(req, plan.destinations, { recordRoute: plan.recordRoute, ...(plan.forking ? { forking: plan.forking } : {}) }).then(
       (result) => results.push({ called, result }),
       (error: unknown) => results.push({ called, error }),
     );
@@ -105,6 +105,21 @@ describe('srf.proxyRequest on the edge', () => {
     expect(result.connected).toBe(true);
     await busy.stop(2000);
     await callee.stop(3000);
+  });
+
+  it('simultaneous forking: the first answer wins, the branch still ringing is cancelled', async () => {
+    const ringing = await uas('uas-ring-forever.xml');
+    const callee = await uas('uas-answer-rtp.xml');
+    plans.set('p6', { destinations: [`sip:ring@127.0.0.1:${ringing.port}`, `sip:answer@127.0.0.1:${callee.port}`], recordRoute: true, forking: 'simultaneous' });
+    const call = await caller('call-carrier-uac.xml', 'p6');
+    expect(call.stats.successful, call.errors + call.stdout.slice(-1500)).toBe(1);
+    const cancelled = await ringing.stop(3000);
+    expect(cancelled.stats.successful, 'the ringing branch got CANCEL, answered 487 and got its ACK').toBe(1);
+    expect(receivedRequest(cancelled.messages, 'CANCEL')).toBeDefined();
+    expect(receivedRequest((await callee.stop(3000)).messages, 'BYE'), 'the answering branch got the BYE').toBeDefined();
+    const result = await resultOf('p6');
+    expect(result.connected).toBe(true);
+    expect(result.finalStatus).toBe(200);
   });
 
   it('a CANCEL from the caller is answered and sent on; the callee\'s 487 comes back', async () => {

@@ -4,7 +4,8 @@
  *
  * - the app's `proxy|<txnId>|remainInDialog|fullResponse|followRedirects|simultaneous|serial|<provTimeout>|<finalTimeout>|<dest>...`
  *   names a network request it was handed; the request is forwarded to the destinations one after another
- *   (serial; `simultaneous` is also tried in order: no parallel forking) with its Request-URI replaced by
+ *   (serial) or to all at once (simultaneous: the first 2xx wins, the other branches are cancelled,
+ *   §16.7 step 10), each copy with its Request-URI replaced by
  *   the destination, Max-Forwards decremented (483 at 0, §16.3), our Via on top (§16.6 step 8) and, with
  *   remainInDialog, our Record-Route (§16.6 step 4);
  * - responses come back with our Via removed (§16.7 step 3): 1xx other than 100 are forwarded at once, a
@@ -16,7 +17,7 @@
  *   request forwarded to the next Route or the Request-URI (§16.4, §16.12), ACK statelessly, others in a
  *   transaction of their own with the final response forwarded back.
  *
- * Not done: followRedirects (a 3xx is a failure like any other), provisional/final timeouts, parallel forking.
+ * Not done: followRedirects (a 3xx is a failure like any other), provisional/final timeouts.
  */
 import type { Logger } from 'pino';
 import { parseNameAddr, type SipMessage } from '../message/index.js';
@@ -40,6 +41,8 @@ export interface ProxyCommand {
   app: AppConnection;
   msgId: string;
   recordRoute: boolean;
+  /** fork to every destination at once (else one after another) */
+  simultaneous: boolean;
   destinations: string[];
   /** headers the app added (the frame's payload after the request line) */
   extraHeaders: Array<{ name: string; value: string }>;
@@ -60,7 +63,7 @@ export function parseProxyCommand(app: AppConnection, msgId: string, tokens: rea
     if (!/^[A-Za-z0-9!%'*+.^_`|~-]+$/.test(name) || NOT_FROM_APP.has(name.toLowerCase())) continue;
     extraHeaders.push({ name, value: line.slice(colon + 1).trim() });
   }
-  return { app, msgId, txnId, recordRoute: tokens[3] === 'remainInDialog', destinations, extraHeaders };
+  return { app, msgId, txnId, recordRoute: tokens[3] === 'remainInDialog', simultaneous: tokens[6] === 'simultaneous', destinations, extraHeaders };
 }
 
 /**
@@ -89,15 +92,24 @@ function better(candidate: number, best: number): boolean {
   return candidate < best;
 }
 
-interface ProxiedInvite {
+/** A request being proxied: its server transaction upstream and the client transactions (branches) downstream. */
+interface ProxiedRequest {
   stx: ServerTransaction;
-  ctx?: ClientTransaction;
+  branches: Set<ClientTransaction>;
   canceled: boolean;
+  /** a 2xx came back (and went up) */
+  answered: boolean;
+  /** simultaneous: branches not finished yet */
+  open: number;
+  /** the best failure so far (§16.7 step 6), ready to go upstream */
+  best?: SipMessage;
+  /** the final response went up */
+  finished: boolean;
 }
 
 export class StatefulProxy {
   /** INVITE server transactions being proxied, by id: a CANCEL for one is ours to forward */
-  private readonly invites = new Map<string, ProxiedInvite>();
+  private readonly invites = new Map<string, ProxiedRequest>();
 
   constructor(private readonly deps: ProxyDeps) {}
 
@@ -111,48 +123,52 @@ export class StatefulProxy {
       cmd.app.send(apiResponse(cmd.msgId, 'OK', 'done'));
       return;
     }
-    const state: ProxiedInvite = { stx, canceled: false };
+    const state: ProxiedRequest = { stx, branches: new Set(), canceled: false, answered: false, open: 0, finished: false };
     if (req.method === 'INVITE') this.invites.set(stx.id, state);
     stx.once('terminated', () => this.invites.delete(stx.id));
-    let best: SipMessage | undefined;
-    const next = async (index: number): Promise<void> => {
-      const destination = cmd.destinations[index];
-      if (destination === undefined || state.canceled) return this.finish(cmd, state, best);
+    const failed = (res: SipMessage): void => {
+      if (!state.best || better(res.status ?? 500, state.best.status ?? 0)) state.best = res;
+    };
+    /** One client transaction toward `destination`; calls `ended` once when it failed (not after a 2xx). */
+    const branch = async (destination: string, ended: () => void): Promise<void> => {
       const forwarded = this.forwardedRequest(req, destination, maxForwards, cmd);
       const target = (await this.deps.resolve(forwarded.routeTo).catch(() => []))[0];
       if (!target || this.deps.isOwnAddress(target)) {
-        const failure = buildResponse(req, target ? 482 : 503, target ? 'Loop Detected' : 'Service Unavailable');
-        if (!best || better(failure.status ?? 500, best.status ?? 0)) best = failure;
-        return next(index + 1);
+        failed(buildResponse(req, target ? 482 : 503, target ? 'Loop Detected' : 'Service Unavailable'));
+        return ended();
       }
       const local = this.deps.localFor(target.protocol, target.address);
       forwarded.message.prepend('Via', viaFor(local, generateBranch()));
       if (cmd.recordRoute && req.method === 'INVITE') forwarded.message.prepend('Record-Route', recordRouteFor(local));
       const ctx = this.deps.transactions.sendRequest(forwarded.message, target);
-      state.ctx = ctx;
+      state.branches.add(ctx);
       let final = false;
       const onFinal = (res: SipMessage, meta: WireMeta): void => {
         const status = res.status ?? 500;
-        if (!final) this.report(cmd, meta, res);
+        const first = !final;
         final = true;
+        if (first) this.report(cmd, meta, res);
         if (status >= 200 && status < 300) {
-          // every 2xx goes up, retransmissions too (RFC 6026 §8.4): the UAC's ACK is end to end
+          // every 2xx goes up, retransmissions and other branches' too (§16.7 step 5, RFC 6026 §8.4)
           stx.respond(forUpstream(res, req)).catch(() => undefined);
+          if (!state.answered) {
+            state.answered = true;
+            cmd.app.send(apiResponse(cmd.msgId, 'OK', 'done'));
+            // §16.7 step 10: the other branches still ringing are cancelled
+            for (const other of state.branches) if (other !== ctx) void other.cancel();
+          }
           return;
         }
-        if (!best || better(status, best.status ?? 0)) best = forUpstream(res, req);
+        if (!first) return;
+        failed(forUpstream(res, req));
+        state.branches.delete(ctx);
         ctx.removeAllListeners('response').removeAllListeners('timeout').removeAllListeners('transport-error');
-        void next(index + 1);
+        ended();
       };
       ctx.on('response', (inb: InboundMessage) => {
         const status = inb.message.status ?? 0;
-        if (status >= 200) {
-          const wasFinal = final;
-          onFinal(inb.message, networkMeta(inb));
-          if (!wasFinal && status < 300) cmd.app.send(apiResponse(cmd.msgId, 'OK', 'done'));
-          return;
-        }
-        if (status > 100 && !final) stx.respond(forUpstream(inb.message, req)).catch(() => undefined);
+        if (status >= 200) return onFinal(inb.message, networkMeta(inb));
+        if (status > 100 && !final && !state.answered) stx.respond(forUpstream(inb.message, req)).catch(() => undefined);
       });
       const synthesized = (status: number, reason: string): void => {
         if (final) return;
@@ -161,13 +177,32 @@ export class StatefulProxy {
       };
       ctx.on('timeout', () => synthesized(408, 'Request Timeout'));
       ctx.on('transport-error', () => synthesized(503, 'Service Unavailable'));
-      if (state.canceled) void ctx.cancel();
+      if (state.canceled || state.answered) void ctx.cancel();
     };
-    void next(0).catch((err: unknown) => {
+    const fail = (err: unknown): void => {
       this.deps.logger?.warn({ err }, 'proxy failed');
-      stx.respond(buildResponse(req, 500, 'Server Internal Error')).catch(() => undefined);
-      cmd.app.send(apiResponse(cmd.msgId, 'OK', 'done'));
-    });
+      if (!state.finished) {
+        state.finished = true;
+        stx.respond(buildResponse(req, 500, 'Server Internal Error')).catch(() => undefined);
+        cmd.app.send(apiResponse(cmd.msgId, 'OK', 'done'));
+      }
+    };
+    if (cmd.simultaneous) {
+      // parallel forking (§16.6 step 1 for each target): the best failure goes up once every branch failed
+      state.open = cmd.destinations.length;
+      const ended = (): void => {
+        if (--state.open === 0 && !state.answered) this.finish(cmd, state);
+      };
+      for (const destination of cmd.destinations) branch(destination, ended).catch(fail);
+      return;
+    }
+    // serial: the next destination after each failure, none once cancelled
+    const next = (index: number): void => {
+      const destination = cmd.destinations[index];
+      if (destination === undefined || state.canceled) return this.finish(cmd, state);
+      branch(destination, () => next(index + 1)).catch(fail);
+    };
+    next(0);
   }
 
   /** A CANCEL for an INVITE we proxy (§16.10): true when handled (answered 200 and sent downstream). */
@@ -176,7 +211,7 @@ export class StatefulProxy {
     if (!state) return false;
     cancelStx.respond(buildResponse(cancel.message, 200, 'OK')).catch(() => undefined);
     state.canceled = true;
-    void state.ctx?.cancel();
+    for (const ctx of state.branches) void ctx.cancel();
     return true;
   }
 
@@ -249,9 +284,11 @@ export class StatefulProxy {
   }
 
   /** No destination left: the best failure goes upstream (§16.7 step 6), then the app hears `done`. */
-  private finish(cmd: ProxyCommand, state: ProxiedInvite, best: SipMessage | undefined): void {
+  private finish(cmd: ProxyCommand, state: ProxiedRequest): void {
+    if (state.finished || state.answered) return;
+    state.finished = true;
     const req = state.stx.request.message;
-    const res = best ?? buildResponse(req, 408, 'Request Timeout');
+    const res = state.best ?? buildResponse(req, 408, 'Request Timeout');
     if (state.canceled && (res.status ?? 0) !== 487) {
       state.stx.respond(buildResponse(req, 487, 'Request Terminated')).catch(() => undefined);
     } else {
