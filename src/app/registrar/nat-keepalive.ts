@@ -51,8 +51,9 @@ export function pingAnswered(status: number): boolean {
 }
 
 export class NatKeepalive {
-  /** "userId\nbindingId" -> binding; Map order = insertion order, for forgetting the oldest */
-  private readonly tracked = new Map<string, Tracked>();
+  /** userId -> its UDP bindings; Map order = last registration order, for forgetting the oldest user first */
+  private readonly tracked = new Map<string, Tracked[]>();
+  private count = 0;
   private timer: NodeJS.Timeout | null = null;
   private running = false;
   private stopped = false;
@@ -70,22 +71,39 @@ export class NatKeepalive {
   }
 
   get size(): number {
-    return this.tracked.size;
+    return this.count;
   }
 
   /** After a successful REGISTER of `userId`: `current` is all of the user's bindings now (the 200's Contacts). */
   track(userId: string, current: ReadonlyArray<RegisteredContact>): void {
-    for (const [key, entry] of this.tracked) if (entry.userId === userId) this.tracked.delete(key);
-    for (const binding of current) {
-      if (binding.flow.transport.toLowerCase() !== 'udp') continue;
-      if (this.tracked.size >= this.maxTracked) {
-        const oldest = this.tracked.keys().next().value;
-        if (oldest !== undefined) this.tracked.delete(oldest);
-      }
-      this.tracked.set(`${userId}\n${binding.id}`, {
-        userId, bindingId: binding.id, contact: binding.contact, flow: binding.flow, expiresAt: binding.expiresAt, misses: 0,
-      });
+    this.forgetUser(userId);
+    const udp = current.filter((binding) => binding.flow.transport.toLowerCase() === 'udp');
+    if (udp.length === 0) return;
+    while (this.count + udp.length > this.maxTracked && this.tracked.size > 0) {
+      const oldest = this.tracked.keys().next().value;
+      if (oldest === undefined) break;
+      this.forgetUser(oldest);
     }
+    this.tracked.set(userId, udp.map((binding) => ({
+      userId, bindingId: binding.id, contact: binding.contact, flow: binding.flow, expiresAt: binding.expiresAt, misses: 0,
+    })));
+    this.count += udp.length;
+  }
+
+  private forgetUser(userId: string): void {
+    const entries = this.tracked.get(userId);
+    if (!entries) return;
+    this.count -= entries.length;
+    this.tracked.delete(userId);
+  }
+
+  private forget(entry: Tracked): void {
+    const entries = this.tracked.get(entry.userId);
+    const i = entries ? entries.indexOf(entry) : -1;
+    if (!entries || i < 0) return;
+    entries.splice(i, 1);
+    this.count--;
+    if (entries.length === 0) this.tracked.delete(entry.userId);
   }
 
   start(): void {
@@ -99,6 +117,7 @@ export class NatKeepalive {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.tracked.clear();
+    this.count = 0;
   }
 
   /** One round: pings every live tracked binding (at most maxInFlight at once); a round still running skips the tick. */
@@ -107,9 +126,11 @@ export class NatKeepalive {
     this.running = true;
     try {
       const due: Tracked[] = [];
-      for (const [key, entry] of this.tracked) {
-        if (entry.expiresAt <= now) this.tracked.delete(key);
-        else due.push(entry);
+      for (const entries of [...this.tracked.values()]) {
+        for (const entry of [...entries]) {
+          if (entry.expiresAt <= now) this.forget(entry);
+          else due.push(entry);
+        }
       }
       let next = 0;
       const worker = async (): Promise<void> => {
@@ -131,8 +152,7 @@ export class NatKeepalive {
     natKeepalivePings.inc({ result: 'missed' });
     entry.misses++;
     if (entry.misses < this.missesBeforeDrop) return;
-    const key = `${entry.userId}\n${entry.bindingId}`;
-    if (this.tracked.get(key) === entry) this.tracked.delete(key);
+    this.forget(entry);
     // only if the binding is still the one pinged (the phone may have registered again over another flow)
     const binding = (await this.bindings.list(entry.userId)).find((b) => b.id === entry.bindingId);
     if (!binding || flowUri(binding.flow) !== flowUri(entry.flow)) return;
