@@ -2,7 +2,8 @@
 # Installs what dialcore needs on Debian 12, idempotently (safe to run every time).
 #
 #   bash scripts/setup.sh           # runtime: Node >= 20, npm deps, redis-server, rtpengine, sipp, janus, espeak-ng, sox
-#   bash scripts/setup.sh --test    # also what the test suites need: chromium (WebRTC browser tests)
+#   bash scripts/setup.sh --test    # also what the test suites need: chromium (WebRTC browser tests),
+#                                   # baresip and linphone-cli (real SIP phones, sip-tests/interop)
 #
 # Debian packages are installed with apt-get only when missing, and `apt-get update`
 # runs only when something is missing. npm dependencies are installed with `npm ci`
@@ -34,7 +35,7 @@ declare -a wanted=(
   "sox:sox"
 )
 if [[ $want_test_tools == 1 ]]; then
-  wanted+=("chromium:chromium")
+  wanted+=("chromium:chromium" "baresip:baresip-core" "linphonec:linphone-cli")
 fi
 if ! command -v node >/dev/null 2>&1; then
   # Debian 12's nodejs is 18; the version check below says what to do then.

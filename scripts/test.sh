@@ -5,7 +5,7 @@
 #   bash scripts/test.sh sip-tests/harness    # extra arguments go to `vitest run`
 #
 # 1. scripts/setup.sh --test: Debian packages (redis-server, rtpengine-daemon,
-#    sip-tester, chromium) and npm dependencies, each only when missing.
+#    sip-tester, chromium, baresip, linphone-cli) and npm dependencies, each only when missing.
 # 2. npx tsc -p tsconfig.json (type check, no output files).
 # 3. npx vitest run: unit tests next to the code and integration suites in sip-tests/.
 #    Suites start their own Redis, rtpengine, SIPp and browsers on 127.0.0.1 with

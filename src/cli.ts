@@ -106,6 +106,7 @@ async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.
     ...(config.dialIn.accessNumbers.length > 0 ? { dialIn: config.dialIn } : {}),
     sessionExpiresSeconds: config.calls.sessionExpiresSeconds,
     minSessionExpiresSeconds: config.calls.minSessionExpiresSeconds,
+    pbxOptionsIntervalSeconds: config.calls.pbxOptionsIntervalSeconds,
   }));
 }
 

@@ -103,6 +103,8 @@ export interface CallStackOptions {
    * core's calls feature does (src/app/calls/feature.ts). Default false: the kick ends calls only.
    */
   closeUserFlowsOnKick?: boolean;
+  /** NAT keep-alive OPTIONS to UDP bindings (src/app/registrar/nat-keepalive.ts). Default: none. */
+  natKeepalive?: { intervalMs: number; missesBeforeDrop?: number; timeoutMs?: number };
 }
 
 interface NgListClient {
@@ -153,6 +155,7 @@ export async function startCallStack(options: CallStackOptions = {}): Promise<Ca
     terminator,
     sessions: { listUserSessions: async (userId) => [...(hooks.listUserSessions?.(userId) ?? []), ...(await calls.listUserSessions(userId))] },
     abuse: { neverBan: ['127.0.0.1', CARRIER_IP] },
+    ...(options.natKeepalive ? { natKeepalive: { srf, ...options.natKeepalive } } : {}),
   });
   flowsOf = (userId) => services.flows.flowsOf(userId);
   srf.register(services.registerHandler);

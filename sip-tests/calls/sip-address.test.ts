@@ -10,6 +10,8 @@
  * After every test: no call session, media session, rtpengine call or edge dialog is left.
  */
 import { describe, expect, it } from 'vitest';
+import { computeDigestResponse, parseAuthParams } from '../../src/app/auth/digest.js';
+import { computeHa1 } from '../../src/app/auth/ha1.js';
 import { freePort, runSipp, startSippServer, type SippServer } from '../harness/index.js';
 import { useCallStack, type CallStack } from './call-stack.js';
 import { headerValues, receivedMessages, receivedStatuses } from './sipp-trace.js';
@@ -112,6 +114,40 @@ describe('inbound carrier call to a sip-address user', () => {
     } finally {
       watch.stop();
     }
+  });
+});
+
+describe('inbound carrier call to a sip-address user whose PBX answers 407', () => {
+  it('answers the 407 with Proxy-Authorization computed from the stored credentials', async () => {
+    const pbxPort = await freePort();
+    const user = await cs.createUser({
+      connectionMethod: 'sip-address',
+      sipAddress: { uri: `sip:2003@127.0.0.1:${pbxPort}`, username: PBX_USERNAME, password: PBX_PASSWORD },
+    });
+    const did = nextDid();
+    cs.routeDid(did, user.id);
+    const callee = await startSippServer({ scenario: 'call-pbx-auth-407.xml', localPort: pbxPort, traceMessages: true, timeoutMs: 60_000 });
+    servers.push(callee);
+    const carrier = await carrierCall('call-carrier-uac.xml', did);
+    expect(carrier.stats.successful, carrier.errors + carrier.stdout.slice(-1500)).toBe(1);
+    const pbxResult = await callee.stop();
+    expect(pbxResult.stats.successful, pbxResult.errors + pbxResult.stdout.slice(-1500)).toBe(1);
+    const invites = receivedMessages(pbxResult.messages).filter((m) => m.startsWith('INVITE '));
+    expect(invites).toHaveLength(2);
+    expect(headerValues(invites[0]!, 'Proxy-Authorization')).toEqual([]);
+    // RFC 3261 §22.3: the retry carries Proxy-Authorization (not Authorization) for the 407's realm
+    expect(headerValues(invites[1]!, 'Authorization')).toEqual([]);
+    const [credentials] = headerValues(invites[1]!, 'Proxy-Authorization');
+    const params = parseAuthParams(credentials!)?.[0]?.params;
+    expect(params?.get('username')).toBe(PBX_USERNAME);
+    expect(params?.get('realm')).toBe('pbx.example');
+    expect(params?.get('nonce')).toBe('5f1e2d3c4b5a69788796a5b4c3d2e1f0');
+    expect(params?.get('qop')).toBe('auth');
+    const expected = computeDigestResponse('MD5', computeHa1('MD5', PBX_USERNAME, 'pbx.example', PBX_PASSWORD), 'INVITE', {
+      nonce: params!.get('nonce')!, uri: params!.get('uri')!, qop: 'auth', nc: params!.get('nc')!, cnonce: params!.get('cnonce')!,
+    });
+    expect(params?.get('response'), 'the digest is right for the stored password').toBe(expected);
+    expect(pbxResult.messages).not.toContain(PBX_PASSWORD);
   });
 });
 

@@ -39,19 +39,20 @@ export function optionsRequest(targetPort: number, localPort: number, protocol: 
   ].join('\r\n');
 }
 
-/** An INVITE with an SDP body, for truncation tests. */
-export function inviteRequest(targetPort: number, localPort: number): string {
+/** An INVITE with an SDP body, for truncation tests; `extraHeaders` (e.g. a User-Agent) go before Content-Type. */
+export function inviteRequest(targetPort: number, localPort: number, extraHeaders: string[] = [], localHost = HOST): string {
   const id = randomBytes(6).toString('hex');
   const sdp = ['v=0', `o=- 1 1 IN IP4 ${HOST}`, 's=-', `c=IN IP4 ${HOST}`, 't=0 0', 'm=audio 40000 RTP/AVP 0', 'a=rtpmap:0 PCMU/8000', ''].join('\r\n');
   return [
     `INVITE sip:callee@${HOST}:${targetPort} SIP/2.0`,
-    `Via: SIP/2.0/UDP ${HOST}:${localPort};rport;branch=z9hG4bK-${id}`,
+    `Via: SIP/2.0/UDP ${localHost}:${localPort};rport;branch=z9hG4bK-${id}`,
     'Max-Forwards: 70',
     `From: <sip:faults@${HOST}>;tag=${id}`,
     `To: <sip:callee@${HOST}:${targetPort}>`,
     `Call-ID: ${id}@faults`,
     'CSeq: 1 INVITE',
-    `Contact: <sip:faults@${HOST}:${localPort}>`,
+    `Contact: <sip:faults@${localHost}:${localPort}>`,
+    ...extraHeaders,
     'Content-Type: application/sdp',
     `Content-Length: ${Buffer.byteLength(sdp)}`,
     '',
@@ -71,9 +72,10 @@ export class UdpPeer {
     });
   }
 
-  static async open(): Promise<UdpPeer> {
+  /** Bound to `host` (default 127.0.0.1; any 127/8 address works on Linux, e.g. for a source of its own). */
+  static async open(host = HOST): Promise<UdpPeer> {
     const socket = dgram.createSocket('udp4');
-    await new Promise<void>((resolve) => socket.bind(0, HOST, () => resolve()));
+    await new Promise<void>((resolve) => socket.bind(0, host, () => resolve()));
     return new UdpPeer(socket);
   }
 

@@ -22,6 +22,8 @@ export interface ServiceOptions {
   cwd?: string;
   /** Added to the parent's environment. */
   env?: Record<string, string>;
+  /** `pipe`: the process reads from `child.stdin` (a command-line client driven by the test). Default: no stdin. */
+  stdin?: 'ignore' | 'pipe';
   /** Write stderr to its own file (`errLogFile`) instead of interleaving it into `logFile`. */
   separateStderr?: boolean;
 }
@@ -109,7 +111,7 @@ export function spawnService(options: ServiceOptions): Service {
     child = spawn(options.command, options.args, {
       cwd: options.cwd ?? dir,
       env: { ...process.env, ...options.env },
-      stdio: ['ignore', logFd, errFd],
+      stdio: [options.stdin ?? 'ignore', logFd, errFd],
     });
   } finally {
     closeSync(logFd);

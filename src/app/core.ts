@@ -53,6 +53,9 @@ export interface CoreOptions {
     defaultExpires: number;
     /** digest challenges offered, most preferred first */
     digestAlgorithms: DigestAlgorithm[];
+    /** NAT keep-alive OPTIONS to UDP registrations (src/app/registrar/nat-keepalive.ts); 0 or absent: none */
+    keepaliveIntervalSeconds?: number;
+    keepaliveMisses?: number;
   };
   /** This instance's SIP address for the other instances sharing the Redis (config cluster.instanceAddress). */
   instanceAddress?: string;
@@ -112,6 +115,8 @@ export async function startCore(
     closeUserFlows: (userId) => feature?.terminator.closeUserFlows?.(userId) ?? Promise.resolve(),
   };
   const sessions: SessionDirectory = { listUserSessions: (userId) => feature?.sessions.listUserSessions(userId) ?? Promise.resolve([]) };
+  const srf = createSrf();
+  const keepaliveSeconds = opts.registrar.keepaliveIntervalSeconds ?? 0;
   const services = await startRegistrarServices({
     client,
     realm: opts.registrar.realm,
@@ -124,10 +129,12 @@ export async function startCore(
     terminator,
     sessions,
     ...(opts.instanceAddress ? { instanceAddress: opts.instanceAddress } : {}),
+    ...(keepaliveSeconds > 0
+      ? { natKeepalive: { srf, intervalMs: keepaliveSeconds * 1000, missesBeforeDrop: opts.registrar.keepaliveMisses ?? 3 } }
+      : {}),
     log: log.child({ component: 'registrar' }),
   });
 
-  const srf = createSrf();
   let draining = false;
   let retryAfterSeconds = 0;
   /** While draining, out-of-dialog requests are refused; in-dialog ones (BYE, re-INVITE) reach their dialogs as before. */

@@ -36,11 +36,15 @@ export interface DialcoreConfig {
     realm: string; minExpires: number; maxExpires: number; defaultExpires: number; nonceSecret: string; nonceLifetimeSeconds: number;
     /** digest challenges offered, most preferred first (RFC 8760 2.4) */
     digestAlgorithms: DigestAlgorithm[];
+    /** NAT keep-alive OPTIONS to UDP registrations every this many seconds (0: off), and the misses that drop a binding */
+    keepaliveIntervalSeconds: number; keepaliveMisses: number;
   };
   calls: {
     domain: string; ringTimeoutSeconds: number; maxCallSeconds: number;
     /** RFC 4028 session timers on both legs: interval asked for and the smallest accepted (Min-SE) */
     sessionExpiresSeconds: number; minSessionExpiresSeconds: number;
+    /** OPTIONS health of every sip-address user's PBX every this many seconds (0: off) */
+    pbxOptionsIntervalSeconds: number;
   };
   /** agent sessions: hold music between calls, where the agent prompts are written */
   agents: { holdMusic: string | null; promptsDir: string };
@@ -124,6 +128,8 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'registrar.defaultExpires', flag: '--default-expires', env: 'DIALCORE_DEFAULT_EXPIRES', kind: 'int', min: 1, max: 604_800, help: 'interval when the REGISTER names none' },
   { path: 'registrar.nonceSecret', flag: '--nonce-secret', env: 'DIALCORE_NONCE_SECRET', kind: 'secret', help: 'HMAC key signing digest nonces (same on every instance)' },
   { path: 'registrar.digestAlgorithms', flag: '--digest-algorithms', env: 'DIALCORE_DIGEST_ALGORITHMS', kind: 'digest-algorithms', help: 'digest challenges offered, most preferred first: MD5, SHA-256, SHA-512-256 (default MD5: SIPp and many phones answer only the first challenge, JsSIP only the last)' },
+  { path: 'registrar.keepaliveIntervalSeconds', flag: '--keepalive-interval', env: 'DIALCORE_KEEPALIVE_INTERVAL', kind: 'int', min: 0, max: 3600, help: 'seconds between NAT keep-alive OPTIONS to each UDP registration (0: none)' },
+  { path: 'registrar.keepaliveMisses', flag: '--keepalive-misses', env: 'DIALCORE_KEEPALIVE_MISSES', kind: 'int', min: 1, max: 100, help: 'keep-alive OPTIONS a phone may leave unanswered in a row before its binding is removed' },
   { path: 'registrar.nonceLifetimeSeconds', flag: '--nonce-lifetime', env: 'DIALCORE_NONCE_LIFETIME', kind: 'int', min: 5, max: 3600, help: 'seconds before a nonce is stale' },
   { path: 'calls.domain', flag: '--domain', env: 'DIALCORE_DOMAIN', kind: 'string', help: 'SIP domain in the From/To of calls delivered to devices' },
   { path: 'calls.ringTimeoutSeconds', flag: '--ring-timeout', env: 'DIALCORE_RING_TIMEOUT', kind: 'int', min: 5, max: 600, help: 'seconds a call may ring before it is given up (480)' },
@@ -133,6 +139,7 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'recording.dir', flag: '--recording-dir', env: 'DIALCORE_RECORDING_DIR', kind: 'string', help: 'rtpengine\'s --recording-dir (pcap method): call recordings are turned into WAV under <dir>/wav; unset = recording refused' },
   { path: 'mixer.janusUrl', flag: '--janus-url', env: 'DIALCORE_JANUS_URL', kind: 'http-url', help: 'Janus HTTP API root (e.g. http://127.0.0.1:8088/janus) whose AudioBridge plugin mixes 3-way calls; unset = 3-way refused' },
   { path: 'calls.sessionExpiresSeconds', flag: '--session-expires', env: 'DIALCORE_SESSION_EXPIRES', kind: 'int', min: 90, max: 86_400, help: 'RFC 4028 session interval asked for on both legs of a call (Session-Expires)' },
+  { path: 'calls.pbxOptionsIntervalSeconds', flag: '--pbx-options-interval', env: 'DIALCORE_PBX_OPTIONS_INTERVAL', kind: 'int', min: 0, max: 86_400, help: 'seconds between OPTIONS health probes of each sip-address user\'s PBX (0: none)' },
   { path: 'calls.minSessionExpiresSeconds', flag: '--min-se', env: 'DIALCORE_MIN_SE', kind: 'int', min: 90, max: 86_400, help: 'smallest RFC 4028 session interval accepted (Min-SE; below it: 422)' },
   { path: 'dialIn.accessNumbers', flag: '--access-number', env: 'DIALCORE_ACCESS_NUMBERS', kind: 'number-list', repeatable: true, help: 'dial-in access number (called number, digits with an optional +) answered with the ID/PIN login; repeat or comma-separate for several' },
   { path: 'dialIn.dtmfEvents', flag: '--dtmf-events', env: 'DIALCORE_DTMF_EVENTS', kind: 'hostport', help: 'UDP host:port dialcore listens on for rtpengine DTMF events (rtpengine --dtmf-log-dest); default 127.0.0.1:22230' },
@@ -421,6 +428,8 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       nonceSecret: (c.registrar?.nonceSecret as string | undefined) ?? '',
       nonceLifetimeSeconds: (c.registrar?.nonceLifetimeSeconds as number | undefined) ?? 300,
       digestAlgorithms: (c.registrar?.digestAlgorithms as DigestAlgorithm[] | undefined) ?? [...DEFAULT_DIGEST_ALGORITHMS],
+      keepaliveIntervalSeconds: (c.registrar?.keepaliveIntervalSeconds as number | undefined) ?? 30,
+      keepaliveMisses: (c.registrar?.keepaliveMisses as number | undefined) ?? 3,
     },
     calls: {
       domain: (c.calls?.domain as string | undefined) ?? 'dialcore.invalid',
@@ -428,6 +437,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       maxCallSeconds: (c.calls?.maxCallSeconds as number | undefined) ?? 14_400,
       sessionExpiresSeconds: (c.calls?.sessionExpiresSeconds as number | undefined) ?? 1800,
       minSessionExpiresSeconds: (c.calls?.minSessionExpiresSeconds as number | undefined) ?? 90,
+      pbxOptionsIntervalSeconds: (c.calls?.pbxOptionsIntervalSeconds as number | undefined) ?? 60,
     },
     agents: {
       holdMusic: (c.agents?.holdMusic as string | undefined) || null,

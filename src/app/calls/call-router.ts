@@ -19,6 +19,7 @@
  */
 import { FORWARD_HEADER, type ForwardedFlow, type ForwardSigner, type InstanceHeartbeat } from '../cluster/instance-forward.js';
 import type { Logger } from 'pino';
+import { isScannerUserAgent } from '../registrar/abuse.js';
 import { parseDigestCredentials, type DigestAuthenticator, type DigestCredentials } from '../auth/digest.js';
 import type { DigestAlgorithm } from '../auth/ha1.js';
 import type { NonceCountGuard } from '../auth/nonce-counts.js';
@@ -238,7 +239,8 @@ export function createCallRouter(deps: CallRouterDeps): (req: SrfRequest, res: S
         const flow = deps.forward.signer.verify(req.get(FORWARD_HEADER));
         if (flow) return deps.forward.relay(req, res, flow);
       }
-      if (deps.abuse?.isSourceBanned(req.source_address)) return; // dropped, like the registrar
+      // scanners and banned sources get no answer at all, as at the registrar (they then assume nothing listens)
+      if (isScannerUserAgent(req.get('User-Agent')) || deps.abuse?.isSourceBanned(req.source_address)) return;
       // RFC 3261 §8.2.2.3: an extension the caller requires and we do not implement (100rel: RFC 3262)
       const unsupported = unsupportedRequired(req);
       if (unsupported.length > 0) return reply(res, 420, 'Bad Extension', badExtensionHeaders(unsupported));

@@ -7,7 +7,8 @@ import { calleeIdentity, decideDialled, outboundCallerHeaders } from './call-rul
 import { customerPresentation } from './call-router.js';
 import { GatewayChannels, calledNumber, gatewayRequestUri, outboundGatewayGroups } from './carrier-routing.js';
 import { bestFailure, isFailoverStatus, mapFailureToCaller } from './failure-mapping.js';
-import { flowUri, planUserCall } from './user-calls.js';
+import { oneFlowPerInstance, planUserCall } from './user-calls.js';
+import { flowUri } from '../registrar/binding-store.js';
 
 function user(fields: Partial<UserRecord> = {}): UserRecord {
   return {
@@ -132,7 +133,7 @@ describe('calls to a user', () => {
   });
 
   it('formats flows', () => {
-    expect(flowUri({ address: '203.0.113.9', port: 5062, transport: 'WSS', receivedOn: null })).toBe('sip:203.0.113.9:5062;transport=wss');
+    expect(flowUri({ address: '203.0.113.9', port: 5062, transport: 'WSS' })).toBe('sip:203.0.113.9:5062;transport=wss');
   });
 });
 
@@ -177,5 +178,13 @@ describe('carrier routing', () => {
     expect(presented.number).toBe('+447700900123');
     expect(presented.displayName).toBe('John Smith');
     expect(presented.customerNumbers).toEqual(expect.arrayContaining(['07700900123', '+447700900123', '7700900123']));
+  });
+});
+
+describe('oneFlowPerInstance (RFC 5626 §5.3)', () => {
+  it('keeps the most recent flow of each outbound instance and every other binding', () => {
+    const b = (id: string, instanceId: string | null, regId: string | null, registeredAt: number) => ({ id, instanceId, regId, registeredAt });
+    const bindings = [b('a1', 'urn:a', '1', 10), b('a2', 'urn:a', '2', 20), b('x', null, null, 5), b('c', 'urn:c', null, 1), b('d1', 'urn:d', '1', 30)];
+    expect(oneFlowPerInstance(bindings).map((x) => x.id)).toEqual(['a2', 'x', 'c', 'd1']);
   });
 });

@@ -19,6 +19,7 @@ import { GatewayMonitor } from './gateway-monitor.js';
 import { JanusConferenceBridge, startAgentFeature } from '../agents/index.js';
 import { startDialInFeature, type DialInConfig } from '../dialin/index.js';
 import { ForwardRelays } from '../cluster/instance-forward.js';
+import { PbxMonitor, pbxHealthRoutes } from './pbx-monitor.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -45,6 +46,8 @@ export interface CallFeatureConfig {
   /** RFC 4028 (src/app/calls/session-timer.ts) */
   sessionExpiresSeconds: number;
   minSessionExpiresSeconds: number;
+  /** OPTIONS health of sip-address users' PBXs (pbx-monitor.ts); 0 or absent: none */
+  pbxOptionsIntervalSeconds?: number;
 }
 
 export class CallConfigError extends Error {
@@ -106,6 +109,7 @@ export async function startCallFeature(
     () => logger.info({ janusUrl: config.janusUrl }, '3-way mixer (Janus AudioBridge) ready'),
     (err: unknown) => logger.error({ janusUrl: config.janusUrl, err: err instanceof Error ? err.message : String(err) }, '3-way mixer not usable: 3-way calls will fail'),
   );
+  const pbxMonitor = new PbxMonitor(srf, services.store, { intervalMs: (config.pbxOptionsIntervalSeconds ?? 0) * 1000, logger });
   const agents = await startAgentFeature({
     srf,
     media,
@@ -168,11 +172,14 @@ export async function startCallFeature(
     invite,
     methods: [...CALL_METHODS, ...AGENT_LEG_METHODS],
     // gateway probes need the server link, which the core opens after this returns
-    connected: () => monitor.start(),
+    connected: () => {
+      monitor.start();
+      pbxMonitor.start();
+    },
     sessions: {
       listUserSessions: async (userId) => [...agents.service.listUserSessions(userId), ...(await calls.listUserSessions(userId))],
     },
-    api: { routes: [...agents.api.routes, ...(dialIn?.routes ?? [])], upgrades: agents.api.upgrades },
+    api: { routes: [...agents.api.routes, ...(dialIn?.routes ?? []), ...pbxHealthRoutes(pbxMonitor)], upgrades: agents.api.upgrades },
     apiListening: (url) => agents.apiListening(url),
     terminator: {
       terminateUserSessions: async (userId) =>
@@ -191,6 +198,7 @@ export async function startCallFeature(
     async stop() {
       monitor.stop();
       await dialIn?.stop();
+      pbxMonitor.stop();
       await agents.stop();
       await calls.hangupAll();
       await pool.close();

@@ -6,7 +6,8 @@
  */
 import type { Logger } from 'pino';
 import type { OutboundGateway } from '../carriers/index.js';
-import type { Srf, SrfRequest } from '../sip/srf.js';
+import type { Srf } from '../sip/srf.js';
+import { optionsProbe } from '../sip/options-probe.js';
 import { gatewayUri, type GatewayChannels } from './carrier-routing.js';
 
 export interface GatewayMonitorOptions {
@@ -52,22 +53,7 @@ export class GatewayMonitor {
 
   /** One OPTIONS to the gateway; resolves with the final status (0: no answer in time). */
   async probe(gateway: OutboundGateway): Promise<number> {
-    const status = await new Promise<number>((resolve) => {
-      const timer = setTimeout(() => resolve(0), this.opts.timeoutMs ?? 5000);
-      // callback form: the response listener is attached before the next frame is read
-      this.srf.request(gatewayUri(gateway), { method: 'OPTIONS' }, (err: Error | null, req?: SrfRequest) => {
-        if (err || !req) {
-          clearTimeout(timer);
-          resolve(503);
-          return;
-        }
-        req.on('response', (res) => {
-          if (res.status < 200) return;
-          clearTimeout(timer);
-          resolve(res.status);
-        });
-      });
-    });
+    const status = await optionsProbe(this.srf, gatewayUri(gateway), this.opts.timeoutMs ?? 5000);
     if (this.stopped) return status;
     this.record(gateway, probeSucceeded(status), status);
     return status;

@@ -9,7 +9,7 @@
  *   PBX credentials;
  * - `dial-in`: never called (they call in) -> 480; an inactive user -> 480.
  */
-import type { Binding } from '../registrar/binding-store.js';
+import { flowUri, type Binding } from '../registrar/binding-store.js';
 import type { MaskStyle } from '../policies/index.js';
 import type { UserRecord } from '../users/types.js';
 import type { CallPlan, CallTarget } from './call-session.js';
@@ -37,9 +37,19 @@ export type UserCallPlan = { ok: true; plan: CallPlan } | { ok: false; status: n
 
 const UNAVAILABLE = { ok: false, status: 480, reason: 'Temporarily Unavailable' } as const;
 
-/** `sip:host:port;transport=x` for a binding's flow (IPv6 hosts bracketed). */
-export function flowUri(flow: Binding['flow']): string {
-  return `sip:${uriHost(flow.address)}:${flow.port};transport=${flow.transport.toLowerCase()}`;
+/**
+ * RFC 5626 §5.3: a device registered over several flows (one +sip.instance, several reg-ids) is called
+ * once, over its most recently registered flow. (Failing over to its other flows when that one is
+ * broken is not done: the call to the device fails.) Bindings without an instance are all called.
+ */
+export function oneFlowPerInstance<T extends Pick<Binding, 'instanceId' | 'regId' | 'registeredAt'>>(bindings: readonly T[]): T[] {
+  const latest = new Map<string, T>();
+  for (const b of bindings) {
+    if (b.instanceId === null || b.regId === null) continue;
+    const seen = latest.get(b.instanceId);
+    if (!seen || b.registeredAt > seen.registeredAt) latest.set(b.instanceId, b);
+  }
+  return bindings.filter((b) => b.instanceId === null || b.regId === null || latest.get(b.instanceId) === b);
 }
 
 export async function planUserCall(user: UserRecord, caller: CallerPresentation, options: UserCallOptions): Promise<UserCallPlan> {
@@ -55,7 +65,7 @@ export async function planUserCall(user: UserRecord, caller: CallerPresentation,
   switch (user.connectionMethod) {
     case 'webrtc':
     case 'sip-phone': {
-      let bindings = await options.bindings.list(user.id);
+      let bindings = oneFlowPerInstance(await options.bindings.list(user.id));
       const holders = options.forward ? bindings.map((b) => b.edge).filter((e): e is string => Boolean(e)) : [];
       if (options.forward && holders.length > 0) {
         // registrations held by an instance that is gone are skipped (the flow went with it)

@@ -16,10 +16,9 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { BindingFlow } from '../registrar/binding-store.js';
+import { flowUri, type BindingFlow } from '../registrar/binding-store.js';
 import type { Dialog, SipHeaders, Srf, SrfRequest, SrfResponse } from '../sip/srf.js';
 import { isSipFailure } from '../sip/srf.js';
-import { uriHost } from '../sip/uri-host.js';
 
 export const FORWARD_HEADER = 'X-Dialcore-Forward';
 /** A forwarded INVITE is relayed at once; a token older than this is refused (replay). */
@@ -75,7 +74,7 @@ export function deliveryFor(
   binding: { userId: string; flow: BindingFlow; edge?: string | null },
   self: { instanceAddress: string | null; signer: ForwardSigner | null },
 ): { proxy: string; headers: SipHeaders } {
-  const own = `sip:${uriHost(binding.flow.address)}:${binding.flow.port};transport=${binding.flow.transport.toLowerCase()}`;
+  const own = flowUri(binding.flow);
   if (!binding.edge || !self.instanceAddress || !self.signer || binding.edge === self.instanceAddress) return { proxy: own, headers: {} };
   return {
     proxy: `sip:${binding.edge}`,
@@ -117,7 +116,7 @@ export class ForwardRelays {
   }
 
   async relay(req: SrfRequest, res: SrfResponse, flow: ForwardedFlow): Promise<void> {
-    const target = `sip:${uriHost(flow.address)}:${flow.port};transport=${flow.transport}`;
+    const target = flowUri(flow);
     let call: { uas: Dialog; uac: Dialog };
     try {
       call = await this.srf.createB2BUA(req, res, req.uri, {

@@ -58,3 +58,18 @@ export const kicksHandled = new Counter({
   labelNames: ['reason'] as const,
   registers: [metricsRegistry],
 });
+
+/** NAT keep-alive OPTIONS to UDP registrations (src/app/registrar/nat-keepalive.ts), answered or missed. */
+export const natKeepalivePings = new Counter({
+  name: 'dialcore_nat_keepalive_pings_total',
+  help: 'Keep-alive OPTIONS sent to UDP registrations, by result (answered, missed)',
+  labelNames: ['result'] as const,
+  registers: [metricsRegistry],
+});
+
+/** Bindings removed because their phone stopped answering keep-alive OPTIONS. */
+export const natKeepaliveDrops = new Counter({
+  name: 'dialcore_nat_keepalive_bindings_dropped_total',
+  help: 'UDP bindings removed after missed keep-alive OPTIONS',
+  registers: [metricsRegistry],
+});

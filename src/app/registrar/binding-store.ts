@@ -22,6 +22,7 @@
 import { hash } from 'node:crypto';
 import { keys } from '../users/keys.js';
 import { LuaScript, hashReply, type Redis } from '../users/redis.js';
+import { uriHost } from '../sip/uri-host.js';
 
 export interface BindingFlow {
   /** Source address/port/transport the REGISTER came from: the NAT-mapped flow to reach the contact through. */
@@ -30,6 +31,11 @@ export interface BindingFlow {
   transport: string;
   /** Local address:port the edge received it on (drachtio `receivedOn`), if known. */
   receivedOn: string | null;
+}
+
+/** `sip:host:port;transport=x` for a binding's flow (IPv6 hosts bracketed): the next hop of requests to the device. */
+export function flowUri(flow: Pick<BindingFlow, 'address' | 'port' | 'transport'>): string {
+  return `sip:${uriHost(flow.address)}:${flow.port};transport=${flow.transport.toLowerCase()}`;
 }
 
 export interface Binding {

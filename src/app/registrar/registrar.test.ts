@@ -55,6 +55,7 @@ interface RegisterOptions {
   userAgent?: string;
   callId?: string;
   username?: string;
+  supported?: string;
 }
 
 /** A UA: REGISTER, answer the 401 with digest credentials, keep nonce and nc like a phone. */
@@ -80,6 +81,7 @@ class Phone {
       contact: o.contact === null ? undefined : (o.contact ?? `<sip:${o.login}@192.0.2.50:5062;transport=udp>`),
       expires: o.expires === undefined ? undefined : String(o.expires),
       'user-agent': o.userAgent ?? 'TestPhone/1.0',
+      supported: o.supported,
       authorization,
     };
     return {
@@ -249,6 +251,23 @@ describe('Registrar: per-user rules', () => {
     // No event bus in this stack: the cache is stale on purpose.
     await new UserStore({ redis: await redis.connect(), realm: REALM }).setActive(user.id, false);
     expect(await phone.register()).toMatchObject({ status: 403, reason: 'User Inactive' });
+  });
+});
+
+describe('Registrar: RFC 5626 outbound', () => {
+  it('Require: outbound only for a REGISTER that supports outbound and registers flows (+sip.instance and reg-id)', async () => {
+    const s = await stack();
+    await s.store.create({ username: 'O', login: '4101', password: 'secret-password-1', connectionMethod: 'sip-phone' });
+    const flow = '<sip:4101@192.0.2.9:5070;transport=tcp>;+sip.instance="<urn:uuid:00000000-0000-1000-8000-00000000a001>";reg-id=1';
+    const phone = new Phone(s.registrar, { login: '4101', contact: flow, transport: 'tcp' });
+    const requireOf = (reply: RegisterReply | null) => reply?.headers.filter(([name]) => name === 'Require').map(([, value]) => value);
+    const asked = await phone.register({ supported: 'path, outbound' });
+    expect(asked?.status).toBe(200);
+    expect(requireOf(asked)).toEqual(['outbound']);
+    expect(requireOf(await phone.register())).toEqual([]);
+    const noRegId = await phone.register({ supported: 'outbound', contact: '<sip:4101@192.0.2.10:5070>;+sip.instance="<urn:uuid:00000000-0000-1000-8000-00000000a002>"' });
+    expect(noRegId?.status).toBe(200);
+    expect(requireOf(noRegId)).toEqual([]);
   });
 });
 

@@ -78,8 +78,8 @@ export interface RegistrarDeps extends Partial<ExpiresLimits> {
   now?: () => number;
   /** This instance's SIP address, recorded in each binding so other instances reach its flows through it. */
   instanceAddress?: string;
-  /** told about the user's bindings after every successful REGISTER (e.g. to track their connection flows) */
-  onRegistered?: (bindings: RegisteredContact[]) => void;
+  /** told about all of the user's bindings after every successful REGISTER (e.g. to track their flows) */
+  onRegistered?: (bindings: RegisteredContact[], userId: string) => void;
 }
 
 const HA1_FIELD: Record<DigestAlgorithm, keyof Omit<StoredCredentials, 'realm'>> = {
@@ -249,6 +249,7 @@ export class Registrar {
         return reply(500, 'Out Of Order Request', 'out-of-order', [['Retry-After', '1']]);
       case 'ok': {
         const headers: Array<[string, string]> = result.bindings.map((b) => ['Contact', formatContact(b, now)]);
+        if (usesOutbound(header(req, 'supported'), changes)) headers.push(['Require', 'outbound']);
         headers.push(['Date', new Date(now).toUTCString()]);
         return { status: 200, reason: 'OK', headers, outcome: 'ok', userId: user.id, bindings: result.bindings };
       }
@@ -261,6 +262,19 @@ export class Registrar {
     if (user.credentials.realm !== this.deps.auth.realm) return null;
     return user.credentials[HA1_FIELD[credentials.algorithm]] || null;
   }
+}
+
+/**
+ * RFC 5626 §6: a REGISTER that supports outbound and registers flows (each Contact with +sip.instance and
+ * reg-id) gets `Require: outbound` in its 2xx. The registrar is its own edge proxy here: each such binding
+ * is kept per (instance, reg-id) and reached through the flow it registered over (calls use the most recent
+ * flow of an instance, user-calls.ts), UDP flows are kept alive with STUN (the edge answers Binding
+ * requests) and connection flows with CRLF pings.
+ */
+function usesOutbound(supported: string | undefined, changes: readonly BindingChange[]): boolean {
+  if (!supported || !supported.split(',').some((tag) => tag.trim().toLowerCase() === 'outbound')) return false;
+  const added = changes.filter((c) => c.expires > 0);
+  return added.length > 0 && added.every((c) => c.binding.instanceId !== null && c.binding.regId !== null);
 }
 
 /** One Contact value of the 200, with its remaining lifetime (RFC 3261 §10.3 step 8). */
@@ -287,7 +301,7 @@ export function createRegistrar(deps: RegistrarDeps): (req: RegisterRequest, res
           return;
         }
         registerOutcomes.inc({ status: String(decided.status) });
-        if (decided.status === 200 && decided.bindings) deps.onRegistered?.(decided.bindings);
+        if (decided.status === 200 && decided.bindings && decided.userId) deps.onRegistered?.(decided.bindings, decided.userId);
         if (decided.status >= 400 && decided.status !== 401) {
           deps.log?.info({ source: req.source_address, status: decided.status, outcome: decided.outcome, userId: decided.userId }, 'REGISTER refused');
         }

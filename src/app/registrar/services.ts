@@ -16,9 +16,11 @@ import { Redis, type NodeRedisClient } from '../users/redis.js';
 import { UserCache } from '../users/user-cache.js';
 import { UserStore } from '../users/user-store.js';
 import { AbuseGuard, type AbuseGuardOptions } from './abuse.js';
-import { BindingStore } from './binding-store.js';
+import { BindingStore, type RegisteredContact } from './binding-store.js';
 import { RegistrationCensus } from './census.js';
 import { FlowBindings } from './flow-bindings.js';
+import { NatKeepalive, type NatKeepaliveOptions } from './nat-keepalive.js';
+import type { Srf } from '../sip/srf.js';
 import { KickHandler, type SessionDirectory, type SessionTerminator } from './kick.js';
 import { ForwardSigner, InstanceHeartbeat } from '../cluster/instance-forward.js';
 import { Registrar, createRegistrar, type RegisterRequest, type RegisterResponse } from './registrar.js';
@@ -40,6 +42,11 @@ export interface RegistrarServicesOptions {
   censusIntervalMs?: number;
   /** This instance's SIP address for the other instances (cluster.instanceAddress); unset on a single instance. */
   instanceAddress?: string;
+  /**
+   * NAT keep-alive OPTIONS to UDP bindings registered through this instance (nat-keepalive.ts), sent
+   * through `srf`; absent: none.
+   */
+  natKeepalive?: { srf: Srf } & Omit<NatKeepaliveOptions, 'fromHost' | 'log'>;
   log?: Logger;
 }
 
@@ -59,6 +66,8 @@ export interface RegistrarServices {
   flows: FlowBindings;
   /** Calls to bindings held by another instance go through it (src/app/cluster); null on a single instance. */
   forward: { instanceAddress: string; signer: ForwardSigner; heartbeat: InstanceHeartbeat } | null;
+  /** NAT keep-alive of UDP bindings, when configured */
+  keepalive: NatKeepalive | null;
   /** For srf.register(...). */
   registerHandler: (req: RegisterRequest, res: RegisterResponse) => void;
   /** Spread into startAdminApi({ ...adminApiOptions, token, host, port }). */
@@ -91,8 +100,16 @@ export async function startRegistrarServices(options: RegistrarServicesOptions):
     ? { instanceAddress: options.instanceAddress, signer: new ForwardSigner(options.nonceSecret), heartbeat: new InstanceHeartbeat(redis, options.instanceAddress, log) }
     : null;
   await forward?.heartbeat.start();
+  const { srf: keepaliveSrf, ...keepaliveOptions } = options.natKeepalive ?? { srf: null };
+  const keepalive = keepaliveSrf
+    ? new NatKeepalive(keepaliveSrf, bindings, { ...(keepaliveOptions as Omit<NatKeepaliveOptions, 'fromHost'>), fromHost: options.realm, ...(log ? { log } : {}) })
+    : null;
+  keepalive?.start();
   const deps = {
-    onRegistered: (registered: Parameters<FlowBindings['track']>[0]) => flows.track(registered),
+    onRegistered: (registered: RegisteredContact[], userId: string) => {
+      flows.track(registered);
+      keepalive?.track(userId, registered);
+    },
     users: cache,
     bindings,
     auth,
@@ -116,10 +133,12 @@ export async function startRegistrarServices(options: RegistrarServicesOptions):
     registrar: new Registrar(deps),
     flows,
     forward,
+    keepalive,
     registerHandler: createRegistrar(deps),
     adminApiOptions: { store, bindings, redis, ...(options.sessions ? { sessions: options.sessions } : {}), ...(log ? { log } : {}) },
     async stop() {
       await forward?.heartbeat.stop();
+      keepalive?.stop();
       census.stop();
       await bindings.flushCensus().catch(() => undefined);
       kicks.stop();

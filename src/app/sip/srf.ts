@@ -192,6 +192,23 @@ export function isSipFailure(err: unknown): err is SipFailure {
   return err instanceof Error && typeof (err as { status?: unknown }).status === 'number';
 }
 
+/** srf.proxyRequest options (drachtio-srf Request#proxy). */
+export interface ProxyRequestOptions {
+  /** add our Record-Route so the dialog's later requests come through us (drachtio: remainInDialog) */
+  recordRoute?: boolean;
+  /** destinations tried one after another (serial, the default) or at once (simultaneous) */
+  forking?: 'serial' | 'simultaneous';
+  /** headers added to (or replacing those of) the forwarded request */
+  headers?: SipHeaders;
+}
+
+/** What srf.proxyRequest resolves with: each final response, grouped by the address it came from. */
+export interface ProxyResult {
+  connected: boolean;
+  finalStatus?: number;
+  responses: Array<{ address: string; port: number; msgs: Array<{ time: string; status: number; msg: { status: number; get(name: string): string | undefined } }> }>;
+}
+
 export type RequestHandler = (req: SrfRequest, res: SrfResponse) => void;
 export type Middleware = (req: SrfRequest, res: SrfResponse, next: (err?: Error) => void) => void;
 
@@ -218,6 +235,8 @@ export interface Srf extends EventEmitter {
   request(uri: string, opts: RequestOptions): Promise<SrfRequest>;
   request(uri: string, opts: RequestOptions, callback: (err: Error | null, req?: SrfRequest) => void): Srf;
   findDialogById(id: string): Dialog | undefined;
+  /** Stateful proxying of a network request by the SIP server (RFC 3261 §16); resolves once it is done. */
+  proxyRequest(req: SrfRequest, destination: string | string[], opts?: ProxyRequestOptions): Promise<ProxyResult>;
   on(event: 'connect', listener: (err: Error | null, hostport: string, serverVersion?: string, localHostports?: string) => void): this;
   on(event: 'error', listener: (err: Error) => void): this;
   on(event: 'disconnect' | 'reconnecting' | 'close', listener: (...args: unknown[]) => void): this;

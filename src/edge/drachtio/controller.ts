@@ -17,6 +17,7 @@ import { buildResponse as buildTxnResponse, generateBranch, generateTag, type Tr
 import { DialogStore, dialogIdFor, type Dialog } from '../dialog/dialog.js';
 import type { AppConnection, AppServer, AppSipCommand } from './app-server.js';
 import { readAppMessage } from './app-message.js';
+import { StatefulProxy, parseProxyCommand } from './proxy.js';
 import { TransientMap } from '../../shared/transient-map.js';
 import { apiResponse, newMsgId, sentRequestEchoHead, sentResponseEchoHead, sipEventHead, type WireMeta } from './wire-format.js';
 import {
@@ -107,9 +108,17 @@ export class SipController {
   private readonly log?: Logger;
   private readonly T1: number;
   private readonly T2: number;
+  private readonly proxy: StatefulProxy;
 
   constructor(private readonly opts: ControllerOptions) {
     this.dialogs = new DialogStore(opts.maxDialogs);
+    this.proxy = new StatefulProxy({
+      transactions: opts.transactions,
+      resolve: (uri) => opts.resolver.resolveUri(uri),
+      localFor: (protocol, address) => this.localFor(protocol, address),
+      isOwnAddress: (target) => this.isOwnAddress(target),
+      ...(opts.logger ? { logger: opts.logger } : {}),
+    });
     this.log = opts.logger;
     this.T1 = opts.T1 ?? 500;
     this.T2 = opts.T2 ?? 4000;
@@ -117,7 +126,7 @@ export class SipController {
     opts.transactions.on('ack', (inb: InboundMessage) => this.guard(() => this.onNetworkAck(inb)));
     opts.transactions.on('stray-response', (inb: InboundMessage) => this.guard(() => this.onStrayResponse(inb)));
     opts.apps.on('sip', (cmd) => this.guard(() => this.onAppSip(cmd)));
-    opts.apps.on('proxy', (app, msgId) => app.send(apiResponse(msgId, 'NOK', 'proxy is not supported by this server')));
+    opts.apps.on('proxy', (app, msgId, tokens, payload) => this.guard(() => this.onAppProxy(app, msgId, tokens, payload)));
     opts.apps.on('app-gone', (app) => this.guard(() => this.onAppGone(app)));
     // dialcore extension: tell apps that asked (`route|flow-closed`) when a connection goes away, so
     // bindings that came over it can be removed (RFC 7118 section 5)
@@ -269,6 +278,7 @@ export class SipController {
 
   private onNetworkCancel(inb: InboundMessage, stx: ServerTransaction): void {
     const invite = stx.cancelTarget;
+    if (invite && this.proxy.cancel(invite, inb, stx)) return;
     const pending = invite ? this.pendingInvites.get(invite.id) : undefined;
     if (!invite || !pending || pending.finalSent) {
       // 9.2: a matching transaction that already has its final response: 200 (with the To tag of that final) and
@@ -294,6 +304,7 @@ export class SipController {
       const invite = this.earlyUasDialogOf(msg, toTag);
       if (invite) return this.handToApp(inb, stx, invite.app, undefined);
     }
+    if (!dialog && this.proxy.routeInDialog(inb, stx)) return;
     if (!dialog || dialog.remoteTag !== (msg.fromTag ?? '')) return this.respondStateless(stx, 481, 'Call/Transaction Does Not Exist');
     // 12.2.2: CSeq must increase
     const seq = msg.cseq?.seq ?? 0;
@@ -340,7 +351,10 @@ export class SipController {
   private onNetworkAck(inb: InboundMessage): void {
     const msg = inb.message;
     const dialog = this.dialogs.findForIncoming(msg.callId ?? '', msg.toTag ?? '');
-    if (!dialog) return;
+    if (!dialog) {
+      this.proxy.routeInDialog(inb, undefined);
+      return;
+    }
     // only the first ACK for the awaited 2xx goes up; retransmitted ACKs are absorbed
     if (dialog.awaitingAckSeq === undefined || msg.cseq?.seq !== dialog.awaitingAckSeq) return;
     dialog.awaitingAckSeq = undefined;
@@ -403,6 +417,18 @@ export class SipController {
 
   // ---------------------------------------------------------------------------------------------
   // apps -> network
+
+  /** srf.proxyRequest: the app hands a network request it was given to the stateful proxy (proxy.ts). */
+  private onAppProxy(app: AppConnection, msgId: string, tokens: string[], payload: string): void {
+    const cmd = parseProxyCommand(app, msgId, tokens, payload);
+    if (!cmd) return app.send(apiResponse(msgId, 'NOK', 'proxy: transaction id and a destination are required'));
+    const pending = this.serverRequests.get(cmd.txnId);
+    if (!pending || pending.finalSent || pending.app !== app) return app.send(apiResponse(msgId, 'NOK', 'transaction not found (already answered, canceled or timed out)'));
+    // the app answers nothing more to this request: the proxy does
+    pending.finalSent = true;
+    this.forgetServerRequest(pending.txnId);
+    this.proxy.start(cmd, pending.inbound, pending.stx);
+  }
 
   private async onAppSip(cmd: AppSipCommand): Promise<void> {
     let msg: SipMessage;

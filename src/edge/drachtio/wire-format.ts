@@ -33,7 +33,8 @@ function stackTime(): string {
   return stackTimeText;
 }
 
-function metaFields(meta: WireMeta): string {
+/** `source|bytes|protocol|address|port|time`: where a message came from or went, as drachtio reports it. */
+export function metaFieldsOf(meta: WireMeta): string {
   return `${meta.source}|${meta.bytes}|${meta.protocol}|${meta.address}|${meta.port}|${stackTime()}`;
 }
 
@@ -53,7 +54,7 @@ export function newMsgId(): string {
  * `<uuid>|sip|<meta>|<txnId>|<dialogId>|[<recvAddr>|<recvPort>|]`
  */
 export function sipEventHead(meta: WireMeta, transactionId: string, dialogId: string): string {
-  const line = `${newMsgId()}|sip|${metaFields(meta)}|${transactionId}|${dialogId}|`;
+  const line = `${newMsgId()}|sip|${metaFieldsOf(meta)}|${transactionId}|${dialogId}|`;
   return meta.receivedOn ? `${line}${meta.receivedOn.address}|${meta.receivedOn.port}|` : line;
 }
 
@@ -62,7 +63,7 @@ export function sipEventHead(meta: WireMeta, transactionId: string, dialogId: st
  * `<uuid>|response|<appMsgId>|OK|<meta>|<txnId>|Msg sent:|`, then the SIP as sent
  */
 export function sentRequestEchoHead(appMsgId: string, meta: WireMeta, transactionId: string): string {
-  return `${newMsgId()}|response|${appMsgId}|OK|${metaFields(meta)}|${transactionId}|Msg sent:|`;
+  return `${newMsgId()}|response|${appMsgId}|OK|${metaFieldsOf(meta)}|${transactionId}|Msg sent:|`;
 }
 
 /**
@@ -70,7 +71,7 @@ export function sentRequestEchoHead(appMsgId: string, meta: WireMeta, transactio
  * `<uuid>|response|<appMsgId>|OK|<meta>|<txnId>|<dialogId>||Msg sent:|`, then the SIP as sent
  */
 export function sentResponseEchoHead(appMsgId: string, meta: WireMeta, transactionId: string, dialogId: string): string {
-  return `${newMsgId()}|response|${appMsgId}|OK|${metaFields(meta)}|${transactionId}|${dialogId}||Msg sent:|`;
+  return `${newMsgId()}|response|${appMsgId}|OK|${metaFieldsOf(meta)}|${transactionId}|${dialogId}||Msg sent:|`;
 }
 
 /** `<uuid>|response|<appMsgId>|<OK|NO|NOK>[|<fields>...]` */

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import tls from 'node:tls';
+import { isStunBindingRequest, stunBindingResponse } from './stun-keepalive.js';
 import http from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
@@ -320,10 +321,15 @@ export class TransportLayer extends EventEmitter<TransportEvents> {
         this.log?.debug({ bytes: buf.length, remote: hostPort(rinfo.address, rinfo.port) }, 'oversize datagram dropped');
         return;
       }
-      // RFC 5626 keep-alives: CRLF datagrams are ignored; STUN is not answered. STUN is told apart by a first byte
-      // of 0-3 (RFC 7983 section 7): a wider test would also drop requests whose method starts with a digit or one
-      // of the token characters ! % ' * + - . (RFC 4475 3.1.1.2 intmeth)
-      if (isBlank(buf) || buf[0] <= 0x03) return;
+      // RFC 5626 keep-alives: CRLF datagrams are ignored; a STUN Binding request is answered (§4.4.2), other STUN
+      // dropped. STUN is told apart by a first byte of 0-3 (RFC 7983 section 7): a wider test would also drop
+      // requests whose method starts with a digit or one of the token characters ! % ' * + - . (RFC 4475 3.1.1.2 intmeth)
+      if (isBlank(buf)) return;
+      if (buf[0] <= 0x03) {
+        const response = isStunBindingRequest(buf) ? stunBindingResponse(buf, normalizeIp(rinfo.address), rinfo.port) : null;
+        if (response) listener.socket.send(response, rinfo.port, rinfo.address, () => undefined);
+        return;
+      }
       const flow = this.udpFlow(listener, normalizeIp(rinfo.address), rinfo.port);
       this.dispatch(parseMessage(buf, this.parseLimits), buf, flow, false);
     } catch (err) {
