@@ -14,7 +14,6 @@ import type { MaskStyle } from '../policies/index.js';
 import type { UserRecord } from '../users/types.js';
 import type { CallPlan, CallTarget } from './call-session.js';
 import { calleeIdentity, type CallerPresentation } from './call-rules.js';
-import { uriHost } from '../sip/uri-host.js';
 import { deliveryFor, type ForwardSigner, type InstanceHeartbeat } from '../cluster/instance-forward.js';
 
 export interface BindingLister {
