@@ -10,15 +10,18 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { startAdminApi } from '../../src/app/admin/server.js';
 import { JanusConferenceBridge, startAgentFeature } from '../../src/app/agents/index.js';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { freePort, runSipp, startSippServer, waitUntil, type SippServer } from '../harness/index.js';
 import { receivedMessages, receivedRequest, headerValues } from '../calls/sipp-trace.js';
 import { DOMAIN } from '../calls/call-stack.js';
 import { ADMIN_TOKEN, useAgentStack, type AgentStack } from './agent-stack.js';
+import { audioIn, rtpPeer, rtpenginePortFor, type RtpPeer } from './rtp-peer.js';
 
 let st: AgentStack;
 const servers: SippServer[] = [];
+const peers: RtpPeer[] = [];
 useAgentStack((started) => (st = started), servers, { janus: true });
+afterEach(() => peers.splice(0).forEach((p) => p.close()));
 
 async function sipp(scenario: string, port?: number, extraArgs: string[] = []): Promise<{ server: SippServer; port: number }> {
   const localPort = port ?? (await freePort());
@@ -333,6 +336,80 @@ async function rtpCounter(): Promise<{ port: number; count(): number; close(): v
   await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', () => resolve()));
   return { port: socket.address().port, count: () => packets, close: () => socket.close() };
 }
+
+/**
+ * Agent and customer are both the test's own RTP peers (agent-uas-listen.xml points each SDP at a
+ * socket here): each speaks a tone to rtpengine once its call exists, and every packet rtpengine
+ * sends either of them is kept, so what each side hears can be checked, not only the API's status.
+ */
+async function listeningPeers() {
+  const agentEar = await rtpPeer();
+  const customerEar = await rtpPeer();
+  peers.push(agentEar, customerEar);
+  const user = await st.cs.createUser({ connectionMethod: 'sip-phone' });
+  const phone = await startSippServer({ scenario: 'agent-uas-listen.xml', localPort: await st.cs.registerPhone(user), keys: { rtp_port: String(agentEar.port) }, timeoutMs: 60_000 });
+  servers.push(phone);
+  expect((await st.api('POST', `/v1/agents/${user.id}/session`, {})).status).toBe(201);
+  await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
+  await customerGateway('agent-uas-listen.xml', 'gw-customer', ['-key', 'rtp_port', String(customerEar.port)]);
+  const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+  const callId = placed.body.id as string;
+  await callState(callId, 'bridged');
+  for (const [ear, hz] of [[agentEar, 400], [customerEar, 600]] as const) {
+    let port: number | undefined;
+    await waitUntil(async () => (port = await rtpenginePortFor(st.cs.pool, st.cs.media.callIds(), ear.port)) !== undefined, { timeoutMs: 5_000, what: 'rtpengine port of a peer' });
+    ear.speak(port!, hz);
+  }
+  return { user, callId, agentEar, customerEar };
+}
+
+/** Waits `ms`, then what `peer` received in that time (audio packets, and how many of them carry sound). */
+async function heardDuring(peer: RtpPeer, ms: number) {
+  const from = Date.now();
+  await new Promise((r) => setTimeout(r, ms));
+  return audioIn(peer, from);
+}
+
+describe('call controls: what each side hears', () => {
+  it('hold: the customer stops hearing the agent (no music configured: nothing); resume brings the audio back', async () => {
+    const { callId, customerEar } = await listeningPeers();
+    await waitUntil(() => audioIn(customerEar, Date.now() - 500).loud > 10, { timeoutMs: 5_000, what: 'the customer hears the agent' });
+    expect((await st.api('POST', `/v1/calls/${callId}/hold`)).body.state).toBe('held');
+    await new Promise((r) => setTimeout(r, 200)); // packets already on their way
+    const held = await heardDuring(customerEar, 1_000);
+    expect(held.loud, JSON.stringify(held)).toBe(0);
+    expect((await st.api('POST', `/v1/calls/${callId}/unhold`)).body.state).toBe('bridged');
+    await waitUntil(() => audioIn(customerEar, Date.now() - 500).loud > 10, { timeoutMs: 5_000, what: 'the customer hears the agent again' });
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+  });
+
+  it('mute: the customer gets silence instead of the agent while the agent still hears the customer; unmute restores it', async () => {
+    const { callId, agentEar, customerEar } = await listeningPeers();
+    await waitUntil(() => audioIn(customerEar, Date.now() - 500).loud > 10 && audioIn(agentEar, Date.now() - 500).loud > 10, { timeoutMs: 5_000, what: 'audio both ways' });
+    expect((await st.api('POST', `/v1/calls/${callId}/mute`)).body.muted).toBe(true);
+    await new Promise((r) => setTimeout(r, 200));
+    const [toCustomer, toAgent] = await Promise.all([heardDuring(customerEar, 1_000), heardDuring(agentEar, 1_000)]);
+    expect(toCustomer.loud, `the customer hears silence: ${JSON.stringify(toCustomer)}`).toBe(0);
+    expect(toAgent.loud, `the agent still hears the customer: ${JSON.stringify(toAgent)}`).toBeGreaterThan(30);
+    expect((await st.api('POST', `/v1/calls/${callId}/unmute`)).body.muted).toBe(false);
+    await waitUntil(() => audioIn(customerEar, Date.now() - 500).loud > 10, { timeoutMs: 5_000, what: 'the customer hears the agent again' });
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+  });
+
+  it('dtmf: the customer receives RFC 4733 telephone-events with the negotiated payload type for each digit', async () => {
+    const { callId, customerEar } = await listeningPeers();
+    await waitUntil(() => audioIn(customerEar, Date.now() - 500).packets > 10, { timeoutMs: 5_000, what: 'RTP to the customer' });
+    const from = Date.now();
+    expect((await st.api('POST', `/v1/calls/${callId}/dtmf`, { digits: '1#' })).status).toBe(200);
+    // the customer's answer (agent-uas-listen.xml) maps telephone-event to 101 (RFC 4733 §2.3)
+    await waitUntil(() => new Set(customerEar.packets.filter((p) => p.at >= from && p.payloadType === 101).map((p) => p.payload[0])).size >= 2, { timeoutMs: 5_000, what: 'two telephone-events' });
+    const events = customerEar.packets.filter((p) => p.at >= from && p.payloadType === 101);
+    // RFC 4733 §2.3: event, E bit, volume, duration; each digit ends with a packet with E set
+    expect([...new Set(events.map((p) => p.payload[0]))]).toEqual([1, 11]);
+    for (const digit of [1, 11]) expect(events.some((p) => p.payload[0] === digit && (p.payload[1]! & 0x80) !== 0)).toBe(true);
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+  });
+});
 
 describe('agent prompts', () => {
   for (const enabled of [true, false]) {
