@@ -15,7 +15,7 @@ import { freePort, runSipp, startSippServer, waitUntil, type SippServer } from '
 import { receivedMessages, receivedRequest, headerValues } from '../calls/sipp-trace.js';
 import { DOMAIN } from '../calls/call-stack.js';
 import { ADMIN_TOKEN, useAgentStack, type AgentStack } from './agent-stack.js';
-import { audioIn, rtpPeer, rtpenginePortFor, type RtpPeer } from './rtp-peer.js';
+import { audioIn, heardTone, linearToAlaw, rtpPeer, rtpenginePortFor, type RtpPeer } from './rtp-peer.js';
 
 let st: AgentStack;
 const servers: SippServer[] = [];
@@ -575,20 +575,6 @@ describe('several instances on one Redis', () => {
   });
 });
 
-/** ITU-T G.711 A-law of a 16-bit sample (the Sun reference encoder). */
-function linearToAlaw(sample: number): number {
-  let value = sample >> 3;
-  let mask = 0xd5;
-  if (value < 0) {
-    mask = 0x55;
-    value = -value - 1;
-  }
-  const ends = [0x1f, 0x3f, 0x7f, 0xff, 0x1ff, 0x3ff, 0x7ff, 0xfff];
-  const segment = ends.findIndex((end) => value <= end);
-  if (segment < 0) return 0x7f ^ mask;
-  return ((segment << 4) | ((segment < 2 ? value >> 1 : value >> segment) & 0x0f)) ^ mask;
-}
-
 /**
  * uas-answer-rtp-stream.xml looping one second of a tone (raw A-law): SIPp reads the rtp_stream
  * file when it loads the scenario, so the copy names the file itself.
@@ -744,6 +730,136 @@ describe('3-way calls in the Janus AudioBridge', () => {
     expect(refused.status).toBe(403);
     expect(refused.body.error.message).toMatch(/3-way privilege/);
     await st.api('POST', `/v1/calls/${placed.body.id}/hangup`);
+  });
+});
+
+/**
+ * A customer or transfer target reached through a gateway: SIPp answering (agent-uas-listen.xml)
+ * with its SDP on a test RTP peer, which speaks a `hz` tone once rtpengine has a port for it.
+ */
+async function earGateway(name: string, hz: number) {
+  const ear = await rtpPeer();
+  peers.push(ear);
+  const gw = await customerGateway('agent-uas-listen.xml', name, ['-key', 'rtp_port', String(ear.port)]);
+  return {
+    ear,
+    gw,
+    async speak() {
+      let port: number | undefined;
+      await waitUntil(async () => (port = await rtpenginePortFor(st.cs.pool, st.cs.media.callIds(), ear.port)) !== undefined, { timeoutMs: 5_000, what: `rtpengine port of ${name}` });
+      ear.speak(port!, hz);
+    },
+  };
+}
+
+/** Customer (600 Hz) and target (800 Hz) hear each other, and only each other (not the agent's 400 Hz). */
+async function expectCustomerAndTargetTalking(customer: RtpPeer, target: RtpPeer): Promise<void> {
+  const heard = (from: number) => ({
+    customer: { target: heardTone(customer, from, 800), agent: heardTone(customer, from, 400), ...audioIn(customer, from) },
+    target: { customer: heardTone(target, from, 600), agent: heardTone(target, from, 400), ...audioIn(target, from) },
+  });
+  await waitUntil(() => heard(Date.now() - 400).customer.target > 0.9 && heard(Date.now() - 400).target.customer > 0.9, { timeoutMs: 8_000, what: 'customer and target hear each other' }).catch(() => {
+    throw new Error(`what each hears (tone shares, audio packets): ${JSON.stringify(heard(Date.now() - 400))}`);
+  });
+  // from now on, only each other: the agent's leg is parked
+  const from = Date.now();
+  await new Promise((r) => setTimeout(r, 600));
+  const after = heard(from);
+  expect(after.customer.packets, JSON.stringify(after)).toBeGreaterThan(20);
+  expect(after.customer.target, JSON.stringify(after)).toBeGreaterThan(0.9);
+  expect(after.customer.agent, JSON.stringify(after)).toBeLessThan(0.05);
+  expect(after.target.packets, JSON.stringify(after)).toBeGreaterThan(20);
+  expect(after.target.customer, JSON.stringify(after)).toBeGreaterThan(0.9);
+  expect(after.target.agent, JSON.stringify(after)).toBeLessThan(0.05);
+}
+
+const CUSTOMER_DIGITS = /20\D?71\D?23\D?45/;
+
+describe('transfer caller ID and audio', () => {
+  /** An agent (SIPp, 400 Hz) bridged to a customer (test RTP peer, 600 Hz); the gateways then lead only to the target (800 Hz). */
+  async function bridgedCall(fields: Record<string, unknown>) {
+    const { user, phone } = await readyAgent({ transfer: true, ...fields }, toneScenario(400));
+    const customer = await earGateway('gw-customer', 600);
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567', callerId: '+442070000001' });
+    const callId = placed.body.id as string;
+    await callState(callId, 'bridged');
+    await customer.speak();
+    st.cs.carriers.outboundGateways.splice(0);
+    const target = await earGateway('gw-target', 800);
+    return { user, phone, customer, target, callId };
+  }
+
+  async function attendedByApi(callId: string, target: Awaited<ReturnType<typeof earGateway>>) {
+    const consult = await st.api('POST', `/v1/calls/${callId}/transfer`, { to: '+442079999999', mode: 'attended' });
+    expect(consult.status).toBe(200);
+    await waitUntil(async () => (await st.api('GET', `/v1/calls/${callId}`)).body?.third?.connected === true, { timeoutMs: 10_000, what: 'consultation answered' });
+    await target.speak();
+    const done = await st.api('POST', `/v1/calls/${callId}/transfer/complete`);
+    expect(done.status).toBe(200);
+    expect(done.body.state).toBe('transferred');
+  }
+
+  for (const cidType of ['campaign', 'contact'] as const) {
+    it(`attended transfer by the API: customer and target hear each other, the target is presented the ${cidType} number`, async () => {
+      const { user, customer, target, callId } = await bridgedCall({ transferCidType: cidType });
+      await attendedByApi(callId, target);
+      expect((await st.api('GET', `/v1/agents/${user.id}/session`)).body.state).toBe('ready');
+      await expectCustomerAndTargetTalking(customer.ear, target.ear);
+      await st.api('POST', `/v1/calls/${callId}/hangup`);
+      const invite = receivedRequest((await target.gw.server.stop(3000)).messages, 'INVITE')!;
+      expect(invite).toMatch(/^INVITE sip:\+442079999999@/);
+      expect(headerValues(invite, 'From').join()).toMatch(cidType === 'campaign' ? /442070000001/ : /442071234567/);
+      expect(headerValues(invite, 'From').join()).not.toMatch(cidType === 'campaign' ? /442071234567/ : /442070000001/);
+      await customer.gw.server.stop(3000);
+    });
+
+    it(`blind transfer by REFER from the agent phone: customer and target hear each other, the target is presented the ${cidType} number`, async () => {
+      const user = await st.cs.createUser({ connectionMethod: 'sip-phone', transfer: true, transferCidType: cidType });
+      const phone = await startSippServer({
+        scenario: 'agent-uas-refer.xml', localPort: await st.cs.registerPhone(user), traceMessages: true, timeoutMs: 60_000,
+        keys: { refer_to: 'sip:+442079999999@dialcore.test' }, extraArgs: ['-d', '2000'],
+      });
+      servers.push(phone);
+      await st.api('POST', `/v1/agents/${user.id}/session`, {});
+      await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
+      const customer = await earGateway('gw-customer', 600);
+      const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567', callerId: '+442070000001' });
+      const callId = placed.body.id as string;
+      await callState(callId, 'bridged');
+      st.cs.carriers.outboundGateways.splice(0);
+      const target = await earGateway('gw-target', 800);
+      await customer.speak();
+      await callState(callId, 'transferred');
+      await target.speak();
+      await expectCustomerAndTargetTalking(customer.ear, target.ear);
+      await st.api('POST', `/v1/calls/${callId}/hangup`);
+      const invite = receivedRequest((await target.gw.server.stop(3000)).messages, 'INVITE')!;
+      expect(invite).toMatch(/^INVITE sip:\+442079999999@/);
+      expect(headerValues(invite, 'From').join()).toMatch(cidType === 'campaign' ? /442070000001/ : /442071234567/);
+      await st.api('DELETE', `/v1/agents/${user.id}/session`);
+      expect((await phone.stop(3000)).messages).toMatch(/SIP\/2\.0 202/);
+      await customer.gw.server.stop(3000);
+    });
+  }
+
+  it('masked agent, contact number presented: the target sees the customer, the agent never does (events, its phone)', async () => {
+    const events = await st.events();
+    const { user, phone, customer, target, callId } = await bridgedCall({ transferCidType: 'contact', masking: { enabled: true, keepLastDigits: 2 } });
+    await attendedByApi(callId, target);
+    await expectCustomerAndTargetTalking(customer.ear, target.ear);
+    expect(JSON.stringify((await st.api('GET', `/v1/calls/${callId}`)).body)).not.toMatch(CUSTOMER_DIGITS);
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+    await events.waitFor((e) => e.type === 'call.ended' && e.callId === callId);
+    const ofCall = events.events.filter((e) => e.callId === callId);
+    expect(ofCall.map((e) => e.type)).toEqual(expect.arrayContaining(['call.transferring', 'call.transferred']));
+    expect(JSON.stringify(ofCall)).not.toMatch(CUSTOMER_DIGITS);
+    // the rules mask what reaches the masked user, not the transfer target: it is presented the contact
+    const invite = receivedRequest((await target.gw.server.stop(3000)).messages, 'INVITE')!;
+    expect(headerValues(invite, 'From').join()).toMatch(/442071234567/);
+    await st.api('DELETE', `/v1/agents/${user.id}/session`);
+    expect((await phone.server.stop(3000)).messages).not.toMatch(CUSTOMER_DIGITS);
+    await customer.gw.server.stop(3000);
+    events.close();
   });
 });
 

@@ -10,6 +10,7 @@ import type { RtpenginePool } from '../../src/app/media/index.js';
 export interface RtpPacket {
   payloadType: number;
   marker: boolean;
+  ssrc: number;
   payload: Buffer;
   at: number;
 }
@@ -31,7 +32,7 @@ export async function rtpPeer(): Promise<RtpPeer> {
     const extension = (msg[0]! & 0x10) !== 0;
     let offset = 12 + 4 * csrc;
     if (extension && msg.length >= offset + 4) offset += 4 + 4 * msg.readUInt16BE(offset + 2);
-    packets.push({ payloadType: msg[1]! & 0x7f, marker: (msg[1]! & 0x80) !== 0, payload: msg.subarray(offset), at: Date.now() });
+    packets.push({ payloadType: msg[1]! & 0x7f, marker: (msg[1]! & 0x80) !== 0, ssrc: msg.readUInt32BE(8), payload: msg.subarray(offset), at: Date.now() });
   });
   await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', () => resolve()));
   let timer: NodeJS.Timeout | undefined;
@@ -131,4 +132,30 @@ export async function rtpenginePortFor(pool: RtpenginePool, callIds: readonly st
     }
   }
   return undefined;
+}
+
+/**
+ * Share of the energy at `hz` (0..1) in the G.711 packets with sound received since `from`,
+ * averaged per packet (20 ms: 400, 600 and 800 Hz are whole cycles): a lone tone near 1, a tone
+ * that is not there near 0. 0 when nothing loud arrived.
+ */
+export function heardTone(peer: RtpPeer, from: number, hz: number): number {
+  const decode = (p: RtpPacket) => (p.payloadType === 8 ? alawToLinear : ulawToLinear);
+  let sum = 0;
+  let count = 0;
+  for (const packet of peer.packets) {
+    if (packet.at < from || (loudness(packet) ?? 0) <= LOUD) continue;
+    const samples = [...packet.payload].map(decode(packet));
+    let re = 0;
+    let im = 0;
+    let energy = 0;
+    samples.forEach((x, n) => {
+      re += x * Math.cos((2 * Math.PI * hz * n) / 8000);
+      im -= x * Math.sin((2 * Math.PI * hz * n) / 8000);
+      energy += x * x;
+    });
+    sum += (2 * (re * re + im * im)) / samples.length / energy;
+    count++;
+  }
+  return count === 0 ? 0 : sum / count;
 }
