@@ -4,7 +4,7 @@
  * admin HTTP server and its WebSocket event stream.
  */
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
@@ -15,7 +15,7 @@ import { freePort, runSipp, startSippServer, waitUntil, type SippServer } from '
 import { receivedMessages, receivedRequest, headerValues } from '../calls/sipp-trace.js';
 import { DOMAIN } from '../calls/call-stack.js';
 import { ADMIN_TOKEN, useAgentStack, type AgentStack } from './agent-stack.js';
-import { audioIn, heardTone, linearToAlaw, rtpPeer, rtpenginePortFor, type RtpPeer } from './rtp-peer.js';
+import { audioIn, heardTone, rtpPeer, rtpenginePortFor, toneScenario, type RtpPeer } from './rtp-peer.js';
 
 let st: AgentStack;
 const servers: SippServer[] = [];
@@ -402,11 +402,14 @@ describe('call controls: what each side hears', () => {
     const from = Date.now();
     expect((await st.api('POST', `/v1/calls/${callId}/dtmf`, { digits: '1#' })).status).toBe(200);
     // the customer's answer (agent-uas-listen.xml) maps telephone-event to 101 (RFC 4733 §2.3)
-    await waitUntil(() => new Set(customerEar.packets.filter((p) => p.at >= from && p.payloadType === 101).map((p) => p.payload[0])).size >= 2, { timeoutMs: 5_000, what: 'two telephone-events' });
-    const events = customerEar.packets.filter((p) => p.at >= from && p.payloadType === 101);
-    // RFC 4733 §2.3: event, E bit, volume, duration; each digit ends with a packet with E set
-    expect([...new Set(events.map((p) => p.payload[0]))]).toEqual([1, 11]);
-    for (const digit of [1, 11]) expect(events.some((p) => p.payload[0] === digit && (p.payload[1]! & 0x80) !== 0)).toBe(true);
+    // RFC 4733 §2.3: event, E bit, volume, duration; each digit ends with packets with E set
+    const events = () => customerEar.packets.filter((p) => p.at >= from && p.payloadType === 101);
+    const ended = () => new Set(events().filter((p) => (p.payload[1]! & 0x80) !== 0).map((p) => p.payload[0]));
+    await waitUntil(() => ended().size >= 2, { timeoutMs: 5_000, what: 'two ended telephone-events' }).catch(() => {
+      throw new Error(`telephone-events (event, E bit): ${JSON.stringify(events().map((p) => [p.payload[0], p.payload[1]! >> 7]))}`);
+    });
+    expect([...new Set(events().map((p) => p.payload[0]))]).toEqual([1, 11]);
+    expect([...ended()]).toEqual([1, 11]);
     await st.api('POST', `/v1/calls/${callId}/hangup`);
   });
 });
@@ -574,21 +577,6 @@ describe('several instances on one Redis', () => {
     }
   });
 });
-
-/**
- * uas-answer-rtp-stream.xml looping one second of a tone (raw A-law): SIPp reads the rtp_stream
- * file when it loads the scenario, so the copy names the file itself.
- */
-function toneScenario(hz: number): string {
-  const dir = mkdtempSync(join(tmpdir(), 'dialcore-tone-'));
-  const audio = join(dir, `${hz}.alaw`);
-  const bytes = Buffer.alloc(8000);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = linearToAlaw(Math.round(8000 * Math.sin((2 * Math.PI * hz * i) / 8000)));
-  writeFileSync(audio, bytes);
-  const scenario = join(dir, 'uas-answer-rtp-stream.xml');
-  writeFileSync(scenario, readFileSync(new URL('../../sipp-scenarios/uas-answer-rtp-stream.xml', import.meta.url), 'utf8').replaceAll('[audio_file]', audio));
-  return scenario;
-}
 
 /**
  * Waits until both monologues of every live rtpengine call (or of at least `legs` of them) have

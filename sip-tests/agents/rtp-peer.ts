@@ -2,9 +2,13 @@
  * A test's own RTP endpoint (RFC 3550) on 127.0.0.1: the SDP of a SIPp peer running
  * agent-uas-listen.xml points at it (-key rtp_port), so the test sees every packet rtpengine sends
  * that peer (payload type, payload) and can speak for the peer: `speak()` sends a G.711 A-law tone
- * to the port rtpengine allocated for it (found with an rtpengine `query`).
+ * to the port rtpengine allocated for it (found with an rtpengine `query`). Also the SIPp peers
+ * that speak a tone of their own (`toneScenario`).
  */
 import { createSocket } from 'node:dgram';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { RtpenginePool } from '../../src/app/media/index.js';
 
 export interface RtpPacket {
@@ -159,3 +163,19 @@ export function heardTone(peer: RtpPeer, from: number, hz: number): number {
   }
   return count === 0 ? 0 : sum / count;
 }
+
+/**
+ * uas-answer-rtp-stream.xml looping one second of a tone (raw A-law): SIPp reads the rtp_stream
+ * file when it loads the scenario, so the copy names the file itself.
+ */
+export function toneScenario(hz: number): string {
+  const dir = mkdtempSync(join(tmpdir(), 'dialcore-tone-'));
+  const audio = join(dir, `${hz}.alaw`);
+  const bytes = Buffer.alloc(8000);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = linearToAlaw(Math.round(8000 * Math.sin((2 * Math.PI * hz * i) / 8000)));
+  writeFileSync(audio, bytes);
+  const scenario = join(dir, 'uas-answer-rtp-stream.xml');
+  writeFileSync(scenario, readFileSync(new URL('../../sipp-scenarios/uas-answer-rtp-stream.xml', import.meta.url), 'utf8').replaceAll('[audio_file]', audio));
+  return scenario;
+}
+

@@ -794,6 +794,8 @@ export class AgentService {
       kind: handed.calleeKind,
       internalSdp: handed.callerSideSdp,
       peerSdp: handed.calleeSdp,
+      // RFC 4028 §10: the far end may count on our refreshes; it keeps them across the hand-over
+      sessionTimer: { ...handed.sessionTimer, sdpToPeer: handed.sdpToCallee },
       ...(this.log ? { logger: this.log } : {}),
     });
     far.once('ended', handed.release);
