@@ -14,6 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { freePort, runSipp, startSippServer, waitUntil, type SippServer } from '../harness/index.js';
 import { receivedMessages, receivedRequest, headerValues } from '../calls/sipp-trace.js';
 import { DOMAIN } from '../calls/call-stack.js';
+import { keys } from '../../src/app/users/keys.js';
 import { ADMIN_TOKEN, useAgentStack, type AgentStack } from './agent-stack.js';
 import { audioIn, heardTone, rtpPeer, rtpenginePortFor, toneScenario, type RtpPeer } from './rtp-peer.js';
 
@@ -112,6 +113,28 @@ describe('agent sessions', () => {
       inf: { rows: [[login, user.password, 'dialcore.test', '02071234567']] }, keys: { expected_status: '403' },
     });
     expect(device.messages).toMatch(/SIP\/2\.0 403 Session Limit Reached/);
+  });
+
+  it('ends the session and its call when sessionTimeoutSeconds has passed', async () => {
+    // The API takes 60 s at least (users/validation.ts). The agent service reads the user record
+    // from Redis as stored, unvalidated, as for a record another writer left there: 3 s stored in
+    // the record's field is what the product itself would see, with no test hook in product code.
+    const events = await st.events();
+    const user = await st.cs.createUser({ connectionMethod: 'sip-phone' });
+    const port = await st.cs.registerPhone(user);
+    await st.cs.services.redis.send(['HSET', keys.user(user.id), 'sessionTimeoutSeconds', '3']);
+    await sipp('uas-answer-rtp.xml', port);
+    expect((await st.api('POST', `/v1/agents/${user.id}/session`, {})).status).toBe(201);
+    await customerGateway();
+    await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+    expect(placed.status).toBe(201);
+    const down = await events.waitFor((e) => e.type === 'agent.session.down' && e.agent === user.id, 10_000);
+    expect(down.cause).toBe('session-timeout');
+    const ended = await events.waitFor((e) => e.type === 'call.ended' && e.callId === placed.body.id);
+    expect(ended.cause).toBe('session-ended');
+    expect((await st.api('GET', `/v1/agents/${user.id}/session`)).status).toBe(404);
+    events.close();
   });
 
   it('ends a live session within a second when the user is deactivated (kick)', async () => {
