@@ -64,6 +64,18 @@ async function callState(id: string, state: string): Promise<void> {
   await waitUntil(async () => (await st.api('GET', `/v1/calls/${id}`)).body?.state === state, { timeoutMs: 15_000, what: `call ${state}` });
 }
 
+/** Connects the agent's session, then calls a customer (a test RTP peer speaking 600 Hz) and bridges it. */
+async function sessionWithCustomer(userId: string) {
+  await st.api('POST', `/v1/agents/${userId}/session`, {});
+  await waitUntil(async () => (await st.api('GET', `/v1/agents/${userId}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
+  const customer = await customerEar(600);
+  const placed = await st.api('POST', '/v1/calls', { agent: userId, to: '+442071234567' });
+  const callId = placed.body.id as string;
+  await callState(callId, 'bridged');
+  await customer.speak();
+  return { customer, callId };
+}
+
 const bodyOf = (message: string): string => message.split(/\r?\n\r?\n/).slice(1).join('\n\n').trim();
 
 describe('RFC 4028 on the far end of an attended transfer by REFER with Replaces', () => {
@@ -74,13 +86,7 @@ describe('RFC 4028 on the far end of an attended transfer by REFER with Replaces
       inf: { rows: [[user.login, user.password, DOMAIN, '+442079999999']] }, keys: { replaces_prefix: '' }, extraArgs: ['-d', '4000'],
     });
     servers.push(phone);
-    await st.api('POST', `/v1/agents/${user.id}/session`, {});
-    await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
-    const customer = await customerEar(600);
-    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
-    const callId = placed.body.id as string;
-    await callState(callId, 'bridged');
-    await customer.speak();
+    const { customer, callId } = await sessionWithCustomer(user.id);
     // the phone's consultation goes out through the gateways: a carrier that leaves the refreshes to us
     st.cs.carriers.outboundGateways.splice(0);
     const target = await gateway('uas-answer-timer.xml', 'gw-target', ['-key', 'se', String(SESSION_EXPIRES)]);
@@ -112,13 +118,7 @@ describe('hold music', () => {
   it('plays the configured music to the held customer instead of the agent, and gives the agent back on resume', async () => {
     const user = await st.cs.createUser({ connectionMethod: 'sip-phone' });
     await sipp(toneScenario(400), [], await st.cs.registerPhone(user));
-    await st.api('POST', `/v1/agents/${user.id}/session`, {});
-    await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
-    const customer = await customerEar(600);
-    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
-    const callId = placed.body.id as string;
-    await callState(callId, 'bridged');
-    await customer.speak();
+    const { customer, callId } = await sessionWithCustomer(user.id);
     const hearing = (hz: number) => heardTone(customer.ear, Date.now() - 400, hz);
     await waitUntil(() => hearing(400) > 0.9, { timeoutMs: 5_000, what: 'the customer hears the agent' });
     expect((await st.api('POST', `/v1/calls/${callId}/hold`)).body.state).toBe('held');

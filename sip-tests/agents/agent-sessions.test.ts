@@ -774,7 +774,7 @@ async function expectCustomerAndTargetTalking(customer: RtpPeer, target: RtpPeer
   });
   // from now on, only each other: the agent's leg is parked
   const from = Date.now();
-  await new Promise((r) => setTimeout(r, 600));
+  await new Promise((r) => setTimeout(r, 1000));
   const after = heard(from);
   expect(after.customer.packets, JSON.stringify(after)).toBeGreaterThan(20);
   expect(after.customer.target, JSON.stringify(after)).toBeGreaterThan(0.9);
@@ -803,11 +803,13 @@ describe('transfer caller ID and audio', () => {
   async function attendedByApi(callId: string, target: Awaited<ReturnType<typeof earGateway>>) {
     const consult = await st.api('POST', `/v1/calls/${callId}/transfer`, { to: '+442079999999', mode: 'attended' });
     expect(consult.status).toBe(200);
-    await waitUntil(async () => (await st.api('GET', `/v1/calls/${callId}`)).body?.third?.connected === true, { timeoutMs: 10_000, what: 'consultation answered' });
+    // completed as soon as it is accepted (409 until the target answered): while the agent is still
+    // being bridged to the target, which the hand-over must wait for
+    let done: { status: number; body: any } | undefined;
+    await waitUntil(async () => (done = await st.api('POST', `/v1/calls/${callId}/transfer/complete`)).status !== 409, { timeoutMs: 10_000, intervalMs: 10, what: 'consultation answered' });
+    expect(done!.status).toBe(200);
+    expect(done!.body.state).toBe('transferred');
     await target.speak();
-    const done = await st.api('POST', `/v1/calls/${callId}/transfer/complete`);
-    expect(done.status).toBe(200);
-    expect(done.body.state).toBe('transferred');
   }
 
   for (const cidType of ['campaign', 'contact'] as const) {
