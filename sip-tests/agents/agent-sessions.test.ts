@@ -4,21 +4,25 @@
  * admin HTTP server and its WebSocket event stream.
  */
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { startAdminApi } from '../../src/app/admin/server.js';
 import { JanusConferenceBridge, startAgentFeature } from '../../src/app/agents/index.js';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { freePort, runSipp, startSippServer, waitUntil, type SippServer } from '../harness/index.js';
 import { receivedMessages, receivedRequest, headerValues } from '../calls/sipp-trace.js';
 import { DOMAIN } from '../calls/call-stack.js';
+import { keys } from '../../src/app/users/keys.js';
 import { ADMIN_TOKEN, useAgentStack, type AgentStack } from './agent-stack.js';
+import { audioIn, heardTone, rtpPeer, rtpenginePortFor, toneScenario, type RtpPeer } from './rtp-peer.js';
 
 let st: AgentStack;
 const servers: SippServer[] = [];
+const peers: RtpPeer[] = [];
 useAgentStack((started) => (st = started), servers, { janus: true });
+afterEach(() => peers.splice(0).forEach((p) => p.close()));
 
 async function sipp(scenario: string, port?: number, extraArgs: string[] = []): Promise<{ server: SippServer; port: number }> {
   const localPort = port ?? (await freePort());
@@ -109,6 +113,28 @@ describe('agent sessions', () => {
       inf: { rows: [[login, user.password, 'dialcore.test', '02071234567']] }, keys: { expected_status: '403' },
     });
     expect(device.messages).toMatch(/SIP\/2\.0 403 Session Limit Reached/);
+  });
+
+  it('ends the session and its call when sessionTimeoutSeconds has passed', async () => {
+    // The API takes 60 s at least (users/validation.ts). The agent service reads the user record
+    // from Redis as stored, unvalidated, as for a record another writer left there: 3 s stored in
+    // the record's field is what the product itself would see, with no test hook in product code.
+    const events = await st.events();
+    const user = await st.cs.createUser({ connectionMethod: 'sip-phone' });
+    const port = await st.cs.registerPhone(user);
+    await st.cs.services.redis.send(['HSET', keys.user(user.id), 'sessionTimeoutSeconds', '3']);
+    await sipp('uas-answer-rtp.xml', port);
+    expect((await st.api('POST', `/v1/agents/${user.id}/session`, {})).status).toBe(201);
+    await customerGateway();
+    await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+    expect(placed.status).toBe(201);
+    const down = await events.waitFor((e) => e.type === 'agent.session.down' && e.agent === user.id, 10_000);
+    expect(down.cause).toBe('session-timeout');
+    const ended = await events.waitFor((e) => e.type === 'call.ended' && e.callId === placed.body.id);
+    expect(ended.cause).toBe('session-ended');
+    expect((await st.api('GET', `/v1/agents/${user.id}/session`)).status).toBe(404);
+    events.close();
   });
 
   it('ends a live session within a second when the user is deactivated (kick)', async () => {
@@ -334,6 +360,83 @@ async function rtpCounter(): Promise<{ port: number; count(): number; close(): v
   return { port: socket.address().port, count: () => packets, close: () => socket.close() };
 }
 
+/**
+ * Agent and customer are both the test's own RTP peers (agent-uas-listen.xml points each SDP at a
+ * socket here): each speaks a tone to rtpengine once its call exists, and every packet rtpengine
+ * sends either of them is kept, so what each side hears can be checked, not only the API's status.
+ */
+async function listeningPeers() {
+  const agentEar = await rtpPeer();
+  const customerEar = await rtpPeer();
+  peers.push(agentEar, customerEar);
+  const user = await st.cs.createUser({ connectionMethod: 'sip-phone' });
+  const phone = await startSippServer({ scenario: 'agent-uas-listen.xml', localPort: await st.cs.registerPhone(user), keys: { rtp_port: String(agentEar.port) }, timeoutMs: 60_000 });
+  servers.push(phone);
+  expect((await st.api('POST', `/v1/agents/${user.id}/session`, {})).status).toBe(201);
+  await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
+  await customerGateway('agent-uas-listen.xml', 'gw-customer', ['-key', 'rtp_port', String(customerEar.port)]);
+  const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+  const callId = placed.body.id as string;
+  await callState(callId, 'bridged');
+  for (const [ear, hz] of [[agentEar, 400], [customerEar, 600]] as const) {
+    let port: number | undefined;
+    await waitUntil(async () => (port = await rtpenginePortFor(st.cs.pool, st.cs.media.callIds(), ear.port)) !== undefined, { timeoutMs: 5_000, what: 'rtpengine port of a peer' });
+    ear.speak(port!, hz);
+  }
+  return { user, callId, agentEar, customerEar };
+}
+
+/** Waits `ms`, then what `peer` received in that time (audio packets, and how many of them carry sound). */
+async function heardDuring(peer: RtpPeer, ms: number) {
+  const from = Date.now();
+  await new Promise((r) => setTimeout(r, ms));
+  return audioIn(peer, from);
+}
+
+describe('call controls: what each side hears', () => {
+  it('hold: the customer stops hearing the agent (no music configured: nothing); resume brings the audio back', async () => {
+    const { callId, customerEar } = await listeningPeers();
+    await waitUntil(() => audioIn(customerEar, Date.now() - 500).loud > 10, { timeoutMs: 5_000, what: 'the customer hears the agent' });
+    expect((await st.api('POST', `/v1/calls/${callId}/hold`)).body.state).toBe('held');
+    await new Promise((r) => setTimeout(r, 200)); // packets already on their way
+    const held = await heardDuring(customerEar, 1_000);
+    expect(held.loud, JSON.stringify(held)).toBe(0);
+    expect((await st.api('POST', `/v1/calls/${callId}/unhold`)).body.state).toBe('bridged');
+    await waitUntil(() => audioIn(customerEar, Date.now() - 500).loud > 10, { timeoutMs: 5_000, what: 'the customer hears the agent again' });
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+  });
+
+  it('mute: the customer gets silence instead of the agent while the agent still hears the customer; unmute restores it', async () => {
+    const { callId, agentEar, customerEar } = await listeningPeers();
+    await waitUntil(() => audioIn(customerEar, Date.now() - 500).loud > 10 && audioIn(agentEar, Date.now() - 500).loud > 10, { timeoutMs: 5_000, what: 'audio both ways' });
+    expect((await st.api('POST', `/v1/calls/${callId}/mute`)).body.muted).toBe(true);
+    await new Promise((r) => setTimeout(r, 200));
+    const [toCustomer, toAgent] = await Promise.all([heardDuring(customerEar, 1_000), heardDuring(agentEar, 1_000)]);
+    expect(toCustomer.loud, `the customer hears silence: ${JSON.stringify(toCustomer)}`).toBe(0);
+    expect(toAgent.loud, `the agent still hears the customer: ${JSON.stringify(toAgent)}`).toBeGreaterThan(30);
+    expect((await st.api('POST', `/v1/calls/${callId}/unmute`)).body.muted).toBe(false);
+    await waitUntil(() => audioIn(customerEar, Date.now() - 500).loud > 10, { timeoutMs: 5_000, what: 'the customer hears the agent again' });
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+  });
+
+  it('dtmf: the customer receives RFC 4733 telephone-events with the negotiated payload type for each digit', async () => {
+    const { callId, customerEar } = await listeningPeers();
+    await waitUntil(() => audioIn(customerEar, Date.now() - 500).packets > 10, { timeoutMs: 5_000, what: 'RTP to the customer' });
+    const from = Date.now();
+    expect((await st.api('POST', `/v1/calls/${callId}/dtmf`, { digits: '1#' })).status).toBe(200);
+    // the customer's answer (agent-uas-listen.xml) maps telephone-event to 101 (RFC 4733 §2.3)
+    // RFC 4733 §2.3: event, E bit, volume, duration; each digit ends with packets with E set
+    const events = () => customerEar.packets.filter((p) => p.at >= from && p.payloadType === 101);
+    const ended = () => new Set(events().filter((p) => (p.payload[1]! & 0x80) !== 0).map((p) => p.payload[0]));
+    await waitUntil(() => ended().size >= 2, { timeoutMs: 5_000, what: 'two ended telephone-events' }).catch(() => {
+      throw new Error(`telephone-events (event, E bit): ${JSON.stringify(events().map((p) => [p.payload[0], p.payload[1]! >> 7]))}`);
+    });
+    expect([...new Set(events().map((p) => p.payload[0]))]).toEqual([1, 11]);
+    expect([...ended()]).toEqual([1, 11]);
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+  });
+});
+
 describe('agent prompts', () => {
   for (const enabled of [true, false]) {
     it(`${enabled ? 'plays' : 'does not play'} the call-connect announcement and the hang-up beep to the agent (user switches ${enabled ? 'on' : 'off'})`, async () => {
@@ -498,35 +601,6 @@ describe('several instances on one Redis', () => {
   });
 });
 
-/** ITU-T G.711 A-law of a 16-bit sample (the Sun reference encoder). */
-function linearToAlaw(sample: number): number {
-  let value = sample >> 3;
-  let mask = 0xd5;
-  if (value < 0) {
-    mask = 0x55;
-    value = -value - 1;
-  }
-  const ends = [0x1f, 0x3f, 0x7f, 0xff, 0x1ff, 0x3ff, 0x7ff, 0xfff];
-  const segment = ends.findIndex((end) => value <= end);
-  if (segment < 0) return 0x7f ^ mask;
-  return ((segment << 4) | ((segment < 2 ? value >> 1 : value >> segment) & 0x0f)) ^ mask;
-}
-
-/**
- * uas-answer-rtp-stream.xml looping one second of a tone (raw A-law): SIPp reads the rtp_stream
- * file when it loads the scenario, so the copy names the file itself.
- */
-function toneScenario(hz: number): string {
-  const dir = mkdtempSync(join(tmpdir(), 'dialcore-tone-'));
-  const audio = join(dir, `${hz}.alaw`);
-  const bytes = Buffer.alloc(8000);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = linearToAlaw(Math.round(8000 * Math.sin((2 * Math.PI * hz * i) / 8000)));
-  writeFileSync(audio, bytes);
-  const scenario = join(dir, 'uas-answer-rtp-stream.xml');
-  writeFileSync(scenario, readFileSync(new URL('../../sipp-scenarios/uas-answer-rtp-stream.xml', import.meta.url), 'utf8').replaceAll('[audio_file]', audio));
-  return scenario;
-}
-
 /**
  * Waits until both monologues of every live rtpengine call (or of at least `legs` of them) have
  * received more than `n` packets since the call of this function.
@@ -667,6 +741,138 @@ describe('3-way calls in the Janus AudioBridge', () => {
     expect(refused.status).toBe(403);
     expect(refused.body.error.message).toMatch(/3-way privilege/);
     await st.api('POST', `/v1/calls/${placed.body.id}/hangup`);
+  });
+});
+
+/**
+ * A customer or transfer target reached through a gateway: SIPp answering (agent-uas-listen.xml)
+ * with its SDP on a test RTP peer, which speaks a `hz` tone once rtpengine has a port for it.
+ */
+async function earGateway(name: string, hz: number) {
+  const ear = await rtpPeer();
+  peers.push(ear);
+  const gw = await customerGateway('agent-uas-listen.xml', name, ['-key', 'rtp_port', String(ear.port)]);
+  return {
+    ear,
+    gw,
+    async speak() {
+      let port: number | undefined;
+      await waitUntil(async () => (port = await rtpenginePortFor(st.cs.pool, st.cs.media.callIds(), ear.port)) !== undefined, { timeoutMs: 5_000, what: `rtpengine port of ${name}` });
+      ear.speak(port!, hz);
+    },
+  };
+}
+
+/** Customer (600 Hz) and target (800 Hz) hear each other, and only each other (not the agent's 400 Hz). */
+async function expectCustomerAndTargetTalking(customer: RtpPeer, target: RtpPeer): Promise<void> {
+  const heard = (from: number) => ({
+    customer: { target: heardTone(customer, from, 800), agent: heardTone(customer, from, 400), ...audioIn(customer, from) },
+    target: { customer: heardTone(target, from, 600), agent: heardTone(target, from, 400), ...audioIn(target, from) },
+  });
+  await waitUntil(() => heard(Date.now() - 400).customer.target > 0.9 && heard(Date.now() - 400).target.customer > 0.9, { timeoutMs: 8_000, what: 'customer and target hear each other' }).catch(() => {
+    throw new Error(`what each hears (tone shares, audio packets): ${JSON.stringify(heard(Date.now() - 400))}`);
+  });
+  // from now on, only each other: the agent's leg is parked
+  const from = Date.now();
+  await new Promise((r) => setTimeout(r, 1000));
+  const after = heard(from);
+  expect(after.customer.packets, JSON.stringify(after)).toBeGreaterThan(20);
+  expect(after.customer.target, JSON.stringify(after)).toBeGreaterThan(0.9);
+  expect(after.customer.agent, JSON.stringify(after)).toBeLessThan(0.05);
+  expect(after.target.packets, JSON.stringify(after)).toBeGreaterThan(20);
+  expect(after.target.customer, JSON.stringify(after)).toBeGreaterThan(0.9);
+  expect(after.target.agent, JSON.stringify(after)).toBeLessThan(0.05);
+}
+
+const CUSTOMER_DIGITS = /20\D?71\D?23\D?45/;
+
+describe('transfer caller ID and audio', () => {
+  /** An agent (SIPp, 400 Hz) bridged to a customer (test RTP peer, 600 Hz); the gateways then lead only to the target (800 Hz). */
+  async function bridgedCall(fields: Record<string, unknown>) {
+    const { user, phone } = await readyAgent({ transfer: true, ...fields }, toneScenario(400));
+    const customer = await earGateway('gw-customer', 600);
+    const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567', callerId: '+442070000001' });
+    const callId = placed.body.id as string;
+    await callState(callId, 'bridged');
+    await customer.speak();
+    st.cs.carriers.outboundGateways.splice(0);
+    const target = await earGateway('gw-target', 800);
+    return { user, phone, customer, target, callId };
+  }
+
+  async function attendedByApi(callId: string, target: Awaited<ReturnType<typeof earGateway>>) {
+    const consult = await st.api('POST', `/v1/calls/${callId}/transfer`, { to: '+442079999999', mode: 'attended' });
+    expect(consult.status).toBe(200);
+    // completed as soon as it is accepted (409 until the target answered): while the agent is still
+    // being bridged to the target, which the hand-over must wait for
+    let done: { status: number; body: any } | undefined;
+    await waitUntil(async () => (done = await st.api('POST', `/v1/calls/${callId}/transfer/complete`)).status !== 409, { timeoutMs: 10_000, intervalMs: 10, what: 'consultation answered' });
+    expect(done!.status).toBe(200);
+    expect(done!.body.state).toBe('transferred');
+    await target.speak();
+  }
+
+  for (const cidType of ['campaign', 'contact'] as const) {
+    it(`attended transfer by the API: customer and target hear each other, the target is presented the ${cidType} number`, async () => {
+      const { user, customer, target, callId } = await bridgedCall({ transferCidType: cidType });
+      await attendedByApi(callId, target);
+      expect((await st.api('GET', `/v1/agents/${user.id}/session`)).body.state).toBe('ready');
+      await expectCustomerAndTargetTalking(customer.ear, target.ear);
+      await st.api('POST', `/v1/calls/${callId}/hangup`);
+      const invite = receivedRequest((await target.gw.server.stop(3000)).messages, 'INVITE')!;
+      expect(invite).toMatch(/^INVITE sip:\+442079999999@/);
+      expect(headerValues(invite, 'From').join()).toMatch(cidType === 'campaign' ? /442070000001/ : /442071234567/);
+      expect(headerValues(invite, 'From').join()).not.toMatch(cidType === 'campaign' ? /442071234567/ : /442070000001/);
+      await customer.gw.server.stop(3000);
+    });
+
+    it(`blind transfer by REFER from the agent phone: customer and target hear each other, the target is presented the ${cidType} number`, async () => {
+      const user = await st.cs.createUser({ connectionMethod: 'sip-phone', transfer: true, transferCidType: cidType });
+      const phone = await startSippServer({
+        scenario: 'agent-uas-refer.xml', localPort: await st.cs.registerPhone(user), traceMessages: true, timeoutMs: 60_000,
+        keys: { refer_to: 'sip:+442079999999@dialcore.test' }, extraArgs: ['-d', '2000'],
+      });
+      servers.push(phone);
+      await st.api('POST', `/v1/agents/${user.id}/session`, {});
+      await waitUntil(async () => (await st.api('GET', `/v1/agents/${user.id}/session`)).body?.state === 'ready', { timeoutMs: 10_000, what: 'agent ready' });
+      const customer = await earGateway('gw-customer', 600);
+      const placed = await st.api('POST', '/v1/calls', { agent: user.id, to: '+442071234567', callerId: '+442070000001' });
+      const callId = placed.body.id as string;
+      await callState(callId, 'bridged');
+      st.cs.carriers.outboundGateways.splice(0);
+      const target = await earGateway('gw-target', 800);
+      await customer.speak();
+      await callState(callId, 'transferred');
+      await target.speak();
+      await expectCustomerAndTargetTalking(customer.ear, target.ear);
+      await st.api('POST', `/v1/calls/${callId}/hangup`);
+      const invite = receivedRequest((await target.gw.server.stop(3000)).messages, 'INVITE')!;
+      expect(invite).toMatch(/^INVITE sip:\+442079999999@/);
+      expect(headerValues(invite, 'From').join()).toMatch(cidType === 'campaign' ? /442070000001/ : /442071234567/);
+      await st.api('DELETE', `/v1/agents/${user.id}/session`);
+      expect((await phone.stop(3000)).messages).toMatch(/SIP\/2\.0 202/);
+      await customer.gw.server.stop(3000);
+    });
+  }
+
+  it('masked agent, contact number presented: the target sees the customer, the agent never does (events, its phone)', async () => {
+    const events = await st.events();
+    const { user, phone, customer, target, callId } = await bridgedCall({ transferCidType: 'contact', masking: { enabled: true, keepLastDigits: 2 } });
+    await attendedByApi(callId, target);
+    await expectCustomerAndTargetTalking(customer.ear, target.ear);
+    expect(JSON.stringify((await st.api('GET', `/v1/calls/${callId}`)).body)).not.toMatch(CUSTOMER_DIGITS);
+    await st.api('POST', `/v1/calls/${callId}/hangup`);
+    await events.waitFor((e) => e.type === 'call.ended' && e.callId === callId);
+    const ofCall = events.events.filter((e) => e.callId === callId);
+    expect(ofCall.map((e) => e.type)).toEqual(expect.arrayContaining(['call.transferring', 'call.transferred']));
+    expect(JSON.stringify(ofCall)).not.toMatch(CUSTOMER_DIGITS);
+    // the rules mask what reaches the masked user, not the transfer target: it is presented the contact
+    const invite = receivedRequest((await target.gw.server.stop(3000)).messages, 'INVITE')!;
+    expect(headerValues(invite, 'From').join()).toMatch(/442071234567/);
+    await st.api('DELETE', `/v1/agents/${user.id}/session`);
+    expect((await phone.server.stop(3000)).messages).not.toMatch(CUSTOMER_DIGITS);
+    await customer.gw.server.stop(3000);
+    events.close();
   });
 });
 

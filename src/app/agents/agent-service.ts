@@ -615,6 +615,8 @@ export class AgentService {
     const call = await this.liveCall(callId);
     const third = call.third;
     if (!third?.leg || third.mode !== 'attended') throw new ControlError(409, 'conflict', 'no answered consultation to complete');
+    await third.connecting?.catch(() => undefined);
+    if (call.third !== third || third.leg.ended) throw new ControlError(409, 'conflict', 'the consultation ended');
     await this.releaseAgent(call);
     await this.bridge(call.leg!, third.leg);
     this.handOver(call, third.leg, third.to, 'attended');
@@ -667,11 +669,14 @@ export class AgentService {
         });
         const agent = this.sessions.get(call.agentId)?.leg;
         if (!agent) return void (await this.dropThird(call));
-        if (mode === 'attended') {
-          await this.bridge(agent, leg);
-        } else {
-          third.roomLeave = await this.o.conference!.join([agent, call.leg!, leg]);
-        }
+        // complete/cancel wait for this: a re-bridge racing it would leave a side pointing at the wrong leg
+        third.connecting =
+          mode === 'attended'
+            ? this.bridge(agent, leg)
+            : this.o.conference!.join([agent, call.leg!, leg]).then((leave) => void (third.roomLeave = leave));
+        await third.connecting;
+        if (call.third !== third) return; // canceled or completed meanwhile
+        third.connected = true;
         this.publishCall(call, mode === 'three-way' ? 'call.three-way' : 'call.transferring', { mode, to, phase: 'connected' });
         await this.saveCall(call);
       },
@@ -690,6 +695,7 @@ export class AgentService {
     if (!third) return;
     call.third = undefined;
     third.abort.abort();
+    await third.connecting?.catch(() => undefined);
     await third.roomLeave?.().catch((err: unknown) => this.warn(err, 'leaving the conference failed'));
     await third.leg?.hangup();
     this.publishCall(call, third.mode === 'three-way' ? 'call.three-way' : 'call.transferring', { mode: third.mode, to: third.to, phase });
@@ -796,6 +802,8 @@ export class AgentService {
       kind: handed.calleeKind,
       internalSdp: handed.callerSideSdp,
       peerSdp: handed.calleeSdp,
+      // RFC 4028 §10: the far end may count on our refreshes; it keeps them across the hand-over
+      sessionTimer: { ...handed.sessionTimer, sdpToPeer: handed.sdpToCallee },
       ...(this.log ? { logger: this.log } : {}),
     });
     far.once('ended', handed.release);

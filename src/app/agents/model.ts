@@ -78,7 +78,17 @@ export class CustomerCall {
   recording = false;
   readonly recordings: Recording[] = [];
   /** Attended transfer / 3-way: the third party's leg. */
-  third?: { leg?: SipLeg; to: string; mode: 'attended' | 'three-way'; abort: AbortController; roomLeave?: () => Promise<void> };
+  third?: {
+    leg?: SipLeg;
+    to: string;
+    mode: 'attended' | 'three-way';
+    abort: AbortController;
+    roomLeave?: () => Promise<void>;
+    /** Bridging the answered third party to the agent (attended) or into the mixer (3-way). */
+    connecting?: Promise<void>;
+    /** `connecting` done: the agent talks with the third party. */
+    connected?: boolean;
+  };
   /** After a completed transfer the agent is gone; the call lives on between customer and target. */
   partner?: SipLeg;
   readonly abort = new AbortController();
@@ -113,7 +123,7 @@ export class CustomerCall {
       answeredAt: this.answeredAt?.toISOString() ?? null,
       endedAt: this.endedAt?.toISOString() ?? null,
       ...(this.endCause ? { endCause: this.endCause } : {}),
-      ...(this.third ? { third: { to: shown(this.third.to), mode: this.third.mode, connected: this.third.leg !== undefined } } : {}),
+      ...(this.third ? { third: { to: shown(this.third.to), mode: this.third.mode, connected: this.third.connected === true } } : {}),
     };
   }
 }

@@ -10,6 +10,11 @@
  * hold or a transfer. Everything the leg's peer sends inside the dialog is handled here:
  * re-INVITE (RFC 3261 §14.2, relayed through rtpengine and answered at once), INFO DTMF
  * (application/dtmf-relay, application/dtmf), BYE, REFER (handed to whoever listens).
+ *
+ * A leg taken over from a call (the far end of an attended transfer, call-session.ts
+ * `handOverCallee`) keeps the RFC 4028 session timer that call agreed: we refresh when we are
+ * the refresher (§10), the peer's refreshes (re-INVITE, UPDATE) are negotiated as in §9, and a
+ * session that is not refreshed in time ends with a BYE.
  */
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
@@ -17,11 +22,19 @@ import type { Logger } from 'pino';
 import { inspectSdp, parkedSdp, type Leg, type LegKind, type MediaSession } from '../media/index.js';
 import type { Dialog, SipHeaders, SrfRequest, SrfResponse } from '../sip/srf.js';
 import { parseInfoDtmf } from './dtmf-info.js';
+import {
+  LegSessionTimer,
+  negotiateAsUas,
+  sendRefresh,
+  timerFromResponse,
+  type NegotiatedTimer,
+  type SessionTimerConfig,
+} from '../calls/session-timer.js';
 
 /** How long a hang-up waits for the BYE's response before the media is released anyway. */
 const BYE_WAIT_MS = 2_000;
 
-export type LegEndCause = 'remote-hangup' | 'local-hangup' | 'peer-lost' | 'media-failure';
+export type LegEndCause = 'remote-hangup' | 'local-hangup' | 'peer-lost' | 'media-failure' | 'session-expired';
 
 export interface SipLegEvents {
   ended: [cause: LegEndCause];
@@ -42,6 +55,8 @@ export interface SipLegInit {
   internalSdp: string;
   /** The peer's last SDP (offer or answer). */
   peerSdp: string;
+  /** RFC 4028: a timer the leg's dialog already agreed, kept running (see the module comment). */
+  sessionTimer?: { negotiated: NegotiatedTimer | null; negotiatedAt: number; config: SessionTimerConfig; allowsUpdate: boolean; sdpToPeer: string };
   logger?: Logger;
 }
 
@@ -59,6 +74,9 @@ export class SipLeg extends EventEmitter<SipLegEvents> {
   private endedCause?: LegEndCause;
   private ending?: Promise<void>;
   private readonly logger?: Logger;
+  private readonly timer?: { leg: LegSessionTimer; config: SessionTimerConfig; allowsUpdate: boolean };
+  /** What the peer last received from us (a refresh re-INVITE repeats it, RFC 3264 §8). */
+  private sdpToPeer: string;
 
   constructor(init: SipLegInit) {
     super();
@@ -70,6 +88,14 @@ export class SipLeg extends EventEmitter<SipLegEvents> {
     this.internalSdp = init.internalSdp;
     this.peerSdp = init.peerSdp;
     this.logger = init.logger?.child({ leg: this.id });
+    this.sdpToPeer = init.sessionTimer?.sdpToPeer ?? this.dialog.local.sdp;
+    if (init.sessionTimer) {
+      const { config, allowsUpdate, negotiated, negotiatedAt } = init.sessionTimer;
+      const leg = new LegSessionTimer({ refresh: (seconds) => this.refresh(seconds), expired: () => void this.finish('session-expired', true) });
+      this.timer = { leg, config, allowsUpdate };
+      leg.set(negotiated, negotiatedAt); // the peer counts from that 2xx, not from the hand-over
+      this.dialog.on('update', (req, res) => this.onUpdate(req, res));
+    }
     this.dialog.on('destroy', () => void this.finish('remote-hangup', false));
     // The peer's BYE can be handled by srf in the same read as the 2xx that created the dialog,
     // before whoever awaited the dialog could listen: such a dialog is already over.
@@ -150,6 +176,7 @@ export class SipLeg extends EventEmitter<SipLegEvents> {
   private finish(cause: LegEndCause, sendBye: boolean, headers?: SipHeaders): Promise<void> {
     if (!this.ending) {
       this.endedCause = cause;
+      this.timer?.leg.stop();
       this.ending = (async () => {
         if (sendBye && this.dialog.connected !== false) {
           const bye = this.dialog.destroy(headers ? { headers } : undefined).catch((err: unknown) => {
@@ -165,23 +192,63 @@ export class SipLeg extends EventEmitter<SipLegEvents> {
     return this.ending;
   }
 
-  /** RFC 3264 §8: a re-offer from the peer (hold, resume, codec change) answered through rtpengine. */
+  /** RFC 3264 §8: a re-offer from the peer (hold, resume, codec change, a session refresh) answered through rtpengine. */
   private async onReinvite(req: SrfRequest, res: SrfResponse): Promise<void> {
+    const timer = this.negotiateTimer(req, res);
+    if (!timer) return;
     const offer = req.body;
     if (!offer) {
       // an offer-less re-INVITE asks for our offer (RFC 3261 §14.2); ours is the SDP we last sent
-      res.send(200, { body: this.dialog.local.sdp, headers: { 'Content-Type': 'application/sdp' } });
-      return;
+      res.send(200, { body: this.sdpToPeer, headers: { 'Content-Type': 'application/sdp', ...timer.headers } });
+      return this.timer?.leg.set(timer.negotiated);
     }
     try {
       await this.media.reoffer(offer, this.externalSide);
       const toPeer = await this.media.answer(this.endpointSdp);
       this.peerSdp = offer;
-      res.send(200, { body: toPeer, headers: { 'Content-Type': 'application/sdp' } });
+      this.sdpToPeer = toPeer;
+      res.send(200, { body: toPeer, headers: { 'Content-Type': 'application/sdp', ...timer.headers } });
+      this.timer?.leg.set(timer.negotiated);
     } catch (err) {
       this.logger?.warn({ err: err instanceof Error ? err.message : String(err) }, 're-INVITE refused');
       res.send(488, 'Not Acceptable Here');
     }
+  }
+
+  /** RFC 3311 UPDATE on a leg with a session timer: a refresh without SDP (RFC 4028 §9); offers in UPDATE are not taken. */
+  private onUpdate(req: SrfRequest, res: SrfResponse): void {
+    if (req.body && req.body.trim()) return void res.send(488, 'Not Acceptable Here');
+    const timer = this.negotiateTimer(req, res);
+    if (!timer) return;
+    res.send(200, { headers: timer.headers });
+    this.timer?.leg.set(timer.negotiated);
+  }
+
+  /**
+   * RFC 4028 §9 for a refresh from the peer: 422/400 sent here (undefined returned); else the 2xx's
+   * headers and the timer it sets. A leg without a timer answers as before (no headers, no timer).
+   */
+  private negotiateTimer(req: SrfRequest, res: SrfResponse): { headers: Record<string, string>; negotiated: NegotiatedTimer | null } | undefined {
+    if (!this.timer) return { headers: {}, negotiated: null };
+    const negotiation = negotiateAsUas(req, this.timer.config);
+    if (!negotiation.ok) {
+      res.send(negotiation.status, negotiation.reason, { headers: negotiation.headers });
+      return undefined;
+    }
+    return { headers: negotiation.headers, negotiated: negotiation.timer };
+  }
+
+  /** RFC 4028 §10: our refresh, with the unchanged SDP when it is a re-INVITE. */
+  private async refresh(seconds: number): Promise<NegotiatedTimer | null> {
+    const timer = this.timer;
+    if (!timer || this.ended) return null;
+    const res = await sendRefresh(this.dialog, { seconds, config: timer.config, allowsUpdate: timer.allowsUpdate, sdp: this.sdpToPeer });
+    if (res.status === 408 || res.status === 481) {
+      void this.finish('peer-lost', false); // RFC 3261 §12.2.1.2: the dialog is gone
+      return null;
+    }
+    if (res.status >= 300) throw new Error(`session refresh: ${res.status}`);
+    return timerFromResponse(res, timer.config);
   }
 
   private onInfo(req: SrfRequest, res: SrfResponse): void {

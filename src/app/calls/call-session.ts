@@ -65,6 +65,7 @@ import {
   LegSessionTimer,
   negotiateAsUas,
   retryIntervalAfter422,
+  sendRefresh,
   timerFromResponse,
   uacRequestHeaders,
   type NegotiatedTimer,
@@ -146,6 +147,13 @@ export interface HandedOverCallee {
   calleeSdp: string;
   /** The SDP rtpengine last wrote for the caller: the address and ports of the `a` monologue. */
   callerSideSdp: string;
+  /** The SDP the callee last received from us (a refresh re-INVITE repeats it, RFC 3264 §8). */
+  sdpToCallee: string;
+  /**
+   * RFC 4028 on the callee's leg, for the new owner to keep: what the leg agreed (null: no timer)
+   * and when (the peer counts from then), our configuration, and whether the callee takes UPDATE for refreshes (RFC 3311 §5.1).
+   */
+  sessionTimer: { negotiated: NegotiatedTimer | null; negotiatedAt: number; config: SessionTimerConfig; allowsUpdate: boolean };
   /** Releases what the call held on the callee's target (a gateway channel); call it when the callee's side ends. */
   release: () => void;
 }
@@ -348,7 +356,8 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
 
   /**
    * RFC 3891 replacement of the caller's dialog: the callee's side (dialog and media) is handed to
-   * the caller's new owner and the caller gets a BYE; the call ends with reason `replaced`.
+   * the caller's new owner and the caller gets a BYE; the call ends with reason `replaced`. The
+   * callee's RFC 4028 timer goes with it: this session stops its own, the new owner runs it on.
    * Undefined when the call is not answered with a plain-RTP caller (a WebRTC caller's side of the
    * media cannot be re-pointed at a plain leg) or an exchange is in progress.
    */
@@ -357,6 +366,8 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     if (this.stateValue !== 'answered' || !uac?.connected || !media || this.aLegKind !== 'plain' || this.exchange) return undefined;
     // this session was the only listener on the callee's dialog; the new owner listens from now on
     for (const event of ['destroy', 'modify', 'update'] as const) uac.removeAllListeners(event);
+    const negotiated = this.sessionTimerOf('b');
+    const negotiatedAt = this.legTimers.b?.negotiatedAt ?? Date.now();
     this.legTimers.b?.stop();
     const handed: HandedOverCallee = {
       dialog: uac,
@@ -364,6 +375,8 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       calleeKind: this.planValue!.bLegKind,
       calleeSdp: this.sdpFrom.b,
       callerSideSdp: this.sdpTo.a,
+      sdpToCallee: this.sdpTo.b,
+      sessionTimer: { negotiated, negotiatedAt, config: this.sessionTimer, allowsUpdate: this.allowsUpdate('b') },
       release: this.releaseTarget ?? (() => undefined),
     };
     this.uac = undefined;
@@ -802,22 +815,10 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
   private async refresh(leg: Leg, seconds: number): Promise<NegotiatedTimer | null> {
     const dialog = this.dialogOf(leg);
     if (!dialog || this.isEnded) return null;
-    const attempt = async (interval: number): Promise<SrfResponse> => {
-      const headers: SipHeaders = { ...CAPABILITY_HEADERS, ...uacRequestHeaders(interval, this.sessionTimer, 'uac') };
-      return this.onLeg(leg, async () => {
-        if (this.allowsUpdate(leg)) return dialog.request({ method: 'UPDATE', headers });
-        return sendReinvite(dialog, { sdp: this.sdpTo[leg], headers }).then(
-          (sent) => sent.res,
-          (err: unknown) => {
-            if (isSipFailure(err) && err.res) return err.res;
-            throw err;
-          },
-        );
-      }, !this.allowsUpdate(leg));
-    };
-    let res = await attempt(seconds);
-    const retryWith = res.status === 422 ? retryIntervalAfter422(res, seconds) : null;
-    if (retryWith !== null) res = await attempt(retryWith);
+    const res = await sendRefresh(dialog, {
+      seconds, config: this.sessionTimer, allowsUpdate: this.allowsUpdate(leg), sdp: this.sdpTo[leg], headers: CAPABILITY_HEADERS,
+      serialise: (send, isInvite) => this.onLeg(leg, send, isInvite),
+    });
     if (res.status === 408 || res.status === 481) {
       void this.end('peer-lost'); // RFC 3261 §12.2.1.2
       return null;

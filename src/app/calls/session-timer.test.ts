@@ -75,6 +75,26 @@ describe('LegSessionTimer', () => {
     timer.stop();
   });
 
+  it('a timer taken over from another owner keeps the deadlines of the 2xx that set it', async () => {
+    vi.useFakeTimers();
+    const refreshes: number[] = [];
+    const timer = new LegSessionTimer({ refresh: async (s) => (refreshes.push(s), null), expired: vi.fn() });
+    const setAt = Date.now();
+    await vi.advanceTimersByTimeAsync(30_000); // the hand-over, 30 s into a 100 s interval
+    timer.set({ seconds: 100, weRefresh: true }, setAt);
+    expect(timer.negotiatedAt).toBe(setAt);
+    await vi.advanceTimersByTimeAsync(19_999);
+    expect(refreshes).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(refreshes).toEqual([100]);
+    const expiredLate = vi.fn();
+    const past = new LegSessionTimer({ refresh: () => Promise.reject(new Error('not ours')), expired: expiredLate });
+    past.set({ seconds: 90, weRefresh: false }, Date.now() - 60_000); // already past interval - 30 s
+    await vi.advanceTimersByTimeAsync(0);
+    expect(expiredLate).toHaveBeenCalledOnce();
+    timer.stop();
+  });
+
   it('§10: the other side ends the session at interval - min(32, interval/3) without a refresh; a refresh resets it', async () => {
     vi.useFakeTimers();
     const expired = vi.fn();

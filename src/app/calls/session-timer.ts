@@ -12,7 +12,7 @@
  *   refresh came by `interval - min(32, interval / 3)` seconds (§10): BYE, and the call's media goes
  *   with it (call-session.ts).
  */
-import type { SrfMessage } from '../sip/srf.js';
+import { isSipFailure, sendReinvite, type Dialog, type SipHeaders, type SrfMessage, type SrfResponse } from '../sip/srf.js';
 import { optionTagsOf } from '../sip/capabilities.js';
 
 export interface SessionTimerConfig {
@@ -147,6 +147,7 @@ export class LegSessionTimer {
   private refreshTimer?: NodeJS.Timeout;
   private expiryTimer?: NodeJS.Timeout;
   private current: NegotiatedTimer | null = null;
+  private since = Date.now();
   /** Bumped by every set(): a refresh that completes after a newer set() is ignored. */
   private generation = 0;
   private stopped = false;
@@ -157,18 +158,28 @@ export class LegSessionTimer {
     return this.current;
   }
 
-  set(timer: NegotiatedTimer | null): void {
+  /** When the current timer started (the 2xx that set it), in ms since the epoch. */
+  get negotiatedAt(): number {
+    return this.since;
+  }
+
+  /**
+   * `since`: when the 2xx that set the timer went or came (default now); a timer taken over from
+   * another owner of the dialog keeps its deadlines, since the peer counts from that 2xx.
+   */
+  set(timer: NegotiatedTimer | null, since = Date.now()): void {
     if (this.stopped) return;
     this.clear();
     this.generation++;
     this.current = timer;
+    this.since = since;
     if (!timer) return;
     // §10: without a refresh by interval - min(32, interval/3) the session is over (the refresher's
     // own refresh failing included: the peer's timer was not restarted either)
-    const expiresAt = Date.now() + (timer.seconds - Math.min(32, timer.seconds / 3)) * 1000;
+    const expiresAt = since + (timer.seconds - Math.min(32, timer.seconds / 3)) * 1000;
     this.expiryTimer = this.after(expiresAt - Date.now(), () => this.hooks.expired());
     // §10: the refresher sends its refresh at half the interval
-    if (timer.weRefresh) this.refreshTimer = this.after(timer.seconds * 500, () => void this.refreshNow(timer.seconds, expiresAt));
+    if (timer.weRefresh) this.refreshTimer = this.after(since + timer.seconds * 500 - Date.now(), () => void this.refreshNow(timer.seconds, expiresAt));
   }
 
   stop(): void {
@@ -207,4 +218,44 @@ export class LegSessionTimer {
     this.refreshTimer = undefined;
     this.expiryTimer = undefined;
   }
+}
+
+export interface RefreshRequest {
+  seconds: number;
+  config: SessionTimerConfig;
+  /** The peer listed UPDATE in its Allow (RFC 3311 §5.1). */
+  allowsUpdate: boolean;
+  /** The SDP the peer last received from us: a re-INVITE refresh repeats it unchanged (RFC 3264 §8). */
+  sdp: string;
+  /** Further headers (Allow, Supported). */
+  headers?: SipHeaders;
+  /** Runs each request sent, e.g. queued behind other requests on the dialog (RFC 3261 §14.1); `isInvite` for re-INVITEs. */
+  serialise?: <T>(send: () => Promise<T>, isInvite: boolean) => Promise<T>;
+}
+
+/**
+ * RFC 4028 §10: our refresh on a dialog: UPDATE without SDP when the peer allows it, else a
+ * re-INVITE with the unchanged SDP; a 422 is retried once with its Min-SE (§7.4). Resolves with
+ * the final response (any status; the caller acts on 408/481 and failures).
+ */
+export async function sendRefresh(dialog: Dialog, request: RefreshRequest): Promise<SrfResponse> {
+  const serialise = request.serialise ?? (<T>(send: () => Promise<T>) => send());
+  const attempt = (interval: number): Promise<SrfResponse> => {
+    const headers: SipHeaders = { ...request.headers, ...uacRequestHeaders(interval, request.config, 'uac') };
+    if (request.allowsUpdate) return serialise(() => dialog.request({ method: 'UPDATE', headers }), false);
+    return serialise(
+      () =>
+        sendReinvite(dialog, { sdp: request.sdp, headers }).then(
+          (sent) => sent.res,
+          (err: unknown) => {
+            if (isSipFailure(err) && err.res) return err.res;
+            throw err;
+          },
+        ),
+      true,
+    );
+  };
+  const res = await attempt(request.seconds);
+  const retryWith = res.status === 422 ? retryIntervalAfter422(res, request.seconds) : null;
+  return retryWith !== null ? attempt(retryWith) : res;
 }
