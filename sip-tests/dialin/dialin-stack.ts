@@ -45,7 +45,7 @@ export interface DialInCall {
 
 export async function startDialInStack(
   timing: { firstDigitMs: number; interDigitMs: number },
-  options: { rtpengineArgs?: string[] } = {},
+  options: { rtpengineArgs?: string[]; inbandDetection?: 'no-telephone-event' | 'always' } = {},
 ): Promise<DialInStack> {
   const dtmfLogPort = await freePort();
   const promptsDir = mkdtempSync(join(tmpdir(), 'dialcore-dialin-prompts-'));
@@ -75,6 +75,7 @@ export async function startDialInStack(
           defaultLanguage: 'en',
           promptsDir,
           promptStyle: process.env.DIALIN_TEST_PROMPTS === 'speech' ? 'speech' : 'tones',
+          ...(options.inbandDetection ? { inbandDetection: options.inbandDetection } : {}),
         },
       );
       cs.hooks.dialIn = dialIn.service;

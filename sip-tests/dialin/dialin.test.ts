@@ -4,6 +4,7 @@
  * rtpengine playing the prompts and reporting the digits (--dtmf-log-dest), real Redis.
  *
  * - a right ID and PIN makes the call the agent's session (event, API), kicks end it with a BYE;
+ *   the agent's keys after the login are published as call.dtmf, whichever way they are sent;
  * - wrong three times: BYE, no session; an unknown ID is answered exactly like a wrong PIN;
  * - the lockout after the limit, listed and cleared through the admin API;
  * - key-ahead stops a prompt; timeouts end entries; a hang-up mid-entry leaves nothing behind.
@@ -64,7 +65,15 @@ describe('dial-in login', () => {
     expect(session.body).toMatchObject({ connectionMethod: 'dial-in', state: 'ready' });
     const sessions = await st.api('GET', `/v1/users/${a.id}/sessions`);
     expect(sessions.body.calls).toEqual([expect.objectContaining({ kind: 'agent-session', connectionMethod: 'dial-in' })]);
-    expect(await st.dialInCallKeys(), 'the IVR is over: no DTMF routing left').toEqual([]);
+    // the agent's keys after the login reach the event stream as call.dtmf, each once (rtpengine's
+    // reports routed to the session's leg); the routing note lives as long as the call
+    expect(await st.dialInCallKeys(), 'DTMF routing kept for the session').toHaveLength(1);
+    await rtp.press('7*', 'rfc4733');
+    await events.waitFor((e) => e.type === 'call.dtmf' && e.agent === a.id && e.digit === '*', 10_000);
+    expect(events.events.filter((e) => e.type === 'call.dtmf' && e.agent === a.id)).toEqual([
+      expect.objectContaining({ digit: '7', source: 'rfc4733', from: 'agent' }),
+      expect.objectContaining({ digit: '*', source: 'rfc4733', from: 'agent' }),
+    ]);
     // a kick (deactivation) ends the session: dialcore's BYE completes the caller's scenario
     expect((await st.api('PATCH', `/v1/users/${a.id}`, { active: false })).status).toBe(200);
     const result = await sipp;

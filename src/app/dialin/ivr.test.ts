@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DialInIvr, type IvrPort, type LoginVerdict, type PromptName } from './ivr.js';
-import { DtmfDeduplicator } from './dtmf-dedup.js';
+import { DtmfDeduplicator } from '../agents/dtmf-dedup.js';
 
 const PROMPT_MS = 1000;
 const TIMING = { firstDigitMs: 10_000, interDigitMs: 5_000, maxDigits: 20, attempts: 3 };
