@@ -26,7 +26,7 @@ export interface DialInStack extends AgentStack {
 
 export interface DialInCallOptions {
   caller: string;
-  /** RTP the caller's SDP offers: RFC 4733 events, or PCMU only (in-band tones). */
+  /** What the caller's SDP offers: PCMU and RFC 4733 telephone-event, or PCMU only. */
   media: 'rfc4733' | 'inband';
   scenario?: 'dialin-caller-wait-bye.xml' | 'dialin-caller-info.xml' | 'dialin-caller-hangup.xml';
   keys?: Record<string, string>;
@@ -45,7 +45,7 @@ export interface DialInCall {
 
 export async function startDialInStack(
   timing: { firstDigitMs: number; interDigitMs: number },
-  options: { rtpengineArgs?: string[]; inbandDetection?: 'no-telephone-event' | 'always' } = {},
+  options: { rtpengineArgs?: string[] } = {},
 ): Promise<DialInStack> {
   const dtmfLogPort = await freePort();
   const promptsDir = mkdtempSync(join(tmpdir(), 'dialcore-dialin-prompts-'));
@@ -75,7 +75,6 @@ export async function startDialInStack(
           defaultLanguage: 'en',
           promptsDir,
           promptStyle: process.env.DIALIN_TEST_PROMPTS === 'speech' ? 'speech' : 'tones',
-          ...(options.inbandDetection ? { inbandDetection: options.inbandDetection } : {}),
         },
       );
       cs.hooks.dialIn = dialIn.service;

@@ -1,6 +1,7 @@
 /**
  * Dial-in with real peers: SIPp callers from the carrier trunk to the access number, their RTP
- * from a test socket (RFC 4733 events or in-band PCMU tones) or their digits in SIP INFO, real
+ * from a test socket (RFC 4733 events or in-band PCMU tones, with or without telephone-event
+ * offered) or their digits in SIP INFO, real
  * rtpengine playing the prompts and reporting the digits (--dtmf-log-dest), real Redis.
  *
  * - a right ID and PIN makes the call the agent's session (event, API), kicks end it with a BYE;
@@ -108,6 +109,33 @@ describe('dial-in login', () => {
     const { rtp, sipp } = await call(st, { caller: callerNumber(), media: 'inband' });
     await rtp.waitForPrompt(10);
     await rtp.press(`${a.dialInId}#${PIN}#`, 'inband', 200);
+    await sessionUp(events, a.id);
+    expect((await st.api('DELETE', `/v1/agents/${a.id}/session`)).status).toBe(204);
+    expect((await sipp).stats.successful).toBe(1);
+    events.close();
+  });
+});
+
+describe('in-band detection for every caller', () => {
+  it('a caller that offers telephone-event but sends in-band tones (old PBX, mobile gateway) logs in', async () => {
+    const a = await agent();
+    const events = await st.events();
+    const { rtp, sipp } = await call(st, { caller: callerNumber(), media: 'rfc4733' });
+    await rtp.waitForPrompt(10);
+    await rtp.press(`${a.dialInId}#${PIN}#`, 'inband', 200);
+    await sessionUp(events, a.id);
+    expect((await st.api('DELETE', `/v1/agents/${a.id}/session`)).status).toBe(204);
+    expect((await sipp).stats.successful).toBe(1);
+    events.close();
+  });
+
+  it('RFC 4733 with detection on: each event is reported twice by rtpengine yet counts once; a key pressed twice quickly counts twice', async () => {
+    const a = await agent({}, 6, '113355');
+    const events = await st.events();
+    const { rtp, sipp } = await call(st, { caller: callerNumber(), media: 'rfc4733' });
+    await rtp.waitForPrompt(10);
+    // 160 ms events 60 ms apart: the repeated keys end 220 ms apart, rtpengine's second report ~40 ms after each
+    await rtp.press(`${a.dialInId}#113355#`, 'rfc4733', 60);
     await sessionUp(events, a.id);
     expect((await st.api('DELETE', `/v1/agents/${a.id}/session`)).status).toBe(204);
     expect((await sipp).stats.successful).toBe(1);

@@ -7,8 +7,10 @@
  * Digits come from every source callers use, each press counted once (the leg's 'dtmf' event,
  * agents/sip-leg.ts with agents/dtmf-dedup.ts):
  * - RFC 4733 telephone-events, reported by rtpengine (dtmf-events.ts);
- * - in-band G.711 tones, when the caller offers no telephone-event: rtpengine detects them
- *   (media-session.ts detectInbandDtmf) and reports them the same way;
+ * - in-band G.711 tones, during the login whatever the caller offered (old PBXs and mobile
+ *   gateways offer telephone-event and send tones): rtpengine detects them (media-session.ts
+ *   detectInbandDtmf) and reports them the same way. With detection on, rtpengine reports each
+ *   RFC 4733 event twice, ~40 ms apart: the leg's de-duplication counts it once;
  * - SIP INFO (application/dtmf-relay, application/dtmf; answered 200 by sip-leg.ts).
  * rtpengine's reports keep reaching the leg after the login, so the agent's keys show in the
  * event stream as `call.dtmf` (agent-service.ts) whichever way the phone sends them.
@@ -47,8 +49,6 @@ export interface DialInServiceOptions {
   dtmf: DtmfEventRouter;
   accessNumbers: readonly string[];
   timing: IvrTiming;
-  /** When rtpengine decodes the caller's audio for in-band tones: only callers offering no telephone-event (default), or all. */
-  inbandDetection?: 'no-telephone-event' | 'always';
   logger?: Logger;
 }
 
@@ -86,8 +86,7 @@ export class DialInService {
       this.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'dial-in call not answered');
       return;
     }
-    const inband = this.o.inbandDetection === 'always' || !TELEPHONE_EVENT.test(req.body ?? '');
-    const call = new DialInCall(this, leg, caller, inband);
+    const call = new DialInCall(this, leg, caller, TELEPHONE_EVENT.test(req.body ?? ''));
     this.live.add(call);
     try {
       await call.run();
@@ -156,7 +155,8 @@ class DialInCall {
     private readonly service: DialInService,
     private readonly leg: SipLeg,
     private readonly caller: string | null,
-    private readonly inband: boolean,
+    /** What rtpengine reports is labelled `rfc4733` when the caller offered telephone-event, `inband` otherwise. */
+    private readonly offersTelephoneEvent: boolean,
   ) {
     this.ivr = new DialInIvr(
       {
@@ -179,7 +179,7 @@ class DialInCall {
     this.leg.on('dtmf', this.onKey);
     await dtmf.listen(this.leg.media.callId, (event) => this.onEngineDigit(event));
     this.listeningForEvents = true;
-    if (this.inband) await this.leg.detectInbandDtmf(true).catch((err: unknown) => this.service.warn(err, 'in-band DTMF detection not enabled'));
+    await this.leg.detectInbandDtmf(true).catch((err: unknown) => this.service.warn(err, 'in-band DTMF detection not enabled'));
     if (this.leg.ended) return;
     if (this.caller && (await lockouts.isLocked(null, this.caller))) {
       this.service.info({ caller: this.caller }, 'dial-in caller number locked out');
@@ -196,7 +196,8 @@ class DialInCall {
     }
     const user = this.user!;
     this.handOver();
-    if (this.inband) await this.leg.detectInbandDtmf(false).catch(() => undefined);
+    // the session's audio as sent (RFC 4733 keys are still reported: call.dtmf)
+    await this.leg.detectInbandDtmf(false).catch(() => undefined);
     const adopted = await this.service.options.agents.adoptLeg(user, this.leg);
     if (!adopted) {
       // another session appeared meanwhile (another instance, another call)
@@ -243,7 +244,7 @@ class DialInCall {
   private onEngineDigit(event: RtpengineDtmfEvent): void {
     const callerTag = this.leg.externalSide === 'a' ? this.leg.media.aTag : this.leg.media.bTag;
     if (event.sourceTag && event.sourceTag !== callerTag) return; // not sent by the caller
-    this.leg.reportDtmf(event.digit, this.inband ? 'inband' : 'rfc4733');
+    this.leg.reportDtmf(event.digit, this.offersTelephoneEvent ? 'rfc4733' : 'inband');
   }
 
   private async play(prompt: PromptName): Promise<number> {

@@ -36,7 +36,6 @@ export interface DialInConfig {
   promptsDir: string;
   /** `tones`: tone patterns instead of speech (tests, benches). Default speech. */
   promptStyle?: 'speech' | 'tones';
-  inbandDetection?: 'no-telephone-event' | 'always';
 }
 
 export interface DialInFeature {
@@ -78,7 +77,6 @@ export async function startDialInFeature(
     prompts,
     dtmf,
     accessNumbers: config.accessNumbers,
-    ...(config.inbandDetection ? { inbandDetection: config.inbandDetection } : {}),
     timing: { ...DEFAULT_IVR_TIMING, firstDigitMs: config.firstDigitTimeoutMs, interDigitMs: config.interDigitTimeoutMs },
     ...(deps.logger ? { logger: deps.logger } : {}),
   });
