@@ -154,4 +154,16 @@ describe('DTMF de-duplication', () => {
     now = 910;
     expect(dedup.accept('6', 'info')).toBe(true); // another digit always counts
   });
+
+  it('defaults: rtpengine\'s second report of an RFC 4733 event (20-41 ms later, measured) is dropped, a key pressed again 220 ms later is not', () => {
+    let now = 0;
+    const dedup = new DtmfDeduplicator({ now: () => now });
+    expect(dedup.accept('1', 'rfc4733')).toBe(true);
+    now = 41;
+    expect(dedup.accept('1', 'rfc4733')).toBe(false);
+    now = 220;
+    expect(dedup.accept('1', 'rfc4733')).toBe(true);
+    now = 260;
+    expect(dedup.accept('1', 'rfc4733')).toBe(false);
+  });
 });
