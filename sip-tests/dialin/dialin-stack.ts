@@ -26,7 +26,7 @@ export interface DialInStack extends AgentStack {
 
 export interface DialInCallOptions {
   caller: string;
-  /** RTP the caller's SDP offers: RFC 4733 events, or PCMU only (in-band tones). */
+  /** What the caller's SDP offers: PCMU and RFC 4733 telephone-event, or PCMU only. */
   media: 'rfc4733' | 'inband';
   scenario?: 'dialin-caller-wait-bye.xml' | 'dialin-caller-info.xml' | 'dialin-caller-hangup.xml';
   keys?: Record<string, string>;

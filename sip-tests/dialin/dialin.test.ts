@@ -1,9 +1,11 @@
 /**
  * Dial-in with real peers: SIPp callers from the carrier trunk to the access number, their RTP
- * from a test socket (RFC 4733 events or in-band PCMU tones) or their digits in SIP INFO, real
+ * from a test socket (RFC 4733 events or in-band PCMU tones, with or without telephone-event
+ * offered) or their digits in SIP INFO, real
  * rtpengine playing the prompts and reporting the digits (--dtmf-log-dest), real Redis.
  *
  * - a right ID and PIN makes the call the agent's session (event, API), kicks end it with a BYE;
+ *   the agent's keys after the login are published as call.dtmf, whichever way they are sent;
  * - wrong three times: BYE, no session; an unknown ID is answered exactly like a wrong PIN;
  * - the lockout after the limit, listed and cleared through the admin API;
  * - key-ahead stops a prompt; timeouts end entries; a hang-up mid-entry leaves nothing behind.
@@ -64,7 +66,15 @@ describe('dial-in login', () => {
     expect(session.body).toMatchObject({ connectionMethod: 'dial-in', state: 'ready' });
     const sessions = await st.api('GET', `/v1/users/${a.id}/sessions`);
     expect(sessions.body.calls).toEqual([expect.objectContaining({ kind: 'agent-session', connectionMethod: 'dial-in' })]);
-    expect(await st.dialInCallKeys(), 'the IVR is over: no DTMF routing left').toEqual([]);
+    // the agent's keys after the login reach the event stream as call.dtmf, each once (rtpengine's
+    // reports routed to the session's leg); the routing note lives as long as the call
+    expect(await st.dialInCallKeys(), 'DTMF routing kept for the session').toHaveLength(1);
+    await rtp.press('7*', 'rfc4733');
+    await events.waitFor((e) => e.type === 'call.dtmf' && e.agent === a.id && e.digit === '*', 10_000);
+    expect(events.events.filter((e) => e.type === 'call.dtmf' && e.agent === a.id)).toEqual([
+      expect.objectContaining({ digit: '7', source: 'rfc4733', from: 'agent' }),
+      expect.objectContaining({ digit: '*', source: 'rfc4733', from: 'agent' }),
+    ]);
     // a kick (deactivation) ends the session: dialcore's BYE completes the caller's scenario
     expect((await st.api('PATCH', `/v1/users/${a.id}`, { active: false })).status).toBe(200);
     const result = await sipp;
@@ -93,16 +103,30 @@ describe('dial-in login', () => {
     events.close();
   });
 
-  it('in-band PCMU tones (no telephone-event offered): rtpengine detects them, the login works', async () => {
-    const a = await agent();
+  /** Types ID and PIN over RTP as `keys` says, waits for the session, ends it (BYE to the caller). */
+  async function logInOverRtp(offer: 'rfc4733' | 'inband', keys: 'rfc4733' | 'inband', gapMs: number, pin = PIN): Promise<void> {
+    const a = await agent({}, 6, pin);
     const events = await st.events();
-    const { rtp, sipp } = await call(st, { caller: callerNumber(), media: 'inband' });
+    const { rtp, sipp } = await call(st, { caller: callerNumber(), media: offer });
     await rtp.waitForPrompt(10);
-    await rtp.press(`${a.dialInId}#${PIN}#`, 'inband', 200);
+    await rtp.press(`${a.dialInId}#${pin}#`, keys, gapMs);
     await sessionUp(events, a.id);
     expect((await st.api('DELETE', `/v1/agents/${a.id}/session`)).status).toBe(204);
     expect((await sipp).stats.successful).toBe(1);
     events.close();
+  }
+
+  it('in-band PCMU tones (no telephone-event offered): rtpengine detects them, the login works', async () => {
+    await logInOverRtp('inband', 'inband', 200);
+  });
+
+  it('in-band tones from a caller that offers telephone-event (old PBX, mobile gateway): detected all the same', async () => {
+    await logInOverRtp('rfc4733', 'inband', 200);
+  });
+
+  it('RFC 4733 with in-band detection on: each event, reported twice by rtpengine, counts once; a key pressed twice quickly counts twice', async () => {
+    // 160 ms events 60 ms apart: repeated keys end 220 ms apart, rtpengine's second report ~40 ms after each
+    await logInOverRtp('rfc4733', 'rfc4733', 60, '113355');
   });
 });
 

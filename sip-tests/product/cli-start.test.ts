@@ -4,7 +4,7 @@
  * phone registering with a plain MD5 digest REGISTER over UDP and TCP (SIPp 3.6.1 answers the first challenge only,
  * so this also pins the default challenge order), the bindings seen through the admin API and in /metrics, a
  * deactivation kicking them, a webrtc user over WebSocket (and refused over UDP), a call to a dial-in access number
- * answered by the login, then SIGTERM.
+ * answered by the login, then SIGTERM while a dial-in caller is in the login (the drain waits for it).
  *
  * With DIALCORE_TEST_DRACHTIO_SERVER=<drachtio binary>, the C++ drachtio-server takes the SIP listeners and
  * `dialcore app --drachtio` connects to it instead (`dialcore start` runs both halves in one process).
@@ -178,9 +178,18 @@ describe('dialcore start', () => {
     expect(lockouts.json).toEqual({ lockouts: [], policy: { failures: 10, windowSeconds: 900 } });
   });
 
-  it('stops on SIGTERM within the shutdown bound, exit code 0', async () => {
+  it('SIGTERM drains: a caller in the dial-in login is a live call (not cut off); then exit code 0 within the bound', async () => {
+    // the desk user of the dial-in test calls the access number and hangs up itself after 3 s; a
+    // drain that did not count it would stop at once and BYE it (the scenario then fails)
+    const caller = runSipp({
+      scenario: 'call-device-uac.xml', target: `${HOST}:${sipPort}`, calls: 1, timeoutMs: 20_000, extraArgs: ['-d', '3000'],
+      inf: { rows: [['7003', 'cli-desk-pass-1', REALM, ACCESS_NUMBER]] },
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // answered and in the login by now (set-up takes ms)
     const exited = new Promise<number | null>((resolve) => core.child.once('exit', (code) => resolve(code)));
     core.child.kill('SIGTERM');
+    const result = await caller;
+    expect(result.stats.successful, result.errors + core.output()).toBe(1);
     const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve('timeout'), 8000))]);
     expect(code, core.output()).toBe(0);
   });

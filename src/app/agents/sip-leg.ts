@@ -21,6 +21,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { inspectSdp, parkedSdp, type Leg, type LegKind, type MediaSession } from '../media/index.js';
 import type { Dialog, SipHeaders, SrfRequest, SrfResponse } from '../sip/srf.js';
+import { DtmfDeduplicator, type DtmfSource } from './dtmf-dedup.js';
 import { parseInfoDtmf } from './dtmf-info.js';
 import {
   LegSessionTimer,
@@ -38,8 +39,12 @@ export type LegEndCause = 'remote-hangup' | 'local-hangup' | 'peer-lost' | 'medi
 
 export interface SipLegEvents {
   ended: [cause: LegEndCause];
-  /** A DTMF digit the peer sent by SIP INFO (RFC 2976 with application/dtmf-relay or application/dtmf). */
-  dtmf: [digit: string, source: 'info'];
+  /**
+   * A key the peer pressed, once however many ways it was sent: SIP INFO (RFC 2976 with
+   * application/dtmf-relay or application/dtmf), or RFC 4733 events and in-band tones rtpengine
+   * reported for this leg's call (handed in by `reportDtmf`, e.g. by dial-in).
+   */
+  dtmf: [digit: string, source: DtmfSource];
   /** REFER from the peer (RFC 3515). A listener must answer `res`; without one it gets 403. */
   refer: [req: SrfRequest, res: SrfResponse];
 }
@@ -77,6 +82,7 @@ export class SipLeg extends EventEmitter<SipLegEvents> {
   private readonly timer?: { leg: LegSessionTimer; config: SessionTimerConfig; allowsUpdate: boolean };
   /** What the peer last received from us (a refresh re-INVITE repeats it, RFC 3264 §8). */
   private sdpToPeer: string;
+  private readonly dtmfPresses = new DtmfDeduplicator();
 
   constructor(init: SipLegInit) {
     super();
@@ -156,6 +162,11 @@ export class SipLeg extends EventEmitter<SipLegEvents> {
   async detectInbandDtmf(on: boolean): Promise<void> {
     if (this.ended) return;
     await this.media.detectInbandDtmf(this.externalSide, on);
+  }
+
+  /** A key press the peer sent, reported by rtpengine (or by SIP INFO); emitted as 'dtmf' unless it repeats one just emitted. */
+  reportDtmf(digit: string, source: DtmfSource): void {
+    if (!this.ended && this.dtmfPresses.accept(digit, source)) this.emit('dtmf', digit, source);
   }
 
   /** Sends an RFC 4733 digit to the peer, as if from the other side of the bridge (needs `inject DTMF`). */
@@ -254,6 +265,6 @@ export class SipLeg extends EventEmitter<SipLegEvents> {
   private onInfo(req: SrfRequest, res: SrfResponse): void {
     const digit = parseInfoDtmf(req.get('Content-Type'), req.body);
     res.send(200);
-    if (digit) this.emit('dtmf', digit, 'info');
+    if (digit) this.reportDtmf(digit, 'info');
   }
 }

@@ -189,7 +189,8 @@ export async function startCallFeature(
         for (const flow of services.flows.flowsOf(userId)) requestCloseFlow(srf, flow.transport, flow.address, flow.port);
       },
     },
-    liveCalls: () => calls.count + agents.service.callCount + agents.service.sessionCount + (relays?.count ?? 0),
+    // a call in the dial-in login is live too: a drain lets the agent finish logging in
+    liveCalls: () => calls.count + agents.service.callCount + agents.service.sessionCount + (relays?.count ?? 0) + (dialIn?.service.activeCount ?? 0),
     mediaHealth: () => {
       const engines = pool.status();
       return { healthy: engines.filter((e) => e.healthy).length, total: engines.length };

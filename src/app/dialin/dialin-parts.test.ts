@@ -70,6 +70,33 @@ describe('dial-in lockouts', () => {
     expect(await lockouts.clear('id', '1234')).toBe(false);
     expect(await lockouts.clear('caller', 'a*b?[')).toBe(false); // not a value a key is made of
   });
+
+  it('the window slides: failures count while they are younger than the window, not from a fixed start', async () => {
+    const client = await redis.connect();
+    const lockouts = new DialInLockouts(client, { failures: 3, windowSeconds: 2 });
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    await lockouts.recordFailure('5150', null); // t = 0
+    await sleep(1200);
+    await lockouts.recordFailure('5150', null); // t = 1.2 s
+    await lockouts.recordFailure('5150', null);
+    expect(await lockouts.isLocked('5150', null), 'three failures within 2 s').toBe(true);
+    expect((await lockouts.list())[0]).toMatchObject({ kind: 'id', value: '5150', failures: 3, expiresInSeconds: 1 });
+    await sleep(1000); // t = 2.2 s: the first failure left the window, two remain
+    expect(await lockouts.isLocked('5150', null)).toBe(false);
+    expect(await lockouts.list()).toEqual([]);
+    // a fixed window from the first failure would have restarted at t = 2 s with one failure here
+    await lockouts.recordFailure('5150', null);
+    expect(await lockouts.isLocked('5150', null), 'three failures within the last 2 s').toBe(true);
+    // bounded: no more entries than the limit are kept, and the set expires with the window
+    for (let i = 0; i < 20; i++) await lockouts.recordFailure('5150', null);
+    const key = 'dc:dialin-failed-at:id:5150';
+    expect(await client.send(['ZCARD', key])).toBe(3);
+    const ttl = Number(await client.send(['PTTL', key]));
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(2000);
+    await sleep(2100);
+    expect(await client.send(['EXISTS', key])).toBe(0);
+  });
 });
 
 describe('dial-in prompts', () => {

@@ -4,11 +4,16 @@
  * rtpengine `play media`, and on a right ID and PIN the call becomes the agent's session
  * (AgentService.adoptLeg): parked with silence or hold music until the dialer bridges a customer.
  *
- * Digits come from every source callers use, each press counted once (dtmf-dedup.ts):
+ * Digits come from every source callers use, each press counted once (the leg's 'dtmf' event,
+ * agents/sip-leg.ts with agents/dtmf-dedup.ts):
  * - RFC 4733 telephone-events, reported by rtpengine (dtmf-events.ts);
- * - in-band G.711 tones, when the caller offers no telephone-event: rtpengine detects them
- *   (media-session.ts detectInbandDtmf) and reports them the same way;
+ * - in-band G.711 tones, during the login whatever the caller offered (old PBXs and mobile
+ *   gateways offer telephone-event and send tones): rtpengine detects them (media-session.ts
+ *   detectInbandDtmf) and reports them the same way. With detection on, rtpengine reports each
+ *   RFC 4733 event twice, ~40 ms apart: the leg's de-duplication counts it once;
  * - SIP INFO (application/dtmf-relay, application/dtmf; answered 200 by sip-leg.ts).
+ * rtpengine's reports keep reaching the leg after the login, so the agent's keys show in the
+ * event stream as `call.dtmf` (agent-service.ts) whichever way the phone sends them.
  *
  * The check of an ID and PIN always runs the scrypt verification, against a dummy hash when the
  * ID is unknown, so a wrong ID and a wrong PIN take the same path and get the same answer.
@@ -24,7 +29,6 @@ import type { UserRecord } from '../users/types.js';
 import { hashPin, verifyPinAsync } from '../users/secrets.js';
 import { answerLeg } from '../agents/answer.js';
 import type { SipLeg } from '../agents/sip-leg.js';
-import { DtmfDeduplicator, type DtmfSource } from './dtmf-dedup.js';
 import type { DtmfEventRouter, RtpengineDtmfEvent } from './dtmf-events.js';
 import { DialInIvr, type IvrTiming, type LoginVerdict, type PromptName } from './ivr.js';
 import type { DialInLockouts } from './lockout.js';
@@ -82,7 +86,7 @@ export class DialInService {
       this.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'dial-in call not answered');
       return;
     }
-    const call = new DialInCall(this, leg, caller, !TELEPHONE_EVENT.test(req.body ?? ''));
+    const call = new DialInCall(this, leg, caller, TELEPHONE_EVENT.test(req.body ?? ''));
     this.live.add(call);
     try {
       await call.run();
@@ -140,19 +144,19 @@ export class DialInService {
 
 /** One call in the login IVR. */
 class DialInCall {
-  private readonly dedup = new DtmfDeduplicator();
   private readonly ivr: DialInIvr;
   private language: string | null = null;
   private user?: UserRecord;
   private listeningForEvents = false;
-  private readonly onInfo = (digit: string): void => this.onDigit(digit, 'info');
+  private readonly onKey = (digit: string): void => this.ivr.digit(digit);
   private readonly onEnded = (): void => this.ivr.cancel();
 
   constructor(
     private readonly service: DialInService,
     private readonly leg: SipLeg,
     private readonly caller: string | null,
-    private readonly inband: boolean,
+    /** What rtpengine reports is labelled `rfc4733` when the caller offered telephone-event, `inband` otherwise. */
+    private readonly offersTelephoneEvent: boolean,
   ) {
     this.ivr = new DialInIvr(
       {
@@ -172,10 +176,10 @@ class DialInCall {
   async run(): Promise<void> {
     const { dtmf, lockouts } = this.service.options;
     this.leg.on('ended', this.onEnded);
-    this.leg.on('dtmf', this.onInfo);
+    this.leg.on('dtmf', this.onKey);
     await dtmf.listen(this.leg.media.callId, (event) => this.onEngineDigit(event));
     this.listeningForEvents = true;
-    if (this.inband) await this.leg.detectInbandDtmf(true).catch((err: unknown) => this.service.warn(err, 'in-band DTMF detection not enabled'));
+    await this.leg.detectInbandDtmf(true).catch((err: unknown) => this.service.warn(err, 'in-band DTMF detection not enabled'));
     if (this.leg.ended) return;
     if (this.caller && (await lockouts.isLocked(null, this.caller))) {
       this.service.info({ caller: this.caller }, 'dial-in caller number locked out');
@@ -191,8 +195,9 @@ class DialInCall {
       return;
     }
     const user = this.user!;
-    await this.release();
-    if (this.inband) await this.leg.detectInbandDtmf(false).catch(() => undefined);
+    this.handOver();
+    // the session's audio as sent (RFC 4733 keys are still reported: call.dtmf)
+    await this.leg.detectInbandDtmf(false).catch(() => undefined);
     const adopted = await this.service.options.agents.adoptLeg(user, this.leg);
     if (!adopted) {
       // another session appeared meanwhile (another instance, another call)
@@ -204,10 +209,26 @@ class DialInCall {
     this.service.info({ user: user.id, caller: this.caller }, 'dial-in agent logged in');
   }
 
-  /** Stops listening for digits (login over, or the call is gone). Idempotent. */
+  /**
+   * Logged in: the IVR stops listening; rtpengine's reports for the call keep reaching the leg
+   * (so the agent session publishes them) until the leg ends.
+   */
+  private handOver(): void {
+    this.leg.off('ended', this.onEnded);
+    this.leg.off('dtmf', this.onKey);
+    this.ivr.cancel();
+    if (!this.listeningForEvents) return;
+    this.listeningForEvents = false;
+    const callId = this.leg.media.callId;
+    const dtmf = this.service.options.dtmf;
+    if (this.leg.ended) void dtmf.unlisten(callId).catch(() => undefined);
+    else this.leg.once('ended', () => void dtmf.unlisten(callId).catch(() => undefined));
+  }
+
+  /** Stops listening for digits (the call is gone, or handed over). Idempotent. */
   async release(): Promise<void> {
     this.leg.off('ended', this.onEnded);
-    this.leg.off('dtmf', this.onInfo);
+    this.leg.off('dtmf', this.onKey);
     this.ivr.cancel();
     if (this.listeningForEvents) {
       this.listeningForEvents = false;
@@ -223,11 +244,7 @@ class DialInCall {
   private onEngineDigit(event: RtpengineDtmfEvent): void {
     const callerTag = this.leg.externalSide === 'a' ? this.leg.media.aTag : this.leg.media.bTag;
     if (event.sourceTag && event.sourceTag !== callerTag) return; // not sent by the caller
-    this.onDigit(event.digit, this.inband ? 'inband' : 'rfc4733');
-  }
-
-  private onDigit(digit: string, source: DtmfSource): void {
-    if (this.dedup.accept(digit, source)) this.ivr.digit(digit);
+    this.leg.reportDtmf(event.digit, this.offersTelephoneEvent ? 'rfc4733' : 'inband');
   }
 
   private async play(prompt: PromptName): Promise<number> {

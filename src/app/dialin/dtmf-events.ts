@@ -27,8 +27,8 @@ type Listener = (event: RtpengineDtmfEvent) => void;
 
 const EVENT_DIGITS = '0123456789*#ABCD';
 const MAX_DATAGRAM = 4096;
-/** A dial-in login lasts minutes at most; the ownership note outlives it, then expires. */
-const OWNER_TTL_SECONDS = 3600;
+/** A dial-in login lasts minutes; the agent session it becomes, a working day: the ownership note outlives it, then expires. */
+const OWNER_TTL_SECONDS = 24 * 3600;
 
 export function dtmfChannel(instanceId: string): string {
   return `${KEY_PREFIX}:dialin-dtmf:${instanceId}`;

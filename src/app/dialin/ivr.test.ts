@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DialInIvr, type IvrPort, type LoginVerdict, type PromptName } from './ivr.js';
-import { DtmfDeduplicator } from './dtmf-dedup.js';
+import { DtmfDeduplicator } from '../agents/dtmf-dedup.js';
 
 const PROMPT_MS = 1000;
 const TIMING = { firstDigitMs: 10_000, interDigitMs: 5_000, maxDigits: 20, attempts: 3 };
@@ -153,5 +153,17 @@ describe('DTMF de-duplication', () => {
     expect(dedup.accept('5', 'rfc4733')).toBe(true); // same source, a real second press
     now = 910;
     expect(dedup.accept('6', 'info')).toBe(true); // another digit always counts
+  });
+
+  it('defaults: rtpengine\'s second report of an RFC 4733 event (20-41 ms later, measured) is dropped, a key pressed again 220 ms later is not', () => {
+    let now = 0;
+    const dedup = new DtmfDeduplicator({ now: () => now });
+    expect(dedup.accept('1', 'rfc4733')).toBe(true);
+    now = 41;
+    expect(dedup.accept('1', 'rfc4733')).toBe(false);
+    now = 220;
+    expect(dedup.accept('1', 'rfc4733')).toBe(true);
+    now = 260;
+    expect(dedup.accept('1', 'rfc4733')).toBe(false);
   });
 });

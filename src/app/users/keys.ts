@@ -35,8 +35,8 @@ export const keys = {
   controlCallRecordings: (callId: string) => `${KEY_PREFIX}:call:${callId}:recordings`,
   /** ZSET call id -> created (ms): the calls GET /v1/calls lists. */
   controlCalls: () => `${KEY_PREFIX}:calls`,
-  /** Failed dial-in logins counted for an entered ID or a caller number (expires with the window). */
-  dialInFailures: (kind: 'id' | 'caller', value: string) => `${KEY_PREFIX}:dialin-fails:${kind}:${value}`,
+  /** ZSET of failed dial-in login times (ms) for an entered ID or a caller number (sliding window, expires with it). */
+  dialInFailures: (kind: 'id' | 'caller', value: string) => `${KEY_PREFIX}:dialin-failed-at:${kind}:${value}`,
   /** Which instance owns a dial-in call (rtpengine call-id): DTMF events reaching another instance are forwarded. */
   dialInCall: (mediaCallId: string) => `${KEY_PREFIX}:dialin-call:${mediaCallId}`,
   /** A live core instance (expires unless refreshed): where its API listens. */

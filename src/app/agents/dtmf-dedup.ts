@@ -3,7 +3,12 @@
  * INFO and RFC 4733, or RFC 4733 and the tone left in the audio), and rtpengine may report one
  * RFC 4733 event twice. A press is dropped when the same digit was already accepted within
  * `windowMs` (about one event duration plus transport skew): from another source, or from the
- * same source with almost no gap (`sameSourceMs`, far below the pause between two real presses).
+ * same source with almost no gap (`sameSourceMs`, below the pause between two real presses).
+ *
+ * `sameSourceMs` 120: with in-band detection on (dial-in), rtpengine 10.5 reports each RFC 4733
+ * event twice in identical datagrams, the second 20-41 ms after the first (measured, docs/media.md);
+ * two real presses of one key end at least one tone and one pause apart (ITU-T Q.24: 40 + 40 ms
+ * for machines, well over 150 ms for people).
  */
 export type DtmfSource = 'rfc4733' | 'info' | 'inband';
 
@@ -21,7 +26,7 @@ export class DtmfDeduplicator {
 
   constructor(options: DtmfDedupOptions = {}) {
     this.windowMs = options.windowMs ?? 400;
-    this.sameSourceMs = options.sameSourceMs ?? 60;
+    this.sameSourceMs = options.sameSourceMs ?? 120;
     this.now = options.now ?? Date.now;
   }
 
