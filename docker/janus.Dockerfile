@@ -9,7 +9,7 @@ RUN apt-get update \
 
 # Addresses and ports come from the environment (see docker/compose.yml).
 ENV JANUS_HTTP_IP=127.0.0.1 \
-    JANUS_HTTP_PORT=8088 \
+    JANUS_HTTP_PORT=8288 \
     JANUS_RTP_IP=127.0.0.1 \
     JANUS_RTP_PORT_MIN=32001 \
     JANUS_RTP_PORT_MAX=33000

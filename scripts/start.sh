@@ -12,7 +12,7 @@
 #    as UDP JSON to 127.0.0.1:${DIALCORE_DTMF_LOG_PORT:-22230}, call recordings (pcap) under
 #    .run/recordings (dialcore writes their WAVs to .run/recordings/wav); unless ours already runs.
 # 4. Janus (the 3-way mixer) with only its AudioBridge plugin and its HTTP API on
-#    127.0.0.1:${DIALCORE_JANUS_HTTP_PORT:-8088}/janus (no admin API), plain-RTP participants on
+#    127.0.0.1:${DIALCORE_JANUS_HTTP_PORT:-8288}/janus (no admin API), plain-RTP participants on
 #    127.0.0.1:${DIALCORE_JANUS_RTP_MIN:-22400}-${DIALCORE_JANUS_RTP_MAX:-22999}; configuration
 #    generated into .run/janus (nothing of /etc/janus is read); unless DIALCORE_JANUS_URL is set.
 # 5. node bin/dialcore.js start "$@" with DIALCORE_REDIS, DIALCORE_RTPENGINE, DIALCORE_JANUS_URL and DIALCORE_DTMF_EVENTS in its
@@ -109,7 +109,7 @@ else
 fi
 
 if [[ -z ${DIALCORE_JANUS_URL:-} ]]; then
-  janus_port=${DIALCORE_JANUS_HTTP_PORT:-8088}
+  janus_port=${DIALCORE_JANUS_HTTP_PORT:-8288}
   janus_dir="$run_dir/janus"
   janus_lib=/usr/lib/x86_64-linux-gnu/janus
   rm -rf "$janus_dir" && mkdir -p "$janus_dir/conf" "$janus_dir/plugins" "$janus_dir/transports" "$janus_dir/none"
