@@ -82,7 +82,9 @@ interface Pending {
 
 export async function startBaresip(options: BaresipOptions): Promise<BaresipPhone> {
   const dir = makeServiceDir('baresip');
-  const sipPort = await freePort();
+  // baresip listens for SIP/TLS on the SIP port + 1: both must be free
+  const sipPorts = await freePortRange(2);
+  const sipPort = sipPorts.min;
   const ctrlPort = await freePort();
   const rtp: PortRange = await freePortRange(20);
   const config = [
@@ -125,6 +127,7 @@ export async function startBaresip(options: BaresipOptions): Promise<BaresipPhon
   const stopService = async (): Promise<void> => {
     await service.stop({ graceMs: 3000 });
     releasePort(rtp);
+    releasePort(sipPorts);
   };
   let socket: Socket;
   try {
