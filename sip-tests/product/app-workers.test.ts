@@ -4,8 +4,8 @@
  * different workers. Both must sign nonces with one key, or every retry is challenged again.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, runSipp, startRedis, waitUntil, startRtpengine, type RedisServer, type RtpengineServer } from '../harness/index.js';
-import { startDialcoreProcess, type DialcoreProcess } from '../fixtures/cli-process.js';
+import { runSipp, startRedis, waitUntil, startRtpengine, type RedisServer, type RtpengineServer } from '../harness/index.js';
+import { startLoopbackCore, type DialcoreProcess } from '../fixtures/cli-process.js';
 
 const HOST = '127.0.0.1';
 const TOKEN = 'workers-test-admin-token-0123456789';
@@ -15,19 +15,14 @@ let redis: RedisServer;
 let rtpengine: RtpengineServer;
 let core: DialcoreProcess;
 let sipPort = 0;
-let httpBase = '';
 
 beforeAll(async () => {
   redis = await startRedis();
   rtpengine = await startRtpengine();
-  sipPort = await freePort();
-  const httpPort = await freePort();
-  httpBase = `http://${HOST}:${httpPort}`;
-  core = await startDialcoreProcess([
-    'start', '--app-workers', '2', '--sip', `udp:${HOST}:${sipPort}`, '--admin', `${HOST}:${await freePort()}`,
-    '--http', `${HOST}:${httpPort}`, '--redis', redis.url, '--rtpengine', `${HOST}:${rtpengine.ngPort}`,
-    '--realm', REALM, '--log-level', 'info',
-  ], { DIALCORE_ADMIN_TOKEN: TOKEN, DIALCORE_SECRET: 'workers-test-drachtio-secret' }, httpBase);
+  ({ core, sipPort } = await startLoopbackCore({
+    redis: ['--redis', redis.url], rtpengineNgPort: rtpengine.ngPort, token: TOKEN,
+    extraArgs: ['--app-workers', '2', '--realm', REALM, '--log-level', 'info'],
+  }));
 }, 60_000);
 
 afterAll(async () => {

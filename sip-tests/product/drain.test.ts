@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, runSipp, startRedis, startRtpengine, startSippServer, waitUntil, type RedisServer, type RtpengineServer, type SippServer } from '../harness/index.js';
-import { startDialcoreProcess, type DialcoreProcess } from '../fixtures/cli-process.js';
+import { startLoopbackCore, type DialcoreProcess } from '../fixtures/cli-process.js';
 import { receivedRequest } from '../calls/sipp-trace.js';
 
 const HOST = '127.0.0.1';
@@ -18,21 +18,16 @@ let rtpengine: RtpengineServer;
 let core: DialcoreProcess;
 let pbx: SippServer;
 let sipPort = 0;
-let httpBase = '';
 
 const api = (method: string, path: string, body?: unknown) => core.api(method, path, body);
 
 beforeAll(async () => {
   redis = await startRedis();
   rtpengine = await startRtpengine();
-  sipPort = await freePort();
-  const httpPort = await freePort();
-  httpBase = `http://${HOST}:${httpPort}`;
-  core = await startDialcoreProcess([
-    'start', '--sip', `udp:${HOST}:${sipPort}`, '--admin', `${HOST}:${await freePort()}`,
-    '--http', `${HOST}:${httpPort}`, '--redis', redis.url, '--rtpengine', `${HOST}:${rtpengine.ngPort}`,
-    '--drain-seconds', String(DRAIN_SECONDS), '--log-level', 'warn',
-  ], { DIALCORE_ADMIN_TOKEN: TOKEN, DIALCORE_SECRET: 'drain-test-drachtio-secret' }, httpBase);
+  ({ core, sipPort } = await startLoopbackCore({
+    redis: ['--redis', redis.url], rtpengineNgPort: rtpengine.ngPort, token: TOKEN,
+    extraArgs: ['--drain-seconds', String(DRAIN_SECONDS), '--log-level', 'warn'],
+  }));
 }, 60_000);
 
 afterAll(async () => {

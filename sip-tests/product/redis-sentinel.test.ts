@@ -7,10 +7,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from 'redis';
 import {
-  freePort, runSipp, startRedis, startRedisSentinel, startRtpengine, waitUntil,
+  runSipp, startRedis, startRedisSentinel, startRtpengine, waitUntil,
   type RedisSentinel, type RedisServer, type RtpengineServer,
 } from '../harness/index.js';
-import { startDialcoreProcess, type DialcoreProcess } from '../fixtures/cli-process.js';
+import { startLoopbackCore, type DialcoreProcess } from '../fixtures/cli-process.js';
 
 const HOST = '127.0.0.1';
 const TOKEN = 'sentinel-test-admin-token-0123456789';
@@ -22,7 +22,6 @@ let sentinel: RedisSentinel;
 let rtpengine: RtpengineServer;
 let core: DialcoreProcess;
 let sipPort = 0;
-let httpBase = '';
 
 const api = (method: string, path: string, body?: unknown) => core.api(method, path, body);
 
@@ -49,14 +48,10 @@ beforeAll(async () => {
   replica = await startRedis({ replicaOf: { host: HOST, port: master.port } });
   sentinel = await startRedisSentinel({ masterName: 'dc', master: { host: HOST, port: master.port } });
   rtpengine = await startRtpengine();
-  sipPort = await freePort();
-  const httpPort = await freePort();
-  httpBase = `http://${HOST}:${httpPort}`;
-  core = await startDialcoreProcess([
-    'start', '--sip', `udp:${HOST}:${sipPort}`, '--admin', `${HOST}:${await freePort()}`, '--http', `${HOST}:${httpPort}`,
-    '--redis-sentinel', `${HOST}:${sentinel.port}`, '--redis-sentinel-master', 'dc',
-    '--rtpengine', `${HOST}:${rtpengine.ngPort}`, '--realm', REALM, '--log-level', 'warn',
-  ], { DIALCORE_ADMIN_TOKEN: TOKEN, DIALCORE_SECRET: 'sentinel-test-drachtio-secret' }, httpBase);
+  ({ core, sipPort } = await startLoopbackCore({
+    redis: ['--redis-sentinel', `${HOST}:${sentinel.port}`, '--redis-sentinel-master', 'dc'],
+    rtpengineNgPort: rtpengine.ngPort, token: TOKEN, extraArgs: ['--realm', REALM, '--log-level', 'warn'],
+  }));
 }, 60_000);
 
 afterAll(async () => {

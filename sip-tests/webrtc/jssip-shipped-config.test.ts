@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedis, startRtpengine, type RedisServer, type RtpengineServer } from '../harness/index.js';
 import { startBrowser, type WebphoneBrowser } from '../harness/browser.js';
-import { startDialcoreProcess, type DialcoreProcess } from '../fixtures/cli-process.js';
+import { startLoopbackCore, type DialcoreProcess } from '../fixtures/cli-process.js';
 import { makeSelfSignedCert } from '../fixtures/stack.js';
 
 const HOST = '127.0.0.1';
@@ -23,13 +23,12 @@ beforeAll(async () => {
   redis = await startRedis();
   rtpengine = await startRtpengine();
   wssPort = await freePort();
-  const httpPort = await freePort();
   const cert = makeSelfSignedCert();
-  core = await startDialcoreProcess([
-    'start', '--sip', `udp:${HOST}:${await freePort()}`, '--sip', `wss:${HOST}:${wssPort}`, '--tls-cert', cert.certFile, '--tls-key', cert.keyFile,
-    '--admin', `${HOST}:${await freePort()}`, '--http', `${HOST}:${httpPort}`, '--redis', redis.url, '--rtpengine', `${HOST}:${rtpengine.ngPort}`,
-    '--log-level', 'warn',
-  ], { DIALCORE_ADMIN_TOKEN: TOKEN, DIALCORE_SECRET: 'jssip-test-drachtio-secret' }, `http://${HOST}:${httpPort}`);
+  ({ core } = await startLoopbackCore({
+    redis: ['--redis', redis.url], rtpengineNgPort: rtpengine.ngPort, token: TOKEN,
+    sipListeners: () => [`wss:${HOST}:${wssPort}`],
+    extraArgs: ['--tls-cert', cert.certFile, '--tls-key', cert.keyFile, '--log-level', 'warn'],
+  }));
   browser = await startBrowser();
 }, 120_000);
 

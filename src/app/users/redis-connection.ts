@@ -27,11 +27,16 @@ export interface RedisConnection {
 // commands carry no per-command timeout (redis.ts): bound the queue instead, so a Redis that hangs
 // with its socket open can't pile up commands without limit
 const COMMANDS_QUEUE_MAX = 100_000;
+// while disconnected, commands fail at once instead of waiting in an offline queue for the reconnect: a
+// REGISTER is then answered 500 + Retry-After (registrar.ts) rather than left to the phone's retransmissions
+const DISABLE_OFFLINE_QUEUE = true;
 const reconnectStrategy = (retries: number): number => Math.min(retries * 100, 2000);
 
 export async function connectRedis(target: RedisTarget, log: Logger): Promise<RedisConnection> {
   if (target.kind === 'server') {
-    const client = createClient({ url: target.url, commandsQueueMaxLength: COMMANDS_QUEUE_MAX, socket: { reconnectStrategy } });
+    const client = createClient({
+      url: target.url, commandsQueueMaxLength: COMMANDS_QUEUE_MAX, disableOfflineQueue: DISABLE_OFFLINE_QUEUE, socket: { reconnectStrategy },
+    });
     client.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
     await client.connect();
     return { client, close: async () => void (await client.quit().catch(() => undefined)) };
@@ -41,6 +46,7 @@ export async function connectRedis(target: RedisTarget, log: Logger): Promise<Re
     sentinelRootNodes: target.sentinels,
     nodeClientOptions: {
       commandsQueueMaxLength: COMMANDS_QUEUE_MAX,
+      disableOfflineQueue: DISABLE_OFFLINE_QUEUE,
       socket: { reconnectStrategy },
       ...(target.password ? { password: target.password } : {}),
     },
