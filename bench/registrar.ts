@@ -80,7 +80,7 @@ import { UserStore } from '../src/app/users/user-store.js';
 import { BindingStore, bindingIdFor } from '../src/app/registrar/binding-store.js';
 import { keys } from '../src/app/users/keys.js';
 import { MAX_FAILURE_PCT, MAX_RETRANSMISSION_PCT, parseSippDuration } from './load.js';
-import { cpuSeconds, rssMiB, sampleRss, threadCpuSeconds, threadCpuSplit, udpReceiveBufferErrors } from './process-stats.js';
+import { cpuSeconds, redisCpuSeconds, rssMiB, sampleRss, threadCpuSeconds, threadCpuSplit, udpReceiveBufferErrors } from './process-stats.js';
 import { percentile, type BenchOptions, type BenchSection, type BenchSectionResult } from './section.js';
 import type { RegistrarStackMemory, RegistrarStackReady } from './registrar-stack.js';
 
@@ -243,14 +243,6 @@ function keepRttFiles(dir: string, label: string): void {
   for (const file of readdirSync(dir).filter((f) => f.endsWith('_rtt.csv'))) {
     writeFileSync(join(keepDir, `${label}-${file}`), readFileSync(join(dir, file)));
   }
-}
-
-async function redisCpuSeconds(redis: Redis | undefined): Promise<number | undefined> {
-  if (!redis) return undefined;
-  const info = String(await redis.send(['INFO', 'cpu']));
-  const user = /used_cpu_user:([\d.]+)/.exec(info);
-  const sys = /used_cpu_sys:([\d.]+)/.exec(info);
-  return user && sys ? Number(user[1]) + Number(sys[1]) : undefined;
 }
 
 async function runStep(plan: StepPlan): Promise<StepResult> {
