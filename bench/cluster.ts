@@ -22,7 +22,7 @@
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createClient } from 'redis';
@@ -86,6 +86,7 @@ interface RegistrationStep {
   retransmissions: number;
   p50Ms: number;
   p99Ms: number;
+  samples: number;
   cpuMsPerRegistration: CpuPerItem;
 }
 
@@ -100,15 +101,22 @@ interface CallStep {
   retransmissions: number;
   setupP50Ms: number;
   setupP99Ms: number;
+  /** the mean: SIPp's clock moves in 4 ms ticks, so a mean over many calls resolves small differences better */
+  setupMeanMs: number;
+  /** calls whose set-up time SIPp recorded */
+  setupSamples: number;
   cpuMsPerCall: CpuPerItem;
   /** calls B still held (dialcore_calls_live) + calls rtpengine still held, after the step's drain wait */
   sessionsLeftAfter: number;
+  /** the machine's 1-minute load average at the step's end: anything else running shows here */
+  loadAverage: number;
 }
 
 interface HopCost {
   cps: number;
   setupP50Ms: number;
   setupP99Ms: number;
+  setupMeanMs: number;
   cpuMsPerCallA: number;
   cpuMsPerCallB: number;
   cpuMsPerCallBoth: number;
@@ -123,6 +131,8 @@ async function startInstance(name: Instance['name'], ip: string, configFile: str
     '--redis', redis.url, '--rtpengine', `127.0.0.1:${rtpengine.ngPort}`,
     '--realm', REALM, '--domain', REALM, '--nonce-secret', NONCE_SECRET, '--instance-address', `${ip}:${sipPort}`,
     '--log-level', 'error',
+    // diagnostics: BENCH_CLUSTER_HEP=127.0.0.1:<port> sends every SIP message both instances see to a HEP3 listener
+    ...(process.env.BENCH_CLUSTER_HEP ? ['--hep', process.env.BENCH_CLUSTER_HEP, '--hep-agent-id', name === 'A' ? '1' : '2'] : []),
   ], { DIALCORE_ADMIN_TOKEN: ADMIN_TOKEN, DIALCORE_SECRET: `cluster-bench-drachtio-${name}`, DIALCORE_CONFIG: configFile }, httpBase);
   if (proc.child.pid === undefined) throw new Error(`instance ${name} has no pid`);
   return { name, ip, sipPort, httpBase, process: proc, pid: proc.child.pid };
@@ -145,6 +155,7 @@ function cpuPerItem(before: CpuReading, after: CpuReading, items: number): CpuPe
 }
 
 const fmt = (value: number, digits = 2): string => (Number.isFinite(value) ? value.toFixed(digits) : '-');
+const signed = (value: number, digits = 2): string => `${value >= 0 ? '+' : ''}${fmt(value, digits)}`;
 
 async function registerPhones(a: Instance, b: Instance, phonesA: Phone[], phonesB: Phone[], portA: number, portB: number, perS: number, cpu: () => Promise<CpuReading>): Promise<RegistrationStep> {
   const before = await cpu();
@@ -168,6 +179,7 @@ async function registerPhones(a: Instance, b: Instance, phonesA: Phone[], phones
     retransmissions: results.reduce((sum, r) => sum + r.stats.retransmissions, 0),
     p50Ms: percentile(times, 50),
     p99Ms: percentile(times, 99),
+    samples: times.length,
     cpuMsPerRegistration: cpuPerItem(before, after, successful),
   };
 }
@@ -206,8 +218,11 @@ async function callStep(path: CallStep['path'], b: Instance, rtpengine: Rtpengin
     retransmissions: r.stats.retransmissions,
     setupP50Ms: percentile(times, 50),
     setupP99Ms: percentile(times, 99),
+    setupMeanMs: times.length ? times.reduce((sum, t) => sum + t, 0) / times.length : Number.NaN,
+    setupSamples: times.length,
     cpuMsPerCall: cpuPerItem(before, after, r.stats.successful),
     sessionsLeftAfter: left,
+    loadAverage: loadavg()[0]!,
   };
 }
 
@@ -215,17 +230,18 @@ function printCallStep(step: CallStep): void {
   const c = step.cpuMsPerCall;
   console.log(
     `  ${step.path.padEnd(8)} ${String(step.offeredCps).padStart(4)}/s: ${step.successful}/${step.planned} ok, achieved ${fmt(step.achievedCps, 1)}/s, ` +
-      `failed ${fmt(step.failurePct)} %, retrans ${step.retransmissions}, set-up p50 ${fmt(step.setupP50Ms, 1)} / p99 ${fmt(step.setupP99Ms, 1)} ms, ` +
-      `CPU ms/call A ${fmt(c.instanceA)} B ${fmt(c.instanceB)} rtpengine ${fmt(c.rtpengine)} redis ${fmt(c.redis)}, left ${step.sessionsLeftAfter}`,
+      `failed ${fmt(step.failurePct)} %, retrans ${step.retransmissions}, set-up p50 ${fmt(step.setupP50Ms, 0)} / p99 ${fmt(step.setupP99Ms, 0)} / mean ${fmt(step.setupMeanMs, 1)} ms, ` +
+      `CPU ms/call A ${fmt(c.instanceA)} B ${fmt(c.instanceB)} rtpengine ${fmt(c.rtpengine)} redis ${fmt(c.redis)}, left ${step.sessionsLeftAfter}, load ${fmt(step.loadAverage, 1)}`,
   );
 }
 
 export async function runClusterBench(options: BenchOptions): Promise<BenchSectionResult> {
   const quick = options.quick;
-  const phoneCount = quick ? 200 : 1000;
-  const registrationsPerS = quick ? 200 : 300;
-  const rates = quick ? [TARGET_CPS] : [25, 50, TARGET_CPS, 150];
-  const stepS = quick ? 4 : 20;
+  const phoneCount = quick ? 200 : 2000;
+  const registrationsPerS = quick ? 200 : 400;
+  // probing knobs: BENCH_CLUSTER_RATES=10,25 (calls/s steps), BENCH_CLUSTER_STEP_S=10 (and BENCH_CLUSTER_HEP above)
+  const rates = process.env.BENCH_CLUSTER_RATES?.split(',').map(Number).filter((n) => n > 0 && n <= 500) ?? (quick ? [TARGET_CPS] : [25, 50, TARGET_CPS, 150]);
+  const stepS = Math.min(60, Number(process.env.BENCH_CLUSTER_STEP_S) || (quick ? 4 : 20));
 
   const dir = mkdtempSync(join(tmpdir(), 'dialcore-cluster-bench-'));
   let redisServer: RedisServer | undefined;
@@ -288,12 +304,15 @@ export async function runClusterBench(options: BenchOptions): Promise<BenchSecti
         `CPU ms/registration A ${fmt(rc.instanceA)} B ${fmt(rc.instanceB)} redis ${fmt(rc.redis)}`,
     );
     for (const port of [portA, portB]) {
-      phoneServers.push(await startSippServer({ scenario: 'invite-uas-bye-remote.xml', localPort: port, extraArgs: SIPP_LOAD_ARGS, timeoutMs: 15 * 60_000 }));
+      // -aa: the phones answer the instances' NAT keep-alive OPTIONS (every 30 s) as a real phone does
+      phoneServers.push(await startSippServer({ scenario: 'invite-uas-bye-remote.xml', localPort: port, extraArgs: [...SIPP_LOAD_ARGS, '-aa'], timeoutMs: 15 * 60_000 }));
     }
 
-    // warm-up: both paths compiled and pools filled before anything is measured
-    await callStep('local', b, rtpengine, phonesB.map((p) => p.did), 20, 1, cpu);
-    await callStep('crossing', b, rtpengine, phonesA.map((p) => p.did), 20, 1, cpu);
+    // warm-up: both paths compiled (the first calls cost several times a steady one) and pools filled before
+    // anything is measured
+    const warmUpS = quick ? 2 : 6;
+    await callStep('local', b, rtpengine, phonesB.map((p) => p.did), 50, warmUpS, cpu);
+    await callStep('crossing', b, rtpengine, phonesA.map((p) => p.did), 50, warmUpS, cpu);
 
     const steps: CallStep[] = [];
     const hopCost: HopCost[] = [];
@@ -307,14 +326,15 @@ export async function runClusterBench(options: BenchOptions): Promise<BenchSecti
         cps,
         setupP50Ms: crossing.setupP50Ms - local.setupP50Ms,
         setupP99Ms: crossing.setupP99Ms - local.setupP99Ms,
+        setupMeanMs: crossing.setupMeanMs - local.setupMeanMs,
         cpuMsPerCallA: crossing.cpuMsPerCall.instanceA - local.cpuMsPerCall.instanceA,
         cpuMsPerCallB: crossing.cpuMsPerCall.instanceB - local.cpuMsPerCall.instanceB,
         cpuMsPerCallBoth: crossing.cpuMsPerCall.instanceA + crossing.cpuMsPerCall.instanceB - local.cpuMsPerCall.instanceA - local.cpuMsPerCall.instanceB,
       };
       hopCost.push(cost);
       console.log(
-        `  hop cost at ${cps}/s: set-up +${fmt(cost.setupP50Ms, 1)} ms p50, +${fmt(cost.setupP99Ms, 1)} ms p99; ` +
-          `CPU +${fmt(cost.cpuMsPerCallBoth)} ms per call over both instances (A +${fmt(cost.cpuMsPerCallA)}, B ${cost.cpuMsPerCallB >= 0 ? '+' : ''}${fmt(cost.cpuMsPerCallB)})`,
+        `  hop cost at ${cps}/s: set-up ${signed(cost.setupP50Ms, 1)} ms p50, ${signed(cost.setupP99Ms, 1)} ms p99, ${signed(cost.setupMeanMs, 1)} ms mean; ` +
+          `CPU ${signed(cost.cpuMsPerCallBoth)} ms per call over both instances (A ${signed(cost.cpuMsPerCallA)}, B ${signed(cost.cpuMsPerCallB)})`,
       );
       if (crossing.failurePct >= MAX_FAILURE_PCT || local.failurePct >= MAX_FAILURE_PCT) break;
     }

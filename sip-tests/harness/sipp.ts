@@ -232,7 +232,8 @@ async function launchSipp(options: SippOptions, defaultTimeoutMs: number): Promi
   if (options.maxConcurrentCalls !== undefined) args.push('-l', String(options.maxConcurrentCalls));
   if (options.service !== undefined) args.push('-s', options.service);
   if (options.traceMessages) args.push('-trace_msg', '-message_file', 'messages.log');
-  if (options.responseTimes) args.push('-trace_rtt', '-rtt_freq', '200');
+  // written after every call: with a larger -rtt_freq SIPp drops the last calls' times at exit
+  if (options.responseTimes) args.push('-trace_rtt', '-rtt_freq', '1');
   for (const [name, value] of Object.entries(options.vars ?? {})) args.push('-set', name, value);
   for (const [name, value] of Object.entries(options.keys ?? {})) args.push('-key', name, value);
 
