@@ -106,6 +106,8 @@ interface CallStep {
   /** calls whose set-up time SIPp recorded */
   setupSamples: number;
   cpuMsPerCall: CpuPerItem;
+  /** the same less each process's background CPU over the step (measured without calls, phones registered) */
+  cpuMsPerCallNet: CpuPerItem;
   /** calls B still held (dialcore_calls_live) + calls rtpengine still held, after the step's drain wait */
   sessionsLeftAfter: number;
   /** the machine's 1-minute load average at the step's end: anything else running shows here */
@@ -149,9 +151,19 @@ async function readCpu(a: Instance, b: Instance, rtpengine: RtpengineServer, red
   return { a: cpuSeconds(a.pid) ?? Number.NaN, b: cpuSeconds(b.pid) ?? Number.NaN, rtpengine: cpuSeconds(rtpengine.pid) ?? Number.NaN, redis: (await redisCpuSeconds(redis)) ?? Number.NaN };
 }
 
-function cpuPerItem(before: CpuReading, after: CpuReading, items: number): CpuPerItem {
-  const ms = (key: keyof CpuReading): number => (items > 0 ? ((after[key] - before[key]) * 1000) / items : Number.NaN);
+/** CPU ms per item between two readings; less `background` (CPU s per s) over `seconds` when given. */
+function cpuPerItem(before: CpuReading, after: CpuReading, items: number, background?: { perS: CpuReading; seconds: number }): CpuPerItem {
+  const ms = (key: keyof CpuReading): number =>
+    (items > 0 ? ((after[key] - before[key] - (background ? background.perS[key] * background.seconds : 0)) * 1000) / items : Number.NaN);
   return { instanceA: ms('a'), instanceB: ms('b'), rtpengine: ms('rtpengine'), redis: ms('redis') };
+}
+
+/** CPU seconds per second of each process while nothing but the background runs (heartbeats, NAT keep-alive OPTIONS). */
+async function backgroundCpu(cpu: () => Promise<CpuReading>, seconds: number): Promise<CpuReading> {
+  const before = await cpu();
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  const after = await cpu();
+  return { a: (after.a - before.a) / seconds, b: (after.b - before.b) / seconds, rtpengine: (after.rtpengine - before.rtpengine) / seconds, redis: (after.redis - before.redis) / seconds };
 }
 
 const fmt = (value: number, digits = 2): string => (Number.isFinite(value) ? value.toFixed(digits) : '-');
@@ -184,7 +196,9 @@ async function registerPhones(a: Instance, b: Instance, phonesA: Phone[], phones
   };
 }
 
-async function callStep(path: CallStep['path'], b: Instance, rtpengine: RtpengineServer, dids: string[], cps: number, durationS: number, cpu: () => Promise<CpuReading>): Promise<CallStep> {
+async function callStep(
+  path: CallStep['path'], b: Instance, rtpengine: RtpengineServer, dids: string[], cps: number, durationS: number, cpu: () => Promise<CpuReading>, background?: CpuReading,
+): Promise<CallStep> {
   const planned = Math.round(cps * durationS);
   const before = await cpu();
   const started = process.hrtime.bigint();
@@ -221,17 +235,18 @@ async function callStep(path: CallStep['path'], b: Instance, rtpengine: Rtpengin
     setupMeanMs: times.length ? times.reduce((sum, t) => sum + t, 0) / times.length : Number.NaN,
     setupSamples: times.length,
     cpuMsPerCall: cpuPerItem(before, after, r.stats.successful),
+    cpuMsPerCallNet: cpuPerItem(before, after, r.stats.successful, background ? { perS: background, seconds: wallS } : undefined),
     sessionsLeftAfter: left,
     loadAverage: loadavg()[0]!,
   };
 }
 
 function printCallStep(step: CallStep): void {
-  const c = step.cpuMsPerCall;
+  const c = step.cpuMsPerCallNet;
   console.log(
     `  ${step.path.padEnd(8)} ${String(step.offeredCps).padStart(4)}/s: ${step.successful}/${step.planned} ok, achieved ${fmt(step.achievedCps, 1)}/s, ` +
       `failed ${fmt(step.failurePct)} %, retrans ${step.retransmissions}, set-up p50 ${fmt(step.setupP50Ms, 0)} / p99 ${fmt(step.setupP99Ms, 0)} / mean ${fmt(step.setupMeanMs, 1)} ms, ` +
-      `CPU ms/call A ${fmt(c.instanceA)} B ${fmt(c.instanceB)} rtpengine ${fmt(c.rtpengine)} redis ${fmt(c.redis)}, left ${step.sessionsLeftAfter}, load ${fmt(step.loadAverage, 1)}`,
+      `CPU ms/call (net of background) A ${fmt(c.instanceA)} B ${fmt(c.instanceB)} rtpengine ${fmt(c.rtpengine)} redis ${fmt(c.redis)}, left ${step.sessionsLeftAfter}, load ${fmt(step.loadAverage, 1)}`,
   );
 }
 
@@ -282,18 +297,6 @@ export async function runClusterBench(options: BenchOptions): Promise<BenchSecti
     const phonesB = phones.filter((_, i) => i % 2 === 1);
     const cpu = () => readCpu(a, b, rtpengine!, redis);
 
-    // idle CPU of each process (heartbeats, pings): the floor under the per-call figures
-    const idleS = quick ? 2 : 5;
-    const idleBefore = await cpu();
-    await new Promise((resolve) => setTimeout(resolve, idleS * 1000));
-    const idleAfter = await cpu();
-    const idleCpuPct = {
-      instanceA: ((idleAfter.a - idleBefore.a) / idleS) * 100,
-      instanceB: ((idleAfter.b - idleBefore.b) / idleS) * 100,
-      rtpengine: ((idleAfter.rtpengine - idleBefore.rtpengine) / idleS) * 100,
-      redis: ((idleAfter.redis - idleBefore.redis) / idleS) * 100,
-    };
-
     const portA = await freePort();
     const portB = await freePort();
     const registration = await registerPhones(a, b, phonesA, phonesB, portA, portB, registrationsPerS, cpu);
@@ -314,22 +317,35 @@ export async function runClusterBench(options: BenchOptions): Promise<BenchSecti
     await callStep('local', b, rtpengine, phonesB.map((p) => p.did), 50, warmUpS, cpu);
     await callStep('crossing', b, rtpengine, phonesA.map((p) => p.did), 50, warmUpS, cpu);
 
+    // the background the per-call CPU is net of: each instance pings its UDP bindings every 30 s (NAT keep-alive
+    // OPTIONS, 1 per phone per 30 s), so the full run watches one whole interval
+    const backgroundS = quick ? 4 : 30;
+    const background = await backgroundCpu(cpu, backgroundS);
+    const backgroundCpuPct = { instanceA: background.a * 100, instanceB: background.b * 100, rtpengine: background.rtpengine * 100, redis: background.redis * 100 };
+    console.log(`  background CPU (${backgroundS} s, no calls, ${phoneCount / 2} phones per instance): A ${fmt(backgroundCpuPct.instanceA, 1)} %, B ${fmt(backgroundCpuPct.instanceB, 1)} %, rtpengine ${fmt(backgroundCpuPct.rtpengine, 1)} %, redis ${fmt(backgroundCpuPct.redis, 1)} % of a core`);
+
     const steps: CallStep[] = [];
     const hopCost: HopCost[] = [];
-    for (const cps of rates) {
-      const local = await callStep('local', b, rtpengine, phonesB.map((p) => p.did), cps, stepS, cpu);
-      printCallStep(local);
-      const crossing = await callStep('crossing', b, rtpengine, phonesA.map((p) => p.did), cps, stepS, cpu);
-      printCallStep(crossing);
+    for (const [index, cps] of rates.entries()) {
+      const run = (path: CallStep['path']) => callStep(path, b, rtpengine!, (path === 'local' ? phonesB : phonesA).map((p) => p.did), cps, stepS, cpu, background);
+      // the order alternates from one rate to the next, so drift over the run (JIT, heap, other load) does not
+      // always land on the same side
+      const measured: Partial<Record<CallStep['path'], CallStep>> = {};
+      for (const path of index % 2 === 0 ? (['local', 'crossing'] as const) : (['crossing', 'local'] as const)) {
+        measured[path] = await run(path);
+        printCallStep(measured[path]);
+      }
+      const local = measured.local!;
+      const crossing = measured.crossing!;
       steps.push(local, crossing);
       const cost: HopCost = {
         cps,
         setupP50Ms: crossing.setupP50Ms - local.setupP50Ms,
         setupP99Ms: crossing.setupP99Ms - local.setupP99Ms,
         setupMeanMs: crossing.setupMeanMs - local.setupMeanMs,
-        cpuMsPerCallA: crossing.cpuMsPerCall.instanceA - local.cpuMsPerCall.instanceA,
-        cpuMsPerCallB: crossing.cpuMsPerCall.instanceB - local.cpuMsPerCall.instanceB,
-        cpuMsPerCallBoth: crossing.cpuMsPerCall.instanceA + crossing.cpuMsPerCall.instanceB - local.cpuMsPerCall.instanceA - local.cpuMsPerCall.instanceB,
+        cpuMsPerCallA: crossing.cpuMsPerCallNet.instanceA - local.cpuMsPerCallNet.instanceA,
+        cpuMsPerCallB: crossing.cpuMsPerCallNet.instanceB - local.cpuMsPerCallNet.instanceB,
+        cpuMsPerCallBoth: crossing.cpuMsPerCallNet.instanceA + crossing.cpuMsPerCallNet.instanceB - local.cpuMsPerCallNet.instanceA - local.cpuMsPerCallNet.instanceB,
       };
       hopCost.push(cost);
       console.log(
@@ -349,7 +365,7 @@ export async function runClusterBench(options: BenchOptions): Promise<BenchSecti
         registrations: `SIPp register-auth-uac.xml (REGISTER -> 401 -> REGISTER MD5 digest -> 200), ${phoneCount} phones, half with each instance from two SIPps at once`,
         calls: `SIPp carrier (${CARRIER_IP}) bench-invite-bye-uac.xml to B (INVITE -> 200 -> ACK -> BYE, no pause, rtpengine offer/answer/delete on B, no RTP); local = DIDs of phones registered with B; crossing = DIDs of phones registered with A (B -> A forward with X-Dialcore-Forward, A relays to the phone); ${stepS} s per step; set-up = SIPp -trace_rtt INVITE sent -> 200 received`,
       },
-      idleCpuPct,
+      backgroundCpuPct,
       registration,
       steps,
       hopCost,
