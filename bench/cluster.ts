@@ -14,8 +14,9 @@
  *    X-Dialcore-Forward token; A relays it (signalling only) to the phone. Ascending steps up to and beyond
  *    the 100 calls/s target, stopping after the first step with failures;
  * 3. the cost of the hop: at each rate the same calls to B for phones registered with B itself (no hop)
- *    run just before the crossing step; set-up time (SIPp -trace_rtt: INVITE sent -> 200 received) and the
- *    CPU of each instance process, of rtpengine and of Redis per call, crossing minus local.
+ *    run beside the crossing step (local first at even steps, crossing first at odd ones); set-up time (SIPp -trace_rtt: INVITE sent -> 200 received) and the
+ *    CPU of each instance process, of rtpengine and of Redis per call (net of the background each process
+ *    shows with the phones registered and no call), crossing minus local.
  *
  *   npx tsx bench/run.ts cluster [--quick]
  *   npx tsx bench/cluster.ts [--quick]          (stand-alone)
@@ -263,6 +264,7 @@ export async function runClusterBench(options: BenchOptions): Promise<BenchSecti
   let rtpengine: RtpengineServer | undefined;
   const instances: Instance[] = [];
   const phoneServers: SippServer[] = [];
+  let redisClient: ReturnType<typeof createClient> | undefined;
   try {
     redisServer = await startRedis();
     // 1000 media ports: 250 calls in flight at 4 ports each, far above what these steps hold at once
@@ -279,7 +281,7 @@ export async function runClusterBench(options: BenchOptions): Promise<BenchSecti
     console.log(`instances: A ${a.ip}:${a.sipPort} (pid ${a.pid}), B ${b.ip}:${b.sipPort} (pid ${b.pid}); redis ${redisServer.url}; rtpengine ng ${rtpengine.ngPort} (pid ${rtpengine.pid})`);
 
     // users and their DIDs, written to the shared Redis as the admin API would (UserStore, dc:did:<digits>)
-    const redisClient = createClient({ url: redisServer.url });
+    redisClient = createClient({ url: redisServer.url });
     redisClient.on('error', () => undefined);
     await redisClient.connect();
     const redis = new Redis(redisClient);
@@ -356,7 +358,6 @@ export async function runClusterBench(options: BenchOptions): Promise<BenchSecti
     }
     const clean = steps.filter((s) => s.path === 'crossing' && s.failurePct < MAX_FAILURE_PCT && s.sessionsLeftAfter === 0);
     const maxCleanCrossingCps = clean.length ? Math.max(...clean.map((s) => s.offeredCps)) : 0;
-    await redisClient.close().catch(() => undefined);
     return {
       passed: maxCleanCrossingCps >= TARGET_CPS && registration.failed === 0,
       targets: { crossingCps: TARGET_CPS, maxFailurePct: MAX_FAILURE_PCT },
@@ -372,6 +373,7 @@ export async function runClusterBench(options: BenchOptions): Promise<BenchSecti
       maxCleanCrossingCps,
     };
   } finally {
+    await redisClient?.close().catch(() => undefined);
     await Promise.all(phoneServers.map((s) => s.stop(2000)));
     await Promise.all(instances.map((i) => i.process.stop()));
     await rtpengine?.stop();
