@@ -3,6 +3,7 @@
  * utime + stime from /proc/<pid>/stat.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import type { Redis } from '../src/app/users/redis.js';
 
 /** Clock ticks per second for /proc/<pid>/stat times; 100 on every Linux we run on. */
 const CLOCK_TICKS_PER_SECOND = 100;
@@ -106,4 +107,13 @@ export function udpReceiveBufferErrors(): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** CPU seconds (user + system) the Redis server used so far (INFO cpu), undefined without a client. */
+export async function redisCpuSeconds(redis: Redis | undefined): Promise<number | undefined> {
+  if (!redis) return undefined;
+  const info = String(await redis.send(['INFO', 'cpu']));
+  const user = /used_cpu_user:([\d.]+)/.exec(info);
+  const sys = /used_cpu_sys:([\d.]+)/.exec(info);
+  return user && sys ? Number(user[1]) + Number(sys[1]) : undefined;
 }

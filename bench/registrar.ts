@@ -66,6 +66,7 @@ import {
   freePortRange,
   isBound,
   parseSippStatsCsv,
+  readSippResponseTimes,
   releasePort,
   spawnService,
   startRedis,
@@ -79,8 +80,8 @@ import { UserStore } from '../src/app/users/user-store.js';
 import { BindingStore, bindingIdFor } from '../src/app/registrar/binding-store.js';
 import { keys } from '../src/app/users/keys.js';
 import { MAX_FAILURE_PCT, MAX_RETRANSMISSION_PCT, parseSippDuration } from './load.js';
-import { cpuSeconds, rssMiB, sampleRss, threadCpuSeconds, threadCpuSplit, udpReceiveBufferErrors } from './process-stats.js';
-import type { BenchOptions, BenchSection, BenchSectionResult } from './section.js';
+import { cpuSeconds, redisCpuSeconds, rssMiB, sampleRss, threadCpuSeconds, threadCpuSplit, udpReceiveBufferErrors } from './process-stats.js';
+import { percentile, type BenchOptions, type BenchSection, type BenchSectionResult } from './section.js';
 import type { RegistrarStackMemory, RegistrarStackReady } from './registrar-stack.js';
 
 export const TARGETS = {
@@ -234,23 +235,6 @@ async function launchSipp(plan: StepPlan, group: PhoneGroup, rate: number, calls
   return { service, media, controlPort };
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
-
-/** response_time_ms column of SIPp's <scenario>_<pid>_rtt.csv files in `dir` */
-function readResponseTimes(dir: string): number[] {
-  const out: number[] = [];
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('_rtt.csv'))) {
-    for (const line of readFileSync(join(dir, file), 'utf8').split('\n').slice(1)) {
-      const value = Number(line.split(';')[1]);
-      if (line.trim() !== '' && Number.isFinite(value)) out.push(value);
-    }
-  }
-  return out;
-}
-
 /** BENCH_RTT_DIR=<dir>: SIPp's rtt files of every latency step are copied there (for per-registration analysis). */
 function keepRttFiles(dir: string, label: string): void {
   const keepDir = process.env.BENCH_RTT_DIR;
@@ -259,14 +243,6 @@ function keepRttFiles(dir: string, label: string): void {
   for (const file of readdirSync(dir).filter((f) => f.endsWith('_rtt.csv'))) {
     writeFileSync(join(keepDir, `${label}-${file}`), readFileSync(join(dir, file)));
   }
-}
-
-async function redisCpuSeconds(redis: Redis | undefined): Promise<number | undefined> {
-  if (!redis) return undefined;
-  const info = String(await redis.send(['INFO', 'cpu']));
-  const user = /used_cpu_user:([\d.]+)/.exec(info);
-  const sys = /used_cpu_sys:([\d.]+)/.exec(info);
-  return user && sys ? Number(user[1]) + Number(sys[1]) : undefined;
 }
 
 async function runStep(plan: StepPlan): Promise<StepResult> {
@@ -311,7 +287,7 @@ async function runStep(plan: StepPlan): Promise<StepResult> {
     retransmissions += stats.retransmissions;
     elapsedS = Math.max(elapsedS, parseSippDuration(stats.raw['ElapsedTime(C)']) ?? 0);
     if (plan.latency) {
-      times.push(...readResponseTimes(run.service.dir));
+      times.push(...readSippResponseTimes(run.service.dir));
       keepRttFiles(run.service.dir, `${startedWallMs}-${plan.rate}-${index}`);
     }
     if (stats.failed > 0 || stats.successful < calls) {

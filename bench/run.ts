@@ -5,7 +5,7 @@
  * .run/bench-<name>.json. --quick keeps every section under ~30 s (CI). The exit code is 1 when a section
  * crashed, or with --strict when a target was missed.
  * Sections: edge (issue 2), registrar (issue 3, with Kamailio side by side), b2bua (issue 4), agents (issue 12),
- * dialin (issue 13).
+ * dialin (issue 13), cluster (issue 14).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,6 +18,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   b2bua: async () => (await import('./b2bua.js')).b2buaSection,
   agents: async () => (await import('./agents.js')).agentsSection,
   dialin: async () => (await import('./dialin.js')).dialinSection,
+  cluster: async () => (await import('./cluster.js')).clusterSection,
 };
 
 const RESULTS_DIR = fileURLToPath(new URL('../.run/', import.meta.url));

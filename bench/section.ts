@@ -30,3 +30,10 @@ export async function waitFor(check: () => boolean, timeoutMs: number): Promise<
   }
   return true;
 }
+
+/** Nearest-rank percentile `p` (0-100) of `values` (any order); NaN when there are none. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}

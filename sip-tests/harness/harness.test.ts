@@ -1,6 +1,7 @@
 /**
  * The harness itself: real redis-server, rtpengine and SIPp processes on 127.0.0.1.
  */
+import { createRequire } from 'node:module';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createSocket } from 'node:dgram';
 import { createClient } from 'redis';
@@ -89,6 +90,17 @@ describe('rtpengine', () => {
     cleanups.push(() => rtpengine.stop());
     expect(rtpengine.portMax - rtpengine.portMin).toBe(19);
     expect(await rtpengineAnswersPing(rtpengine.ngPort)).toBe(true);
+    expect(rtpengine.pid).toBeGreaterThan(0);
+    expect(await rtpengine.callIds()).toEqual([]);
+    // a call offered over ng is listed
+    const { Client } = createRequire(import.meta.url)('rtpengine-client') as {
+      Client: new (o: { localAddress: string; localPort: number; timeout: number }) => { offer(d: { port: number; host: string }, o: Record<string, unknown>): Promise<{ result?: string }>; close(): void };
+    };
+    const ng = new Client({ localAddress: '127.0.0.1', localPort: 0, timeout: 2000 });
+    const sdp = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n';
+    expect((await ng.offer({ port: rtpengine.ngPort, host: '127.0.0.1' }, { 'call-id': 'harness-list-1', 'from-tag': 'a', sdp })).result).toBe('ok');
+    ng.close();
+    expect(await rtpengine.callIds()).toEqual(['harness-list-1']);
     await rtpengine.stop();
     expect(await rtpengineAnswersPing(rtpengine.ngPort, '127.0.0.1', 300)).toBe(false);
   });
@@ -112,9 +124,12 @@ describe('sipp', () => {
   it('runs 10 calls of the built-in UAC against the built-in UAS', async () => {
     const uas = await startSippServer({ scenario: 'uas' });
     cleanups.push(() => uas.stop());
-    const result = await runSipp({ scenario: 'uac', target: `127.0.0.1:${uas.port}`, calls: 10, rate: 50, timeoutMs: 20_000 });
+    const result = await runSipp({ scenario: 'uac', target: `127.0.0.1:${uas.port}`, calls: 10, rate: 50, timeoutMs: 20_000, responseTimes: true });
     expect(result.exitCode, result.stderr + result.stdout.slice(-1500)).toBe(0);
     expect(result.stats.successful).toBe(10);
+    // every call's INVITE -> 200 time, the last ones too
+    expect(result.responseTimesMs).toHaveLength(10);
+    expect(result.responseTimesMs!.every((ms) => ms >= 0 && ms < 5000)).toBe(true);
     expect(result.stats.failed).toBe(0);
     expect(result.timedOut).toBe(false);
 

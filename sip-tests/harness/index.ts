@@ -11,6 +11,7 @@ export {
   runSipp,
   startSippServer,
   parseSippStatsCsv,
+  readSippResponseTimes,
   type SippOptions,
   type SippResult,
   type SippServer,

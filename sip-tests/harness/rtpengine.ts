@@ -27,6 +27,10 @@ export interface RtpengineServer {
   readonly portMax: number;
   /** Where rtpengine sends DTMF events as UDP JSON, when asked for. */
   readonly dtmfLogPort?: number;
+  /** The rtpengine process (for CPU readings in benches). */
+  readonly pid: number;
+  /** Call-ids rtpengine holds now (ng `list`, at most 1000). */
+  callIds(): Promise<string[]>;
   stop(): Promise<void>;
   log(): string;
 }
@@ -45,6 +49,7 @@ export interface RtpengineOptions {
 /** The part of rtpengine-client's UDP Client used here (the package ships no types). */
 interface NgUdpClient {
   ping(destination: { port: number; host: string }): Promise<unknown>;
+  list(destination: { port: number; host: string }, options: Record<string, unknown>): Promise<unknown>;
   on(event: 'error', listener: (err: unknown) => void): unknown;
   close(): void;
 }
@@ -118,6 +123,19 @@ export async function startRtpengine(options: RtpengineOptions = {}): Promise<Rt
     portMin: range.min,
     portMax: range.max,
     dtmfLogPort: options.dtmfLogPort,
+    pid: service.pid,
+    async callIds() {
+      const Client = loadNgUdpClient();
+      const client = new Client({ localAddress: HOST, localPort: 0, timeout: 2000 });
+      client.on('error', () => undefined);
+      try {
+        const reply = await client.list({ port: ngPort, host: HOST }, { limit: 1000 });
+        const calls = typeof reply === 'object' && reply !== null && 'calls' in reply ? reply.calls : undefined;
+        return Array.isArray(calls) ? calls.map(String) : [];
+      } finally {
+        client.close();
+      }
+    },
     async stop() {
       await service.stop();
       releasePort(range);

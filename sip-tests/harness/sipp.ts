@@ -20,7 +20,7 @@
  * `stats`), unexpected messages to an error log (`-trace_err`), and it is killed after
  * `timeoutMs`.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, freePortRange, releasePort, type PortRange } from './ports.js';
@@ -68,6 +68,8 @@ export interface SippOptions {
   keys?: Readonly<Record<string, string>>;
   /** Record every SIP message sent and received (`-trace_msg`) into `result.messages`. */
   traceMessages?: boolean;
+  /** Record each call's response times (`-trace_rtt`, the scenario's `rtd`s) into `result.responseTimesMs`. */
+  responseTimes?: boolean;
   /** Kill SIPp after this long. Default 30 s for runSipp, 5 min for servers. */
   timeoutMs?: number;
   /** Anything else, appended last. */
@@ -112,6 +114,8 @@ export interface SippResult {
   errors: string;
   /** All SIP messages, with `traceMessages`. */
   messages?: string;
+  /** Every response time SIPp measured (ms, all `rtd`s of the scenario), with `responseTimes`. */
+  responseTimesMs?: number[];
   /** Local SIP port used. */
   localPort: number;
   /** The full command line, for failure messages. */
@@ -162,6 +166,18 @@ export function parseSippStatsCsv(csv: string): SippStats {
     deadCallMessages: numberOr0(raw['DeadCallMsgs(C)']),
     raw,
   };
+}
+
+/** The response_time_ms column of the `-trace_rtt` files (<scenario>_<pid>_rtt.csv) SIPp wrote into `dir`. */
+export function readSippResponseTimes(dir: string): number[] {
+  const out: number[] = [];
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('_rtt.csv'))) {
+    for (const line of readFileSync(join(dir, file), 'utf8').split('\n').slice(1)) {
+      const value = Number(line.split(';')[1]);
+      if (line.trim() !== '' && Number.isFinite(value)) out.push(value);
+    }
+  }
+  return out;
 }
 
 /** The `-inf` file for `injection`: the order line, then one `;`-joined row per call. */
@@ -216,6 +232,8 @@ async function launchSipp(options: SippOptions, defaultTimeoutMs: number): Promi
   if (options.maxConcurrentCalls !== undefined) args.push('-l', String(options.maxConcurrentCalls));
   if (options.service !== undefined) args.push('-s', options.service);
   if (options.traceMessages) args.push('-trace_msg', '-message_file', 'messages.log');
+  // written after every call: with a larger -rtt_freq SIPp drops the last calls' times at exit
+  if (options.responseTimes) args.push('-trace_rtt', '-rtt_freq', '1');
   for (const [name, value] of Object.entries(options.vars ?? {})) args.push('-set', name, value);
   for (const [name, value] of Object.entries(options.keys ?? {})) args.push('-key', name, value);
 
@@ -249,6 +267,7 @@ async function launchSipp(options: SippOptions, defaultTimeoutMs: number): Promi
         stderr: tail(service.errLogFile, OUTPUT_TAIL_BYTES),
         errors: readIfExists(join(dir, 'errors.log'), OUTPUT_TAIL_BYTES) ?? '',
         messages: options.traceMessages ? readIfExists(join(dir, 'messages.log'), 4 << 20) ?? '' : undefined,
+        responseTimesMs: options.responseTimes ? readSippResponseTimes(dir) : undefined,
         localPort,
         commandLine,
       };
