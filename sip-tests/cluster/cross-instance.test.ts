@@ -31,6 +31,14 @@ let browser: WebphoneBrowser;
 let dir: string;
 const instances: Instance[] = [];
 
+/** dialcore_forwarded_relays_live on an instance's /metrics */
+async function relaysLive(instance: Instance): Promise<number> {
+  const text = await (await fetch(`${instance.httpBase}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+  const line = /^dialcore_forwarded_relays_live (\d+)$/m.exec(text);
+  if (!line) throw new Error('no dialcore_forwarded_relays_live in /metrics');
+  return Number(line[1]);
+}
+
 async function startInstance(name: string, ip: string, configFile: string, cert: { certFile: string; keyFile: string }): Promise<Instance> {
   const sipPort = await freePort();
   const wssPort = await freePort();
@@ -105,6 +113,9 @@ describe('several instances on one Redis', () => {
     const invite = (await phone.receivedSipMessages()).find((m) => m.startsWith('INVITE '))!;
     expect(headerValues(invite, 'Via')[0]).toMatch(/^SIP\/2\.0\/WSS /);
     expect(invite).not.toMatch(/X-Dialcore-Forward/i);
+    // A relays it (counted there), B placed it
+    expect(await relaysLive(a)).toBe(1);
+    expect(await relaysLive(b)).toBe(0);
 
     // kick from C: deactivate ends the call (BYE towards the carrier) and removes the binding
     expect((await c.process.api('POST', `/v1/users/${userId}/deactivate`)).status).toBe(200);
@@ -114,6 +125,7 @@ describe('several instances on one Redis', () => {
     expect(result.messages).toMatch(/^BYE /m);
     await waitUntil(async () => ((await a.process.api('GET', `/v1/users/${userId}/registrations`)).json.registrations as unknown[]).length === 0,
       { timeoutMs: 2000, what: 'binding removed' });
+    expect(await relaysLive(a)).toBe(0);
   }, 90_000);
 
   it('an instance that dies takes its registrations with it: a call for them gets 480 at once, not a forward into the void', async () => {

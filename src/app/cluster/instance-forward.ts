@@ -19,6 +19,7 @@ import type { Logger } from 'pino';
 import { flowUri, type BindingFlow } from '../registrar/binding-store.js';
 import type { Dialog, SipHeaders, Srf, SrfRequest, SrfResponse } from '../sip/srf.js';
 import { isSipFailure } from '../sip/srf.js';
+import { reportForwardedRelays } from '../observability/metrics.js';
 
 export const FORWARD_HEADER = 'X-Dialcore-Forward';
 /** A forwarded INVITE is relayed at once; a token older than this is refused (replay). */
@@ -99,7 +100,9 @@ const NOT_PASSED_ON = [`-${FORWARD_HEADER}`, '-Proxy-Authorization', '-Authoriza
 export class ForwardRelays {
   private readonly byUser = new Map<string, Set<{ uas: Dialog; uac: Dialog }>>();
 
-  constructor(private readonly srf: Srf, private readonly log?: Logger) {}
+  constructor(private readonly srf: Srf, private readonly log?: Logger) {
+    reportForwardedRelays(() => this.count);
+  }
 
   /** Relays up on this instance. */
   get count(): number {

@@ -73,3 +73,17 @@ export const natKeepaliveDrops = new Counter({
   help: 'UDP bindings removed after missed keep-alive OPTIONS',
   registers: [metricsRegistry],
 });
+
+/** Calls this instance relays for another instance to devices whose flows it holds (src/app/cluster); read at scrape. */
+let forwardedRelaysSource: (() => number) | undefined;
+export function reportForwardedRelays(source: () => number): void {
+  forwardedRelaysSource = source;
+}
+export const forwardedRelaysLive = new Gauge({
+  name: 'dialcore_forwarded_relays_live',
+  help: 'Calls relayed by this instance for another instance to devices whose connections it holds',
+  registers: [metricsRegistry],
+  collect() {
+    this.set(forwardedRelaysSource?.() ?? 0);
+  },
+});
