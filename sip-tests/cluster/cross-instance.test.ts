@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, runSipp, startRedis, startRtpengine, waitUntil, type RedisServer, type RtpengineServer } from '../harness/index.js';
+import { freePort, runSipp, startRedis, startRtpengine, startSippServer, waitUntil, type RedisServer, type RtpengineServer, type SippServer } from '../harness/index.js';
 import { startBrowser, type Webphone, type WebphoneBrowser } from '../harness/browser.js';
 import { startDialcoreProcess, type DialcoreProcess } from '../fixtures/cli-process.js';
 import { makeSelfSignedCert } from '../fixtures/stack.js';
@@ -29,6 +29,9 @@ let redis: RedisServer;
 let rtpengine: RtpengineServer;
 let browser: WebphoneBrowser;
 let dir: string;
+/** the customers' carrier for calls the dialer places (answers with RTP) */
+let gateway: SippServer;
+let gatewayPort = 0;
 const instances: Instance[] = [];
 
 /** dialcore_forwarded_relays_live on an instance's /metrics */
@@ -59,9 +62,11 @@ beforeAll(async () => {
   redis = await startRedis();
   rtpengine = await startRtpengine();
   dir = mkdtempSync(join(tmpdir(), 'dialcore-cluster-'));
+  gatewayPort = await freePort();
+  gateway = await startSippServer({ scenario: 'uas-answer-rtp.xml', localPort: gatewayPort, timeoutMs: 300_000 });
   const configFile = join(dir, 'dialcore.jsonc');
   writeFileSync(configFile, JSON.stringify({
-    carriers: { outboundGateways: [], inboundTrunks: [{ name: 'carrier', sources: [`${CARRIER_IP}/32`], didLookup: 'redis' }] },
+    carriers: { outboundGateways: [{ name: 'gw', host: '127.0.0.1', port: gatewayPort, transport: 'udp' }], inboundTrunks: [{ name: 'carrier', sources: [`${CARRIER_IP}/32`], didLookup: 'redis' }] },
     dialPlans: { default: { defaultCountryCode: '44' } },
   }));
   const cert = makeSelfSignedCert();
@@ -74,6 +79,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await Promise.all(instances.map((i) => i.process.stop()));
+  await gateway?.stop(1000);
   await rtpengine?.stop();
   await redis?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -126,6 +132,44 @@ describe('several instances on one Redis', () => {
     await waitUntil(async () => ((await a.process.api('GET', `/v1/users/${userId}/registrations`)).json.registrations as unknown[]).length === 0,
       { timeoutMs: 2000, what: 'binding removed' });
     expect(await relaysLive(a)).toBe(0);
+  }, 90_000);
+
+  it('a control command sent to any instance is carried out by the instance that owns the session', async () => {
+    const [a, b, c] = instances as [Instance, Instance, Instance];
+    const created = await a.process.api('POST', '/v1/users', { username: 'cluster-agent-3', login: '7503', password: 'cluster-pass-3', connectionMethod: 'webrtc', active: true });
+    expect(created.status).toBe(201);
+    const id = created.json.id as string;
+    const agentPhone = await browser.newWebphone('cluster-3');
+    await agentPhone.register({ wsUrl: `wss://${a.ip}:${a.wssPort}`, sipUri: `sip:7503@${REALM}`, password: 'cluster-pass-3', autoAnswer: true });
+
+    // the session is started through C: C owns it (its call reaches the browser through A)
+    expect((await c.process.api('POST', `/v1/agents/${id}/session`, { autoAnswer: true })).status).toBe(201);
+    await waitUntil(async () => (await b.process.api('GET', `/v1/agents/${id}/session`)).json.state === 'ready', { timeoutMs: 15_000, what: 'agent ready' });
+    const session = await b.process.api('GET', `/v1/agents/${id}/session`);
+    expect(session.json.instance).toBeTruthy();
+    expect(session.json.instance).toBe((await c.process.api('GET', `/v1/agents/${id}/session`)).json.instance);
+
+    // the dialer asks B for a customer call: B hands the command to C, which places and bridges it
+    const placed = await b.process.api('POST', '/v1/calls', { agent: id, to: '+442071234567' });
+    expect(placed.status, JSON.stringify(placed.json)).toBe(201);
+    const callId = placed.json.id as string;
+    await waitUntil(async () => (await a.process.api('GET', `/v1/calls/${callId}`)).json.state === 'bridged', { timeoutMs: 15_000, what: 'customer bridged' });
+    const media = await agentPhone.waitForMedia({ minPacketsSent: 50, minPacketsReceived: 50, timeoutMs: 15_000 });
+    expect(media.totalAudioEnergy, 'the customer is heard in the browser').toBeGreaterThan(0);
+    // hold from A, hang-up from B: each carried out by C
+    expect((await a.process.api('POST', `/v1/calls/${callId}/hold`)).status).toBe(200);
+    await waitUntil(async () => (await c.process.api('GET', `/v1/calls/${callId}`)).json.state === 'held', { timeoutMs: 5000, what: 'held' });
+    expect((await b.process.api('POST', `/v1/calls/${callId}/hangup`)).status).toBe(200);
+    await waitUntil(async () => (await c.process.api('GET', `/v1/agents/${id}/session`)).json.state === 'ready', { timeoutMs: 5000, what: 'agent ready again' });
+
+    // a command that was already forwarded once is not forwarded again: 409 naming the owner
+    const looped = await fetch(`${b.httpBase}/v1/agents/${id}/session`, { method: 'DELETE', headers: { authorization: `Bearer ${TOKEN}`, 'x-dialcore-forwarded-by': 'test' } });
+    expect(looped.status).toBe(409);
+    expect(((await looped.json()) as { error?: { apiUrl?: string } }).error?.apiUrl).toBe(c.httpBase);
+    // ending the session through A: the browser gets the BYE
+    expect((await a.process.api('DELETE', `/v1/agents/${id}/session`)).status).toBe(204);
+    await waitUntil(async () => (await agentPhone.receivedSipMessages()).some((m) => /^BYE /.test(m)), { timeoutMs: 5000, what: 'BYE in the browser' });
+    await agentPhone.close();
   }, 90_000);
 
   it('an instance that dies takes its registrations with it: a call for them gets 480 at once, not a forward into the void', async () => {

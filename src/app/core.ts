@@ -9,6 +9,7 @@
  *  - the admin HTTP API, /metrics, /healthz, /livez and /readyz
  *  - graceful drain on SIGTERM (drain()): 503 + Retry-After to new requests while live calls finish
  */
+import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { connectSrf, createSrf, onFlowClosed, sendFinalResponse, type SipMethod, type Srf, type SrfRequest, type SrfResponse, type RequestHandler } from './sip/srf.js';
@@ -180,7 +181,11 @@ export async function startCore(
     : null;
   if (admin) {
     log.info({ http: `${admin.host}:${admin.port}` }, 'admin API, /metrics and /healthz listening');
-    feature?.apiListening?.(`http://${admin.host.includes(':') ? `[${admin.host}]` : admin.host}:${admin.port}`);
+    // where the other instances send control commands for this one's sessions and calls: a wildcard
+    // bind is reached at the instance's cluster address (or its host name)
+    const wildcard = admin.host === '0.0.0.0' || admin.host === '::';
+    const apiHost = wildcard ? (opts.instanceAddress?.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1') ?? hostname()) : admin.host;
+    feature?.apiListening?.(`http://${apiHost.includes(':') ? `[${apiHost}]` : apiHost}:${admin.port}`);
   }
 
   return {

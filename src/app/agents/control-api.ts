@@ -10,9 +10,11 @@
  *   GET    /v1/calls/{id}/recordings
  *   GET    /v1/events                         WebSocket: the control event stream
  *
- * A session or call owned by another instance: the command is answered 409 with `instance` and
- * `apiUrl` of the owner (state is shared in Redis, media and dialogs are not), and GET works
- * everywhere.
+ * A session or call owned by another instance (state is shared in Redis, media and dialogs are
+ * not): the command is forwarded to the owner's API (`apiUrl` in its Redis liveness key) with the
+ * caller's bearer token, and the owner's answer is returned as is; only when the owner cannot be
+ * reached (or the request was already forwarded once) is it answered 409 with `instance` and `apiUrl`.
+ * GET works everywhere.
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -21,6 +23,7 @@ import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { HttpError, send, type ApiRoute, type ApiUpgrade, type ErrorCode } from '../admin/server.js';
 import { isUserId } from '../users/user-store.js';
+import type { Logger } from 'pino';
 import { ControlError, type AgentService, type TransferTarget } from './agent-service.js';
 import type { ControlEventBus } from './control-events.js';
 
@@ -74,7 +77,60 @@ function phoneNumber(body: Record<string, unknown>, field: string, required: boo
   return value;
 }
 
-export function controlApiRoutes(service: AgentService): ApiRoute[] {
+/** Marks a command forwarded by another instance: it is never forwarded a second time. */
+export const FORWARDED_HEADER = 'x-dialcore-forwarded-by';
+const FORWARD_TIMEOUT_MS = 10_000;
+
+/**
+ * A command for a session or call of another instance goes to that instance's API: the route runs
+ * here first (validation, lookup); a 409 naming the owner's apiUrl is then replayed there.
+ */
+function ownedByAnyInstance(route: ApiRoute, instanceId: string, log?: Logger): ApiRoute {
+  return {
+    ...route,
+    handler: async (ctx) => {
+      let parsedBody: unknown;
+      const body = async (required: boolean): Promise<unknown> => (parsedBody = await ctx.body(required));
+      try {
+        await route.handler({ ...ctx, body });
+      } catch (err) {
+        const apiUrl = err instanceof HttpError && err.status === 409 ? err.extra.apiUrl : undefined;
+        if (typeof apiUrl !== 'string' || ctx.req.headers[FORWARDED_HEADER] !== undefined) throw err;
+        let answer: Response;
+        try {
+          answer = await fetch(new URL(ctx.url.pathname + ctx.url.search, apiUrl), {
+            method: ctx.req.method ?? 'POST',
+            headers: {
+              authorization: ctx.req.headers.authorization ?? '',
+              [FORWARDED_HEADER]: instanceId,
+              ...(parsedBody === undefined ? {} : { 'content-type': 'application/json' }),
+            },
+            ...(parsedBody === undefined ? {} : { body: JSON.stringify(parsedBody) }),
+            signal: AbortSignal.timeout(FORWARD_TIMEOUT_MS),
+            redirect: 'manual',
+          });
+        } catch (forwardErr) {
+          log?.warn({ err: forwardErr instanceof Error ? forwardErr.message : String(forwardErr), owner: apiUrl }, 'control command not forwarded to its owner instance');
+          throw err;
+        }
+        const text = await answer.text();
+        const headers: Record<string, string> = {};
+        for (const name of ['content-type', 'location']) {
+          const value = answer.headers.get(name);
+          if (value) headers[name] = value;
+        }
+        ctx.res.writeHead(answer.status, { ...headers, 'Content-Length': String(Buffer.byteLength(text)), 'Cache-Control': 'no-store' });
+        ctx.res.end(text);
+      }
+    },
+  };
+}
+
+export function controlApiRoutes(service: AgentService, log?: Logger): ApiRoute[] {
+  return controlRoutes(service).map((route) => (route.method === 'GET' ? route : ownedByAnyInstance(route, service.instanceId, log)));
+}
+
+function controlRoutes(service: AgentService): ApiRoute[] {
   const userParam = (id: string): string => {
     if (!isUserId(id)) throw new HttpError(404, 'not_found', 'no such user');
     return id;

@@ -48,7 +48,7 @@ export async function startAgentFeature(options: AgentFeatureOptions): Promise<A
   return {
     service,
     events,
-    api: { routes: controlApiRoutes(service), upgrades: [stream] },
+    api: { routes: controlApiRoutes(service, options.logger), upgrades: [stream] },
     apiListening(url) {
       apiUrl = url;
       void state.refresh().catch(() => undefined);
