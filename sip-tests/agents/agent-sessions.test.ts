@@ -551,7 +551,7 @@ describe('other ways in', () => {
 });
 
 describe('several instances on one Redis', () => {
-  it('shows a session and its call from another instance, points commands to the owner, and a kick from there ends it', async () => {
+  it('shows a session and its call from another instance, hands commands to the owner, and a kick from there ends it', async () => {
     // instance B: its own agent service and admin API on the same Redis (no SIP needed to see state)
     const b = await startAgentFeature({
       srf: st.cs.srf, media: st.cs.media, redis: st.cs.services.redis, users: { get: (id) => st.cs.services.store.get(id) },
@@ -582,10 +582,20 @@ describe('several instances on one Redis', () => {
       const instanceA = st.agents.service.instanceId;
       expect((await onB('GET', `/v1/agents/${user.id}/session`)).body).toMatchObject({ state: 'on-call', instance: instanceA });
       expect((await onB('GET', `/v1/calls/${placed.body.id}`)).body).toMatchObject({ state: 'bridged', instance: instanceA });
-      const elsewhere = await onB('POST', `/v1/calls/${placed.body.id}/hold`);
-      expect(elsewhere.status).toBe(409);
-      expect(elsewhere.body.error).toMatchObject({ instance: instanceA, apiUrl: `http://127.0.0.1:${st.admin.port}` });
-      expect((await onB('POST', '/v1/calls', { agent: user.id, to: '+442071234567' })).body.error.instance).toBe(instanceA);
+      // commands sent to B are carried out by A, the owner, and A's answer comes back
+      expect((await onB('POST', `/v1/calls/${placed.body.id}/hold`)).status).toBe(200);
+      expect((await st.api('GET', `/v1/calls/${placed.body.id}`)).body.state).toBe('held');
+      expect((await onB('POST', `/v1/calls/${placed.body.id}/unhold`)).status).toBe(200);
+      expect((await st.api('GET', `/v1/calls/${placed.body.id}`)).body.state).toBe('bridged');
+      const busy = await onB('POST', '/v1/calls', { agent: user.id, to: '+442071234567' });
+      expect(busy.status).toBe(409);
+      expect(busy.body.error.instance, 'answered by A itself (the agent is on a call), not a pointer to A').toBeUndefined();
+      // a command that was already forwarded once is answered with where it lives
+      const looped = await fetch(`http://127.0.0.1:${adminB.port}/v1/calls/${placed.body.id}/hold`, {
+        method: 'POST', headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'X-Dialcore-Forwarded-By': 'instance-c' },
+      });
+      expect(looped.status).toBe(409);
+      expect(((await looped.json()) as { error: unknown }).error).toMatchObject({ instance: instanceA, apiUrl: `http://127.0.0.1:${st.admin.port}` });
       expect(seenOnB).toEqual(expect.arrayContaining(['agent.session.up', 'call.bridged']));
       // the kick is published on Redis; instance A ends the session
       expect((await onB('POST', `/v1/users/${user.id}/logout`)).status).toBe(202);
