@@ -87,6 +87,9 @@ async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.
     ...(config.redis.sentinels.length > 0 ? {
       redisSentinel: { masterName: config.redis.sentinelMaster, sentinels: config.redis.sentinels, ...(config.redis.password ? { password: config.redis.password } : {}) },
     } : {}),
+    ...(config.redis.clusterNodes.length > 0 ? {
+      redisCluster: { rootNodes: config.redis.clusterNodes, ...(config.redis.password ? { password: config.redis.password } : {}) },
+    } : {}),
     // extra app workers (DIALCORE_APP_WORKER=1) leave HTTP to the first process
     http: process.env.DIALCORE_APP_WORKER === '1' ? null : { ...config.http.listen, adminToken: config.http.adminToken },
     registrar: config.registrar,

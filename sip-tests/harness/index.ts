@@ -4,7 +4,7 @@
  */
 export { freePort, freePorts, freePortRange, releasePort, type PortRange } from './ports.js';
 export { spawnService, makeServiceDir, waitUntil, isBound, type Service, type ServiceOptions, type ServiceExit } from './service.js';
-export { startRedis, startRedisSentinel, redisAnswersPing, type RedisServer, type RedisSentinel } from './redis.js';
+export { startRedis, startRedisSentinel, startRedisCluster, redisAnswersPing, type RedisServer, type RedisSentinel, type RedisCluster, type RedisClusterNode } from './redis.js';
 export { startRtpengine, rtpengineAnswersPing, type RtpengineServer, type RtpengineOptions } from './rtpengine.js';
 export { startDrachtioServer, type DrachtioServer, type DrachtioServerOptions, type DrachtioProtocol } from './drachtio-server.js';
 export {

@@ -43,6 +43,8 @@ export interface CoreOptions {
   redisUrl: string;
   /** A Redis Sentinel group instead of the single server of redisUrl. */
   redisSentinel?: { masterName: string; sentinels: Array<{ host: string; port: number }>; password?: string };
+  /** A Redis Cluster (some of its nodes) instead of the single server of redisUrl. */
+  redisCluster?: { rootNodes: Array<{ host: string; port: number }>; password?: string };
   /** null: no admin API in this process (an extra app worker of `dialcore start --app-workers`) */
   http: { host: string; port: number; adminToken: string } | null;
   registrar: {
@@ -104,7 +106,12 @@ export async function startCore(
   calls?: (deps: { srf: Srf; services: RegistrarServices }) => Promise<CallFeature>,
 ): Promise<RunningCore> {
   const log = opts.logger;
-  const redis = await connectRedis(opts.redisSentinel ? { kind: 'sentinel', ...opts.redisSentinel } : { kind: 'server', url: opts.redisUrl }, log);
+  const redis = await connectRedis(
+    opts.redisCluster ? { kind: 'cluster', ...opts.redisCluster }
+      : opts.redisSentinel ? { kind: 'sentinel', ...opts.redisSentinel }
+      : { kind: 'server', url: opts.redisUrl },
+    log,
+  );
   const client = redis.client;
 
   // An empty nonce secret is fine for one instance; several instances must share one (config registrar.nonceSecret).

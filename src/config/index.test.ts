@@ -114,6 +114,25 @@ describe('loadConfig', () => {
     expect(shown).not.toContain('url-secret-2');
   });
 
+  it('Redis Cluster: root nodes from a flag, env or the file; refused beside --redis or Sentinel, naming the field', () => {
+    const { config } = loadConfig({ file: empty, env: {}, argv: ['--redis-cluster', '127.0.0.1:7001,127.0.0.1:7002', '--redis-cluster', '127.0.0.1:7003', '--redis-password', 'p'] });
+    expect(config.redis.clusterNodes).toEqual([{ host: '127.0.0.1', port: 7001 }, { host: '127.0.0.1', port: 7002 }, { host: '127.0.0.1', port: 7003 }]);
+    expect(loadConfig({ file: empty, env: { DIALCORE_REDIS_CLUSTER: '127.0.0.1:7001' } }).config.redis.clusterNodes).toEqual([{ host: '127.0.0.1', port: 7001 }]);
+    expect(loadConfig({ file: empty, env: {} }).config.redis.clusterNodes).toEqual([]);
+    // the shipped file names a redis.url: a cluster on the command line overrides it
+    const withUrl = file('with-url.jsonc', '{ "redis": { "url": "redis://127.0.0.1:6379" } }');
+    expect(loadConfig({ file: withUrl, env: {}, argv: ['--redis-cluster', '127.0.0.1:7001'] }).config.redis.clusterNodes).toHaveLength(1);
+    const both = file('both.jsonc', '{ "redis": { "url": "redis://127.0.0.1:6379", "clusterNodes": ["127.0.0.1:7001"] } }');
+    expect(problemsOf(() => loadConfig({ file: both, env: {} }))).toEqual([expect.stringMatching(/^redis\.clusterNodes: cannot be combined with redis\.url/)]);
+    expect(problemsOf(() => loadConfig({ file: empty, env: {}, argv: ['--redis', 'redis://127.0.0.1:6379', '--redis-cluster', '127.0.0.1:7001'] })))
+      .toEqual([expect.stringMatching(/^redis\.clusterNodes: cannot be combined with redis\.url/)]);
+    expect(problemsOf(() => loadConfig({ file: file('c.jsonc', '{ "redis": { "clusterNodes": "127.0.0.1:7001" } }'), env: { DIALCORE_REDIS: 'redis://127.0.0.1:6379' } })))
+      .toEqual([expect.stringMatching(/^redis\.clusterNodes: cannot be combined with redis\.url/)]);
+    expect(problemsOf(() => loadConfig({ file: empty, env: {}, argv: ['--redis-cluster', '127.0.0.1:7001', '--redis-sentinel', '127.0.0.1:26379', '--redis-sentinel-master', 'dc'] })))
+      .toEqual([expect.stringMatching(/^redis\.clusterNodes: cannot be combined with redis\.sentinels/)]);
+    expect(problemsOf(() => loadConfig({ file: empty, env: {}, argv: ['--redis-cluster', '127.0.0.1:notaport'] }))).toEqual([expect.stringMatching(/^--redis-cluster: /)]);
+  });
+
   it('HEP capture: an IP and port, agent id; a DNS name is refused naming the field', () => {
     const { config } = loadConfig({ file: empty, env: { DIALCORE_HEP: '127.0.0.1:9060', DIALCORE_HEP_AGENT_ID: '7' } });
     expect(config.capture).toMatchObject({ hepServer: { host: '127.0.0.1', port: 9060 }, hepAgentId: 7 });

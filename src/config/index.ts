@@ -29,7 +29,7 @@ export interface DialcoreConfig {
   };
   drachtio: { listen: HostPort; connect: HostPort; secret: string };
   /** url: one server; sentinels + sentinelMaster: the master of a Sentinel group (url then unused) */
-  redis: { url: string; sentinels: HostPort[]; sentinelMaster: string; password: string };
+  redis: { url: string; sentinels: HostPort[]; sentinelMaster: string; clusterNodes: HostPort[]; password: string };
   http: { listen: HostPort; adminToken: string };
   rtpengine: { engines: HostPort[]; pingIntervalMs: number };
   registrar: {
@@ -117,7 +117,8 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'redis.url', flag: '--redis', env: 'DIALCORE_REDIS', kind: 'redis-url', help: 'Redis URL, e.g. redis://127.0.0.1:6379' },
   { path: 'redis.sentinels', flag: '--redis-sentinel', env: 'DIALCORE_REDIS_SENTINELS', kind: 'hostport-list', repeatable: true, help: 'Redis Sentinel host:port (repeat for each): the master of --redis-sentinel-master is asked of them and followed on failover' },
   { path: 'redis.sentinelMaster', flag: '--redis-sentinel-master', env: 'DIALCORE_REDIS_SENTINEL_MASTER', kind: 'string', help: 'the Sentinel master group name (sentinel monitor <name> ...)' },
-  { path: 'redis.password', flag: '--redis-password', env: 'DIALCORE_REDIS_PASSWORD', kind: 'secret', help: 'AUTH password of the Redis data nodes behind Sentinel (with --redis, put it in the URL)' },
+  { path: 'redis.clusterNodes', flag: '--redis-cluster', env: 'DIALCORE_REDIS_CLUSTER', kind: 'hostport-list', repeatable: true, help: 'Redis Cluster node host:port (repeat or comma-separate; a few are enough to find the rest): instead of --redis and --redis-sentinel' },
+  { path: 'redis.password', flag: '--redis-password', env: 'DIALCORE_REDIS_PASSWORD', kind: 'secret', help: 'AUTH password of the Redis data nodes behind Sentinel or in the Cluster (with --redis, put it in the URL)' },
   { path: 'http.listen', flag: '--http', env: 'DIALCORE_HTTP', kind: 'hostport', help: 'admin HTTP API, /metrics and /healthz listener host:port' },
   { path: 'http.adminToken', flag: '--admin-token', env: 'DIALCORE_ADMIN_TOKEN', kind: 'secret', help: 'bearer token for the admin API' },
   { path: 'rtpengine.engines', flag: '--rtpengine', env: 'DIALCORE_RTPENGINE', kind: 'hostport-list', repeatable: true, help: 'rtpengine ng (UDP) host:port; repeat for a pool' },
@@ -366,6 +367,8 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   }
 
   const config: Record<string, unknown> = {};
+  /** where each option that is set came from, most specific first: flag 3, env 2, file 1 */
+  const precedence = new Map<string, number>();
   for (const spec of OPTIONS) {
     let raw: unknown;
     let source = spec.path;
@@ -383,6 +386,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     const { value, error } = coerce(spec, raw);
     if (error) problems.push({ field: source, message: error });
     else setPath(config, spec.path, value);
+    precedence.set(spec.path, source === spec.flag ? 3 : source === spec.env ? 2 : 1);
   }
   if (problems.length) throw new ConfigError(problems);
 
@@ -410,6 +414,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       url: (c.redis?.url as string | undefined) ?? 'redis://127.0.0.1:6379',
       sentinels: (c.redis?.sentinels as HostPort[] | undefined) ?? [],
       sentinelMaster: (c.redis?.sentinelMaster as string | undefined) ?? '',
+      clusterNodes: (c.redis?.clusterNodes as HostPort[] | undefined) ?? [],
       password: (c.redis?.password as string | undefined) ?? '',
     },
     http: {
@@ -481,6 +486,15 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   }
   if (result.redis.sentinelMaster && result.redis.sentinels.length === 0) {
     semantic.push({ field: 'redis.sentinels', message: 'needs at least one sentinel host:port with redis.sentinelMaster' });
+  }
+  if (result.redis.clusterNodes.length > 0) {
+    // a cluster given on the command line overrides the config file's redis.url; given at the same level or below it, which was meant is unclear
+    if ((precedence.get('redis.url') ?? 0) >= (precedence.get('redis.clusterNodes') ?? 0)) {
+      semantic.push({ field: 'redis.clusterNodes', message: 'cannot be combined with redis.url (--redis): give one of them' });
+    }
+    if (result.redis.sentinels.length > 0 || result.redis.sentinelMaster) {
+      semantic.push({ field: 'redis.clusterNodes', message: 'cannot be combined with redis.sentinels (--redis-sentinel): a Redis Cluster has no Sentinel' });
+    }
   }
   if (result.cluster.instanceAddress && !result.registrar.nonceSecret) {
     semantic.push({ field: 'registrar.nonceSecret', message: 'is required with cluster.instanceAddress: every instance must share it (digest nonces and the calls instances forward to each other are signed with it)' });

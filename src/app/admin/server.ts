@@ -227,11 +227,11 @@ export function createAdminApi(options: AdminApiOptions): Server {
 
   const redisReachable = async (): Promise<boolean> => {
     try {
-      const pong = await Promise.race([
-        options.redis.send(['PING']),
-        new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000).unref()),
+      // every master of a Redis Cluster must answer (redis.ts ping)
+      return await Promise.race([
+        options.redis.ping(),
+        new Promise<boolean>((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000).unref()),
       ]);
-      return pong === 'PONG';
     } catch {
       return false;
     }

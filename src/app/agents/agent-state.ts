@@ -107,7 +107,8 @@ export class AgentStateStore {
   async listCalls(): Promise<CustomerCallView[]> {
     const ids = (await this.redis.send(['ZRANGE', keys.controlCalls(), '0', String(LISTED_CALLS - 1), 'REV'])) as string[];
     if (!Array.isArray(ids) || ids.length === 0) return [];
-    const raws = (await this.redis.send(['MGET', ...ids.map((id) => keys.controlCall(id))])) as Array<string | null>;
+    // one GET per call, sent in the same tick (pipelined): the calls' keys lie in different Redis Cluster slots, which one MGET may not span
+    const raws = await Promise.all(ids.map((id) => this.redis.send(['GET', keys.controlCall(id)])));
     const gone = ids.filter((_, i) => raws[i] === null);
     if (gone.length) await this.redis.send(['ZREM', keys.controlCalls(), ...gone]);
     return raws.map((raw) => parse<CustomerCallView>(raw)).filter((v): v is CustomerCallView => v !== null);

@@ -219,7 +219,8 @@ export class InstanceHeartbeat {
     const others = [...new Set(instances)].filter((i) => i !== this.instanceAddress);
     const live = new Set([this.instanceAddress]);
     if (others.length === 0) return live;
-    const replies = (await this.redis.send(['MGET', ...others.map(heartbeatKey)])) as unknown[];
+    // one GET per instance in the same tick (pipelined): the keys lie in different Redis Cluster slots, which one MGET may not span
+    const replies = await Promise.all(others.map((instance) => this.redis.send(['GET', heartbeatKey(instance)])));
     others.forEach((instance, i) => {
       if (replies[i] !== null && replies[i] !== undefined) live.add(instance);
     });

@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { keys } from '../users/keys.js';
-import { LuaScript, numberReply, stringReply, type Redis } from '../users/redis.js';
+import { LuaScript, numberReply, type Redis } from '../users/redis.js';
 
 export type LockoutKind = 'id' | 'caller';
 
@@ -83,18 +83,17 @@ export class DialInLockouts {
   async list(): Promise<Lockout[]> {
     const out: Lockout[] = [];
     const prefix = keys.dialInFailures('id', '').replace(/id:$/, '');
-    let cursor = '0';
-    do {
-      const reply = (await this.redis.send(['SCAN', cursor, 'MATCH', `${prefix}*`, 'COUNT', '500'])) as [unknown, unknown[]];
-      cursor = stringReply(reply[0]) ?? '0';
-      for (const raw of reply[1] ?? []) {
-        const key = stringReply(raw);
-        const match = key?.startsWith(prefix) ? /^(id|caller):(.+)$/.exec(key.slice(prefix.length)) : null;
-        if (!key || !match) continue;
-        const { failures, lockedForMs } = await this.state(key);
-        if (lockedForMs > 0) out.push({ kind: match[1] as LockoutKind, value: match[2]!, failures, expiresInSeconds: Math.ceil(lockedForMs / 1000) });
-      }
-    } while (cursor !== '0' && out.length < 10_000);
+    const seen = new Set<string>();
+    // every master of a Redis Cluster holds some of these keys: scanKeys visits each
+    for await (const key of this.redis.scanKeys(`${prefix}*`)) {
+      const match = key.startsWith(prefix) ? /^(id|caller):(.+)$/.exec(key.slice(prefix.length)) : null;
+      if (!match || seen.has(key)) continue;
+      const { failures, lockedForMs } = await this.state(key);
+      if (lockedForMs <= 0) continue;
+      seen.add(key); // SCAN may return a key twice
+      out.push({ kind: match[1] as LockoutKind, value: match[2]!, failures, expiresInSeconds: Math.ceil(lockedForMs / 1000) });
+      if (out.length >= 10_000) break;
+    }
     return out.sort((a, b) => a.kind.localeCompare(b.kind) || a.value.localeCompare(b.value));
   }
 

@@ -18,10 +18,20 @@ import { redisCommandDuration } from '../observability/metrics.js';
 /** Per-command options for node-redis: no timer-backed AbortSignal per command (see above). */
 const COMMAND_OPTIONS = Object.freeze({ timeout: 0 });
 
-/** The part of a node-redis v5+/v6 client we use (a `createClient()` result satisfies it). */
-export interface NodeRedisClient {
+/** One connection's command surface (a node-redis client, or one node of a cluster). */
+export interface NodeRedisCommandClient {
   sendCommand(args: string[], options?: { timeout?: number }): Promise<unknown>;
+}
+
+/** The part of a node-redis v5+/v6 client we use (a `createClient()` result satisfies it). */
+export interface NodeRedisClient extends NodeRedisCommandClient {
   duplicate(): NodeRedisSubscriber;
+  /**
+   * Redis Cluster only: a client for each master. Keys are spread over the masters, so what
+   * looks at all keys (SCAN) or at Redis's health (PING) visits each. Absent: one server (or
+   * the Sentinel group's master) holds every key.
+   */
+  masters?(): Promise<NodeRedisCommandClient[]>;
 }
 
 type DurationObserver = { observe(seconds: number): void };
@@ -42,11 +52,42 @@ export class Redis {
 
   /** Sends one command; the reply as node-redis returns it (strings, numbers, arrays, null). */
   send(args: string[], label?: string): Promise<unknown> {
+    return this.sendTo(this.client, args, label);
+  }
+
+  /** Keys matching a SCAN MATCH pattern, from every master of a cluster. A pattern, not a listing: SCAN may yield a key twice. */
+  async *scanKeys(pattern: string): AsyncGenerator<string> {
+    for (const node of await this.nodes()) {
+      let cursor = '0';
+      do {
+        const reply = await this.sendTo(node, ['SCAN', cursor, 'MATCH', pattern, 'COUNT', '500']);
+        const [next, found] = Array.isArray(reply) ? reply : [];
+        cursor = stringReply(next) ?? '0';
+        for (const raw of Array.isArray(found) ? found : []) {
+          const key = stringReply(raw);
+          if (key !== null) yield key;
+        }
+      } while (cursor !== '0');
+    }
+  }
+
+  /** True when Redis answers PING: every master of a cluster, since each holds a share of the keys. */
+  async ping(): Promise<boolean> {
+    const nodes = await this.nodes();
+    const replies = await Promise.all(nodes.map((node) => this.sendTo(node, ['PING'])));
+    return nodes.length > 0 && replies.every((reply) => reply === 'PONG');
+  }
+
+  private async nodes(): Promise<NodeRedisCommandClient[]> {
+    return this.client.masters ? this.client.masters() : [this.client];
+  }
+
+  private sendTo(node: NodeRedisCommandClient, args: string[], label?: string): Promise<unknown> {
     const observer = this.durationOf(label ?? args[0] ?? '?');
     const started = performance.now();
     let sent: Promise<unknown>;
     try {
-      sent = this.client.sendCommand(args, COMMAND_OPTIONS);
+      sent = node.sendCommand(args, COMMAND_OPTIONS);
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
