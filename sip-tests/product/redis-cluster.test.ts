@@ -15,7 +15,7 @@ import {
   freePort, runSipp, startRedisCluster, startRtpengine, waitUntil,
   type RedisCluster, type RtpengineServer,
 } from '../harness/index.js';
-import { startDialcoreProcess, type DialcoreProcess } from '../fixtures/cli-process.js';
+import { startLoopbackCore, type DialcoreProcess } from '../fixtures/cli-process.js';
 
 const HOST = '127.0.0.1';
 const TOKEN = 'cluster-test-admin-token-0123456789';
@@ -67,16 +67,15 @@ beforeAll(async () => {
   const dtmfEventsPort = await freePort();
   rtpengine = await startRtpengine({ dtmfLogPort: dtmfEventsPort });
   promptsDir = mkdtempSync(join(tmpdir(), 'dialcore-cluster-prompts-'));
-  sipPort = await freePort();
-  const httpPort = await freePort();
-  core = await startDialcoreProcess([
-    'start', '--sip', `udp:${HOST}:${sipPort}`, '--admin', `${HOST}:${await freePort()}`, '--http', `${HOST}:${httpPort}`,
+  ({ core, sipPort } = await startLoopbackCore({
     // two of the six nodes: the core learns the rest from them
-    '--redis-cluster', cluster.rootNodes.split(',').slice(0, 2).join(','),
-    '--rtpengine', `${HOST}:${rtpengine.ngPort}`, '--realm', REALM, '--log-level', 'warn',
-    '--access-number', '0800100300', '--dtmf-events', `${HOST}:${dtmfEventsPort}`, '--prompts-dir', promptsDir,
-    '--dialin-lockout-failures', String(LOCKOUT_FAILURES),
-  ], { DIALCORE_ADMIN_TOKEN: TOKEN, DIALCORE_SECRET: 'cluster-test-drachtio-secret' }, `http://${HOST}:${httpPort}`);
+    redis: ['--redis-cluster', cluster.rootNodes.split(',').slice(0, 2).join(',')],
+    rtpengineNgPort: rtpengine.ngPort, token: TOKEN,
+    extraArgs: [
+      '--realm', REALM, '--log-level', 'warn', '--access-number', '0800100300', '--dtmf-events', `${HOST}:${dtmfEventsPort}`,
+      '--prompts-dir', promptsDir, '--dialin-lockout-failures', String(LOCKOUT_FAILURES),
+    ],
+  }));
 }, 90_000);
 
 afterAll(async () => {

@@ -86,6 +86,7 @@ async function connectCluster(target: Extract<RedisTarget, { kind: 'cluster' }>,
     rootNodes: target.rootNodes.map((node) => ({ socket: { host: node.host, port: node.port } })),
     defaults: {
       commandsQueueMaxLength: COMMANDS_QUEUE_MAX,
+      disableOfflineQueue: DISABLE_OFFLINE_QUEUE,
       socket: { reconnectStrategy },
       ...(target.password ? { password: target.password } : {}),
     },
