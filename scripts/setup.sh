@@ -4,6 +4,8 @@
 #   bash scripts/setup.sh           # runtime: Node >= 20, npm deps, redis-server, rtpengine, sipp, janus, espeak-ng, sox
 #   bash scripts/setup.sh --test    # also what the test suites need: chromium (WebRTC browser tests),
 #                                   # baresip and linphone-cli (real SIP phones, sip-tests/interop)
+#   bash scripts/setup.sh --bench   # also what bench/ compares with: kamailio (the registrar section runs it
+#                                   # side by side) and valgrind (bench/registrar-callgrind.ts)
 #
 # Debian packages are installed with apt-get only when missing, and `apt-get update`
 # runs only when something is missing. npm dependencies are installed with `npm ci`
@@ -14,9 +16,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 want_test_tools=0
+want_bench_tools=0
 for arg in "$@"; do
   case "$arg" in
     --test) want_test_tools=1 ;;
+    --bench) want_bench_tools=1 ;;
     *) echo "setup.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -36,6 +40,9 @@ declare -a wanted=(
 )
 if [[ $want_test_tools == 1 ]]; then
   wanted+=("chromium:chromium" "baresip:baresip-core" "linphonec:linphone-cli")
+fi
+if [[ $want_bench_tools == 1 ]]; then
+  wanted+=("kamailio:kamailio" "valgrind:valgrind")
 fi
 if ! command -v node >/dev/null 2>&1; then
   # Debian 12's nodejs is 18; the version check below says what to do then.
