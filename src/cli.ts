@@ -1,7 +1,7 @@
 /**
  * `dialcore` command line: edge | app | start. See `dialcore --help`.
  */
-import { loadConfig, helpText, redactConfig, ConfigError, type DialcoreConfig } from './config/index.js';
+import { loadConfig, helpText, redactConfig, ConfigError, type DialcoreConfig, type InstanceAddress } from './config/index.js';
 import { createLogger } from './app/observability/logger.js';
 import { Edge, type EdgeOptions } from './edge/edge.js';
 import { startEdgeThread } from './edge-thread.js';
@@ -63,6 +63,25 @@ async function runEdgeOnThread(config: DialcoreConfig, logger: Logger): Promise<
   return () => edge.stop();
 }
 
+/**
+ * The instance address as other instances send to it (the host:port part of a SIP URI, with the transport
+ * parameter for TCP): bindings record it and it names the instance's heartbeat.
+ */
+function instanceAddressUri(address: InstanceAddress): string {
+  return `${uriHost(address.host)}:${address.port}${address.protocol === 'udp' ? '' : `;transport=${address.protocol}`}`;
+}
+
+/** `start`: the other instances reach this one on one of its own listeners. */
+function checkInstanceAddressListens(config: DialcoreConfig): void {
+  const address = config.cluster.instanceAddress;
+  if (!address) return;
+  const wildcard = (host: string) => host === '0.0.0.0' || host === '::';
+  const listens = config.sip.listen.some((l) => l.protocol === address.protocol && l.port === address.port && (l.host === address.host || wildcard(l.host)));
+  if (!listens) {
+    throw new ConfigError([{ field: 'cluster.instanceAddress', message: `${address.protocol}:${address.host}:${address.port} is not one of this instance's SIP listeners (sip.listen)` }]);
+  }
+}
+
 /** Everything the core app needs, checked before anything starts. */
 function checkAppConfig(config: DialcoreConfig): void {
   const problems = [];
@@ -83,7 +102,7 @@ async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.
   return startCore({
     drachtio: { ...drachtio, secret: config.drachtio.secret },
     redisUrl: config.redis.url,
-    ...(config.cluster.instanceAddress ? { instanceAddress: `${uriHost(config.cluster.instanceAddress.host)}:${config.cluster.instanceAddress.port}` } : {}),
+    ...(config.cluster.instanceAddress ? { instanceAddress: instanceAddressUri(config.cluster.instanceAddress) } : {}),
     ...(config.redis.sentinels.length > 0 ? {
       redisSentinel: { masterName: config.redis.sentinelMaster, sentinels: config.redis.sentinels, ...(config.redis.password ? { password: config.redis.password } : {}) },
     } : {}),
@@ -184,6 +203,7 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'start': {
         checkAppConfig(config);
+        checkInstanceAddressListens(config);
         // One nonce key for every app worker: a REGISTER answered on another worker than the one that
         // challenged it must verify (RFC 7616 §3.3 leaves the nonce's make-up to the server).
         if (config.app.workers > 1 && !config.registrar.nonceSecret) config.registrar.nonceSecret = randomBytes(32).toString('hex');

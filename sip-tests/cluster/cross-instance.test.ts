@@ -4,7 +4,8 @@
  * arrives at instance B, which holds no connection to the browser. B sends the call to A (the
  * instance its binding names), A relays it over the browser's WebSocket, and the audio flows
  * both ways through B's rtpengine. A kick sent to instance C's API ends the call and the
- * registration wherever they live.
+ * registration wherever they live. A is reached by the others over TCP (it has no UDP listener), B
+ * and C over UDP.
  */
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -42,17 +43,21 @@ async function relaysLive(instance: Instance): Promise<number> {
   return Number(line[1]);
 }
 
-async function startInstance(name: string, ip: string, configFile: string, cert: { certFile: string; keyFile: string }): Promise<Instance> {
+/**
+ * `reachedOver: 'tcp'`: the instance has no UDP SIP listener and tells the others to reach it over TCP
+ * (`--instance-address tcp:ip:port`): a call forwarded to it over UDP could not arrive.
+ */
+async function startInstance(name: string, ip: string, configFile: string, cert: { certFile: string; keyFile: string }, reachedOver: 'udp' | 'tcp' = 'udp'): Promise<Instance> {
   const sipPort = await freePort();
   const wssPort = await freePort();
   const httpPort = await freePort();
   const httpBase = `http://${ip}:${httpPort}`;
   const process = await startDialcoreProcess([
-    'start', '--sip', `udp:${ip}:${sipPort}`, '--sip', `tcp:${ip}:${sipPort}`, '--sip', `wss:${ip}:${wssPort}`,
+    'start', ...(reachedOver === 'udp' ? ['--sip', `udp:${ip}:${sipPort}`] : []), '--sip', `tcp:${ip}:${sipPort}`, '--sip', `wss:${ip}:${wssPort}`,
     '--tls-cert', cert.certFile, '--tls-key', cert.keyFile,
     '--admin', `${ip}:${await freePort()}`, '--http', `${ip}:${httpPort}`,
     '--redis', redis.url, '--rtpengine', `127.0.0.1:${rtpengine.ngPort}`,
-    '--realm', REALM, '--domain', REALM, '--nonce-secret', NONCE_SECRET, '--instance-address', `${ip}:${sipPort}`,
+    '--realm', REALM, '--domain', REALM, '--nonce-secret', NONCE_SECRET, '--instance-address', `${reachedOver}:${ip}:${sipPort}`,
     '--log-level', 'warn',
   ], { DIALCORE_ADMIN_TOKEN: TOKEN, DIALCORE_SECRET: `cluster-test-drachtio-${name}`, DIALCORE_CONFIG: configFile }, httpBase);
   return { name, ip, sipPort, wssPort, httpBase, process };
@@ -71,7 +76,8 @@ beforeAll(async () => {
   }));
   const cert = makeSelfSignedCert();
   for (const [name, ip] of [['a', '127.0.0.3'], ['b', '127.0.0.4'], ['c', '127.0.0.5']] as const) {
-    instances.push(await startInstance(name, ip, configFile, cert));
+    // A is reached over TCP only (the WebRTC INVITE B forwards to it is ~3 KB: RFC 3261 §18.1.1); B and C over UDP
+    instances.push(await startInstance(name, ip, configFile, cert, name === 'a' ? 'tcp' : 'udp'));
   }
   browser = await startBrowser();
 }, 120_000);

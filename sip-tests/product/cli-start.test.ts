@@ -9,14 +9,16 @@
  * With DIALCORE_TEST_DRACHTIO_SERVER=<drachtio binary>, the C++ drachtio-server takes the SIP listeners and
  * `dialcore app --drachtio` connects to it instead (`dialcore start` runs both halves in one process).
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, runSipp, startDrachtioServer, startRedis, startRtpengine, waitUntil, type DrachtioServer, type RedisServer, type RtpengineServer } from '../harness/index.js';
 import { drachtioServerBinary } from '../fixtures/stack.js';
 import { registerOverWebSocket } from '../fixtures/ws-register.js';
-import { startDialcoreProcess, type DialcoreProcess } from '../fixtures/cli-process.js';
+import { SHIPPED_CONFIG, startDialcoreProcess, type DialcoreProcess } from '../fixtures/cli-process.js';
 
 const HOST = '127.0.0.1';
 const TOKEN = 'cli-test-admin-token-0123456789';
@@ -86,6 +88,21 @@ afterAll(async () => {
   await rtpengine?.stop();
   await redis?.stop();
   if (promptsDir) rmSync(promptsDir, { recursive: true, force: true });
+});
+
+describe('dialcore start refuses', () => {
+  it('an instance address that is not one of its SIP listeners, naming the field, before starting anything', async () => {
+    const port = await freePort();
+    const run = spawnSync(process.execPath, [
+      fileURLToPath(new URL('../../bin/dialcore.js', import.meta.url)), 'start', '--sip', `udp:${HOST}:${port}`,
+      '--instance-address', `tcp:${HOST}:${port}`, '--nonce-secret', 'a-shared-nonce-secret-0123456789',
+    ], {
+      env: { ...process.env, DIALCORE_FROM_SOURCE: '1', DIALCORE_SECRET: 'cli-test-secret', DIALCORE_ADMIN_TOKEN: TOKEN, DIALCORE_CONFIG: SHIPPED_CONFIG },
+      encoding: 'utf8', timeout: 30_000,
+    });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain(`cluster.instanceAddress: tcp:${HOST}:${port} is not one of this instance's SIP listeners`);
+  }, 40_000);
 });
 
 describe('dialcore start', () => {

@@ -60,7 +60,7 @@ export interface CoreOptions {
     keepaliveIntervalSeconds?: number;
     keepaliveMisses?: number;
   };
-  /** This instance's SIP address for the other instances sharing the Redis (config cluster.instanceAddress). */
+  /** This instance's SIP address for the other instances sharing the Redis (config cluster.instanceAddress): `ip:port`, `;transport=tcp` appended for TCP. */
   instanceAddress?: string;
   logger: Logger;
 }
@@ -191,7 +191,7 @@ export async function startCore(
     // where the other instances send control commands for this one's sessions and calls: a wildcard
     // bind is reached at the instance's cluster address (or its host name)
     const wildcard = admin.host === '0.0.0.0' || admin.host === '::';
-    const apiHost = wildcard ? (opts.instanceAddress?.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1') ?? hostname()) : admin.host;
+    const apiHost = wildcard ? (opts.instanceAddress?.replace(/;.*$/, '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1') ?? hostname()) : admin.host;
     feature?.apiListening?.(`http://${apiHost.includes(':') ? `[${apiHost}]` : apiHost}:${admin.port}`);
   }
 

@@ -140,6 +140,14 @@ describe('loadConfig', () => {
     expect(problemsOf(() => loadConfig({ file: empty, env: {}, argv: ['--hep', 'homer.example:9060'] }))).toEqual([expect.stringMatching(/^capture\.hepServer: /)]);
   });
 
+  it('instance address: ip:port is UDP, tcp:ip:port TCP; other transports and names are refused naming the field', () => {
+    const secret = { DIALCORE_NONCE_SECRET: 'a-shared-nonce-secret-0123456789' };
+    expect(loadConfig({ file: empty, env: { ...secret, DIALCORE_INSTANCE_ADDRESS: '10.0.0.7:5060' } }).config.cluster.instanceAddress).toEqual({ protocol: 'udp', host: '10.0.0.7', port: 5060 });
+    expect(loadConfig({ file: empty, env: secret, argv: ['--instance-address', 'TCP:[fd00::7]:5070'] }).config.cluster.instanceAddress).toEqual({ protocol: 'tcp', host: 'fd00::7', port: 5070 });
+    expect(problemsOf(() => loadConfig({ file: empty, env: secret, argv: ['--instance-address', 'tls:10.0.0.7:5061'] }))).toEqual(['--instance-address: transport must be udp or tcp, got "tls"']);
+    expect(problemsOf(() => loadConfig({ file: empty, env: secret, argv: ['--instance-address', 'tcp:core-a.example:5060'] }))).toEqual([expect.stringMatching(/^cluster\.instanceAddress: must be an IP address/)]);
+  });
+
   it('graceful drain: 30 s by default, 0 allowed, negative refused', () => {
     expect(loadConfig({ file: empty, env: {} }).config.shutdown.drainSeconds).toBe(30);
     expect(loadConfig({ file: empty, env: {}, argv: ['--drain-seconds', '0'] }).config.shutdown.drainSeconds).toBe(0);

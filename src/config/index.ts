@@ -13,6 +13,8 @@ import { DEFAULT_DIGEST_ALGORITHMS, DIGEST_ALGORITHMS, type DigestAlgorithm } fr
 export type SipTransportName = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';
 export interface SipListen { protocol: SipTransportName; host: string; port: number }
 export interface HostPort { host: string; port: number }
+/** How the other instances reach this one: an IP, a port and the transport of that listener (UDP unless given). */
+export interface InstanceAddress extends HostPort { protocol: 'udp' | 'tcp' }
 
 export interface DialcoreConfig {
   sip: {
@@ -71,7 +73,7 @@ export interface DialcoreConfig {
   /** HEP3 capture of the edge's SIP traffic (Homer); server null = off */
   capture: { hepServer: HostPort | null; hepAgentId: number; hepPassword: string };
   /** Several instances on one Redis: this instance's SIP address (ip:port) the others reach its flows through */
-  cluster: { instanceAddress: HostPort | null };
+  cluster: { instanceAddress: InstanceAddress | null };
   /** SIGTERM: how long live calls may go on while new ones are refused (graceful drain) */
   shutdown: { drainSeconds: number };
   /** start: the SIP edge on a worker thread of its own (default) or on the app's thread */
@@ -85,7 +87,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = 'string' | 'secret' | 'bool' | 'int' | 'hostport' | 'sip-listen-list' | 'hostport-list' | 'number-list' | 'language' | 'level' | 'redis-url' | 'http-url' | 'digest-algorithms';
+type Kind = 'string' | 'secret' | 'bool' | 'int' | 'hostport' | 'instance-address' | 'sip-listen-list' | 'hostport-list' | 'number-list' | 'language' | 'level' | 'redis-url' | 'http-url' | 'digest-algorithms';
 
 interface OptionSpec {
   /** dotted path in the config object and file */
@@ -153,7 +155,7 @@ export const OPTIONS: OptionSpec[] = [
   { path: 'capture.hepServer', flag: '--hep', env: 'DIALCORE_HEP', kind: 'hostport', help: 'HEP3 capture server ip:port (UDP, e.g. Homer\'s heplify-server): every SIP message the edge sends and receives; unset = off' },
   { path: 'capture.hepAgentId', flag: '--hep-agent-id', env: 'DIALCORE_HEP_AGENT_ID', kind: 'int', min: 0, max: 4_294_967_295, help: 'HEP capture agent id of this instance' },
   { path: 'capture.hepPassword', flag: '--hep-password', env: 'DIALCORE_HEP_PASSWORD', kind: 'secret', help: 'HEP auth key, when the capture server asks for one' },
-  { path: 'cluster.instanceAddress', flag: '--instance-address', env: 'DIALCORE_INSTANCE_ADDRESS', kind: 'hostport', help: 'several instances on one Redis: this instance\'s SIP address (ip:port, UDP) that the others send calls for its registrations to; needs the shared --nonce-secret' },
+  { path: 'cluster.instanceAddress', flag: '--instance-address', env: 'DIALCORE_INSTANCE_ADDRESS', kind: 'instance-address', help: 'several instances on one Redis: this instance\'s SIP address that the others send calls for its registrations to, ip:port (UDP) or tcp:ip:port (one of its listeners); needs the shared --nonce-secret' },
   { path: 'shutdown.drainSeconds', flag: '--drain-seconds', env: 'DIALCORE_DRAIN_SECONDS', kind: 'int', min: 0, max: 86_400, help: 'on SIGTERM: seconds live calls may go on while new registrations and calls get 503 (0 = end them at once)' },
   { path: 'edge.thread', flag: '--edge-thread', env: 'DIALCORE_EDGE_THREAD', kind: 'bool', help: 'start: run the SIP edge on a thread of its own, on a second core (true, the default), or on the app\'s thread (false)' },
   { path: 'log.level', flag: '--log-level', env: 'DIALCORE_LOG_LEVEL', kind: 'level', help: 'trace, debug, info, warn, error, fatal or silent' },
@@ -267,6 +269,15 @@ function coerce(spec: OptionSpec, raw: unknown): { value?: unknown; error?: stri
       if (typeof raw !== 'string') return { error: 'must be a "host:port" string' };
       const hp = parseHostPort(raw);
       return typeof hp === 'string' ? { error: hp } : { value: hp };
+    }
+    case 'instance-address': {
+      if (typeof raw !== 'string') return { error: 'must be an "ip:port" or "tcp:ip:port" string' };
+      const m = /^(?:([A-Za-z]+):)?(.+)$/.exec(raw.trim());
+      const protocol = m?.[1]?.toLowerCase() ?? 'udp';
+      if (protocol !== 'udp' && protocol !== 'tcp') return { error: `transport must be udp or tcp, got "${protocol}"` };
+      const hp = parseHostPort(m?.[2] ?? '');
+      if (typeof hp === 'string') return { error: `${hp}, optionally after udp: or tcp:` };
+      return { value: { protocol, ...hp } };
     }
     case 'hostport-list': {
       const out: HostPort[] = [];
@@ -467,7 +478,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       hepAgentId: (c.capture?.hepAgentId as number | undefined) ?? 2001,
       hepPassword: (c.capture?.hepPassword as string | undefined) ?? '',
     },
-    cluster: { instanceAddress: (c.cluster?.instanceAddress as HostPort | undefined) ?? null },
+    cluster: { instanceAddress: (c.cluster?.instanceAddress as InstanceAddress | undefined) ?? null },
     shutdown: { drainSeconds: (c.shutdown?.drainSeconds as number | undefined) ?? 30 },
     edge: { thread: (c.edge?.thread as boolean | undefined) ?? true },
     log: { level: (c.log?.level as string | undefined) ?? 'info' },
