@@ -230,7 +230,9 @@ async function launchSipp(plan: StepPlan, group: PhoneGroup, rate: number, calls
     '-timeout', `${Math.ceil(plan.durationS + 30)}s`,
   ];
   if (plan.maxInFlightPerGroup !== undefined) args.push('-l', String(plan.maxInFlightPerGroup));
-  if (plan.latency) args.push('-trace_rtt', '-rtt_freq', '200');
+  // -rtt_freq 1: SIPp writes each response time as the call ends; with a larger value it drops the last
+  // (up to freq - 1) calls' times at exit, the end of every step
+  if (plan.latency) args.push('-trace_rtt', '-rtt_freq', '1');
   const service = spawnService({ name: 'sipp-bench', command: 'sipp', args, separateStderr: true });
   return { service, media, controlPort };
 }
