@@ -10,6 +10,8 @@ import { startCallFeature, validateCallConfig, CallConfigError } from './app/cal
 import type { Logger } from 'pino';
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { isWildcardAddress } from './edge/transport/addresses.js';
 import { fileURLToPath } from 'node:url';
 import { uriHost } from './app/sip/uri-host.js';
 import { useEnvironmentSnapshot } from './app/sip/srf.js';
@@ -75,11 +77,19 @@ function instanceAddressUri(address: InstanceAddress): string {
 function checkInstanceAddressListens(config: DialcoreConfig): void {
   const address = config.cluster.instanceAddress;
   if (!address) return;
-  const wildcard = (host: string) => host === '0.0.0.0' || host === '::';
-  const listens = config.sip.listen.some((l) => l.protocol === address.protocol && l.port === address.port && (l.host === address.host || wildcard(l.host)));
+  const listens = config.sip.listen.some((l) => l.protocol === address.protocol && l.port === address.port && (l.host === address.host || isWildcardAddress(l.host)));
   if (!listens) {
     throw new ConfigError([{ field: 'cluster.instanceAddress', message: `${address.protocol}:${address.host}:${address.port} is not one of this instance's SIP listeners (sip.listen)` }]);
   }
+}
+
+/**
+ * Where the other instances reach this instance's HTTP API (control commands for its sessions and calls):
+ * its listening host, or for a wildcard bind the instance address's host (else the host name).
+ */
+function advertisedApiHost(config: DialcoreConfig): string {
+  const listen = config.http.listen.host;
+  return isWildcardAddress(listen) ? (config.cluster.instanceAddress?.host ?? hostname()) : listen;
 }
 
 /** Everything the core app needs, checked before anything starts. */
@@ -110,7 +120,7 @@ async function runApp(config: DialcoreConfig, logger: Logger, drachtio = config.
       redisCluster: { rootNodes: config.redis.clusterNodes, ...(config.redis.password ? { password: config.redis.password } : {}) },
     } : {}),
     // extra app workers (DIALCORE_APP_WORKER=1) leave HTTP to the first process
-    http: process.env.DIALCORE_APP_WORKER === '1' ? null : { ...config.http.listen, adminToken: config.http.adminToken },
+    http: process.env.DIALCORE_APP_WORKER === '1' ? null : { ...config.http.listen, adminToken: config.http.adminToken, advertisedHost: advertisedApiHost(config) },
     registrar: config.registrar,
     logger: logger.child({ component: 'core' }),
   }, ({ srf, services }) => startCallFeature({ srf, services, logger: logger.child({ component: 'calls' }) }, {

@@ -9,11 +9,11 @@
  *  - the admin HTTP API, /metrics, /healthz, /livez and /readyz
  *  - graceful drain on SIGTERM (drain()): 503 + Retry-After to new requests while live calls finish
  */
-import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { connectSrf, createSrf, onFlowClosed, sendFinalResponse, type SipMethod, type Srf, type SrfRequest, type SrfResponse, type RequestHandler } from './sip/srf.js';
 import { allowHeader, supportedHeader } from './sip/capabilities.js';
+import { uriHost } from './sip/uri-host.js';
 import { connectRedis } from './users/redis-connection.js';
 import { startRegistrarServices, type RegistrarServices } from './registrar/services.js';
 import type { DigestAlgorithm } from './auth/ha1.js';
@@ -46,7 +46,11 @@ export interface CoreOptions {
   /** A Redis Cluster (some of its nodes) instead of the single server of redisUrl. */
   redisCluster?: { rootNodes: Array<{ host: string; port: number }>; password?: string };
   /** null: no admin API in this process (an extra app worker of `dialcore start --app-workers`) */
-  http: { host: string; port: number; adminToken: string } | null;
+  /**
+   * `advertisedHost`: where the other instances reach this API (the apiUrl they forward control commands
+   * to); default the listening host.
+   */
+  http: { host: string; port: number; adminToken: string; advertisedHost?: string } | null;
   registrar: {
     realm: string;
     nonceSecret: string;
@@ -188,11 +192,8 @@ export async function startCore(
     : null;
   if (admin) {
     log.info({ http: `${admin.host}:${admin.port}` }, 'admin API, /metrics and /healthz listening');
-    // where the other instances send control commands for this one's sessions and calls: a wildcard
-    // bind is reached at the instance's cluster address (or its host name)
-    const wildcard = admin.host === '0.0.0.0' || admin.host === '::';
-    const apiHost = wildcard ? (opts.instanceAddress?.replace(/;.*$/, '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1') ?? hostname()) : admin.host;
-    feature?.apiListening?.(`http://${apiHost.includes(':') ? `[${apiHost}]` : apiHost}:${admin.port}`);
+    // where the other instances send control commands for this one's sessions and calls
+    feature?.apiListening?.(`http://${uriHost(opts.http?.advertisedHost ?? admin.host)}:${admin.port}`);
   }
 
   return {
