@@ -17,7 +17,7 @@
  * Everything from the network is untrusted: a malformed request gets a 4xx, an internal failure
  * a 500, and nothing here throws past the handler.
  */
-import { FORWARD_HEADER, type ForwardedFlow, type ForwardSigner, type InstanceHeartbeat } from '../cluster/instance-forward.js';
+import { FORWARD_HEADER, type ForwardedFlow, type InstanceForwarding } from '../cluster/instance-forward.js';
 import type { Logger } from 'pino';
 import { isScannerUserAgent } from '../registrar/abuse.js';
 import { parseDigestCredentials, type DigestAuthenticator, type DigestCredentials } from '../auth/digest.js';
@@ -95,12 +95,7 @@ export interface CallRouterDeps {
    * Several instances (src/app/cluster): bindings held by another instance are reached through it,
    * and an INVITE another instance forwarded (valid X-Dialcore-Forward) is relayed to its flow.
    */
-  forward?: {
-    instanceAddress: string;
-    signer: ForwardSigner;
-    heartbeat: Pick<InstanceHeartbeat, 'alive'>;
-    relay(req: SrfRequest, res: SrfResponse, flow: ForwardedFlow): Promise<void>;
-  } | null;
+  forward?: (InstanceForwarding & { relay(req: SrfRequest, res: SrfResponse, flow: ForwardedFlow): Promise<void> }) | null;
   logger?: Logger;
 }
 

@@ -14,7 +14,7 @@ import type { MaskStyle } from '../policies/index.js';
 import type { UserRecord } from '../users/types.js';
 import type { CallPlan, CallTarget } from './call-session.js';
 import { calleeIdentity, type CallerPresentation } from './call-rules.js';
-import { deliveryFor, type ForwardSigner, type InstanceHeartbeat } from '../cluster/instance-forward.js';
+import { deliveryFor, type InstanceForwarding } from '../cluster/instance-forward.js';
 
 export interface BindingLister {
   list(userId: string): Promise<Binding[]>;
@@ -29,7 +29,7 @@ export interface UserCallOptions {
   /** Users on the caller's side (an internal call's caller), for kick-off and listings. */
   callerUserIds?: readonly string[];
   /** Several instances: bindings held by another one are reached through it (src/app/cluster). */
-  forward?: { instanceAddress: string; signer: ForwardSigner; heartbeat: Pick<InstanceHeartbeat, 'alive'> } | null;
+  forward?: InstanceForwarding | null;
 }
 
 export type UserCallPlan = { ok: true; plan: CallPlan } | { ok: false; status: number; reason: string };
@@ -73,7 +73,7 @@ export async function planUserCall(user: UserRecord, caller: CallerPresentation,
       }
       if (bindings.length === 0) return UNAVAILABLE;
       const targets: CallTarget[] = bindings.map((binding) => {
-        const delivery = deliveryFor(binding, { instanceAddress: options.forward?.instanceAddress ?? null, signer: options.forward?.signer ?? null });
+        const delivery = deliveryFor(binding, options.forward ?? null);
         return { uri: binding.contact, proxy: delivery.proxy, headers: { ...identity.headers, ...delivery.headers }, label: `binding:${binding.id}` };
       });
       return { ok: true, plan: { ...base, bLegKind: user.connectionMethod === 'webrtc' ? 'webrtc' : 'plain', groups: [targets] } };

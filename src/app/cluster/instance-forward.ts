@@ -70,13 +70,20 @@ export class ForwardSigner {
   }
 }
 
-/** Where a binding is delivered from: this instance (its own flow) or the instance that holds it. */
+/** What an instance placing calls needs to reach registrations held elsewhere: its own address, the signer, the others' liveness. */
+export interface InstanceForwarding {
+  instanceAddress: string;
+  signer: ForwardSigner;
+  heartbeat: Pick<InstanceHeartbeat, 'alive'>;
+}
+
+/** Where a binding is delivered from: this instance (its own flow) or the instance that holds it (`self` null: a single instance). */
 export function deliveryFor(
   binding: { userId: string; flow: BindingFlow; edge?: string | null },
-  self: { instanceAddress: string | null; signer: ForwardSigner | null },
+  self: Pick<InstanceForwarding, 'instanceAddress' | 'signer'> | null,
 ): { proxy: string; headers: SipHeaders } {
   const own = flowUri(binding.flow);
-  if (!binding.edge || !self.instanceAddress || !self.signer || binding.edge === self.instanceAddress) return { proxy: own, headers: {} };
+  if (!binding.edge || !self || binding.edge === self.instanceAddress) return { proxy: own, headers: {} };
   return {
     proxy: `sip:${binding.edge}`,
     headers: { [FORWARD_HEADER]: self.signer.sign({ address: binding.flow.address, port: binding.flow.port, transport: binding.flow.transport, userId: binding.userId }) },

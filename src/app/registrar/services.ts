@@ -22,7 +22,7 @@ import { FlowBindings } from './flow-bindings.js';
 import { NatKeepalive, type NatKeepaliveOptions } from './nat-keepalive.js';
 import type { Srf } from '../sip/srf.js';
 import { KickHandler, type SessionDirectory, type SessionTerminator } from './kick.js';
-import { ForwardSigner, InstanceHeartbeat } from '../cluster/instance-forward.js';
+import { ForwardSigner, InstanceHeartbeat, type InstanceForwarding } from '../cluster/instance-forward.js';
 import { Registrar, createRegistrar, type RegisterRequest, type RegisterResponse } from './registrar.js';
 
 export interface RegistrarServicesOptions {
@@ -65,7 +65,7 @@ export interface RegistrarServices {
   /** bindings per connection flow: call flowClosed() when the SIP server reports a connection gone */
   flows: FlowBindings;
   /** Calls to bindings held by another instance go through it (src/app/cluster); null on a single instance. */
-  forward: { instanceAddress: string; signer: ForwardSigner; heartbeat: InstanceHeartbeat } | null;
+  forward: (InstanceForwarding & { heartbeat: InstanceHeartbeat }) | null;
   /** NAT keep-alive of UDP bindings, when configured */
   keepalive: NatKeepalive | null;
   /** For srf.register(...). */
