@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { Gauge } from 'prom-client';
 import { metricsRegistry } from '../observability/metrics.js';
 import { optionsProbe } from '../sip/options-probe.js';
+import { forEachConcurrently } from '../../shared/concurrency.js';
 import type { Srf } from '../sip/srf.js';
 import type { PublicUser } from '../users/types.js';
 import { HttpError, send, type ApiRoute } from '../admin/server.js';
@@ -94,14 +95,9 @@ export class PbxMonitor {
       } while (cursor && !this.stopped);
       const wanted = new Set(targets.map((t) => t.userId));
       for (const userId of this.state.keys()) if (!wanted.has(userId)) this.state.delete(userId);
-      let next = 0;
-      const worker = async (): Promise<void> => {
-        while (next < targets.length && !this.stopped) {
-          const target = targets[next++]!;
-          this.record(target.userId, target.uri, await optionsProbe(this.srf, target.uri, this.opts.timeoutMs ?? 5000));
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(this.opts.maxInFlight ?? 50, targets.length) }, worker));
+      await forEachConcurrently(targets, this.opts.maxInFlight ?? 50, async (target) => {
+        this.record(target.userId, target.uri, await optionsProbe(this.srf, target.uri, this.opts.timeoutMs ?? 5000));
+      }, () => this.stopped);
       const up = this.all().filter((h) => h.up).length;
       pbxHealthGauge.set({ state: 'up' }, up);
       pbxHealthGauge.set({ state: 'down' }, this.state.size - up);

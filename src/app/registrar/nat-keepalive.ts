@@ -15,6 +15,7 @@ import type { Logger } from '../observability/logger.js';
 import { natKeepalivePings, natKeepaliveDrops } from '../observability/metrics.js';
 import type { Srf } from '../sip/srf.js';
 import { optionsProbe } from '../sip/options-probe.js';
+import { forEachConcurrently } from '../../shared/concurrency.js';
 import { flowUri, type BindingStore, type RegisteredContact } from './binding-store.js';
 
 export interface NatKeepaliveOptions {
@@ -132,11 +133,7 @@ export class NatKeepalive {
           else due.push(entry);
         }
       }
-      let next = 0;
-      const worker = async (): Promise<void> => {
-        while (next < due.length && !this.stopped) await this.pingOne(due[next++]!);
-      };
-      await Promise.all(Array.from({ length: Math.min(this.maxInFlight, due.length) }, worker));
+      await forEachConcurrently(due, this.maxInFlight, (entry) => this.pingOne(entry), () => this.stopped);
     } finally {
       this.running = false;
     }
