@@ -214,9 +214,7 @@ class DialInCall {
    * (so the agent session publishes them) until the leg ends.
    */
   private handOver(): void {
-    this.leg.off('ended', this.onEnded);
-    this.leg.off('dtmf', this.onKey);
-    this.ivr.cancel();
+    this.stopIvr();
     if (!this.listeningForEvents) return;
     this.listeningForEvents = false;
     const callId = this.leg.media.callId;
@@ -227,13 +225,18 @@ class DialInCall {
 
   /** Stops listening for digits (the call is gone, or handed over). Idempotent. */
   async release(): Promise<void> {
-    this.leg.off('ended', this.onEnded);
-    this.leg.off('dtmf', this.onKey);
-    this.ivr.cancel();
+    this.stopIvr();
     if (this.listeningForEvents) {
       this.listeningForEvents = false;
       await this.service.options.dtmf.unlisten(this.leg.media.callId).catch(() => undefined);
     }
+  }
+
+  /** The IVR stops and no longer hears the leg's keys or its end. */
+  private stopIvr(): void {
+    this.leg.off('ended', this.onEnded);
+    this.leg.off('dtmf', this.onKey);
+    this.ivr.cancel();
   }
 
   async abort(): Promise<void> {

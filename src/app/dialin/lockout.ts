@@ -88,9 +88,9 @@ export class DialInLockouts {
     for await (const key of this.redis.scanKeys(`${prefix}*`)) {
       const match = key.startsWith(prefix) ? /^(id|caller):(.+)$/.exec(key.slice(prefix.length)) : null;
       if (!match || seen.has(key)) continue;
+      seen.add(key); // SCAN may return a key twice: its state is read once
       const { failures, lockedForMs } = await this.state(key);
       if (lockedForMs <= 0) continue;
-      seen.add(key); // SCAN may return a key twice
       out.push({ kind: match[1] as LockoutKind, value: match[2]!, failures, expiresInSeconds: Math.ceil(lockedForMs / 1000) });
       if (out.length >= 10_000) break;
     }

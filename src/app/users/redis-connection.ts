@@ -42,12 +42,17 @@ const COMMANDS_QUEUE_MAX = 100_000;
 const DISABLE_OFFLINE_QUEUE = true;
 const reconnectStrategy = (retries: number): number => Math.min(retries * 100, 2000);
 
+/** A listener logging a connection's errors at warn (node-redis reconnects by itself). */
+function warnOn(log: Logger, what: string): (err: unknown) => void {
+  return (err) => log.warn({ err: err instanceof Error ? err.message : String(err) }, what);
+}
+
 export async function connectRedis(target: RedisTarget, log: Logger): Promise<RedisConnection> {
   if (target.kind === 'server') {
     const client = createClient({
       url: target.url, commandsQueueMaxLength: COMMANDS_QUEUE_MAX, disableOfflineQueue: DISABLE_OFFLINE_QUEUE, socket: { reconnectStrategy },
     });
-    client.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
+    client.on('error', warnOn(log, 'redis connection error'));
     await client.connect();
     return { client, close: async () => void (await client.quit().catch(() => undefined)) };
   }
@@ -63,7 +68,7 @@ export async function connectRedis(target: RedisTarget, log: Logger): Promise<Re
     },
     sentinelClientOptions: { socket: { reconnectStrategy } },
   });
-  sentinel.on('error', (err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'redis sentinel error'));
+  sentinel.on('error', warnOn(log, 'redis sentinel error'));
   sentinel.on('topology-change', (event: unknown) => log.info({ event: topologyEvent(event) }, 'redis sentinel topology change'));
   await sentinel.connect();
   const client: NodeRedisClient = {
@@ -94,9 +99,8 @@ async function connectCluster(target: Extract<RedisTarget, { kind: 'cluster' }>,
     useReplicas: false,
     topologyRefreshOnReconnectionAttemptStrategy: TOPOLOGY_REFRESH_MS,
   });
-  const warn = (what: string) => (err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, what);
-  cluster.on('error', warn('redis cluster error'));
-  cluster.on('node-error', warn('redis cluster node error'));
+  cluster.on('error', warnOn(log, 'redis cluster error'));
+  cluster.on('node-error', warnOn(log, 'redis cluster node error'));
   await cluster.connect();
   const client: NodeRedisClient = {
     // isReadonly false: to the slot's master

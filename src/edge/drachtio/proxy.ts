@@ -226,9 +226,7 @@ export class StatefulProxy {
     if (!top || !isOwnRecordRoute(top.uri.params)) return false;
     void (async () => {
       const forwarded = req.clone();
-      // §16.4: our URI as the top Route is removed
-      const i = forwarded.headers.findIndex((h) => h.name.toLowerCase() === 'route');
-      forwarded.headers.splice(i, 1);
+      removeTopRoute(forwarded); // §16.4: our URI as the top Route is removed
       const maxForwards = Number(req.get('Max-Forwards') ?? '70');
       if (maxForwards <= 0) {
         stx?.respond(buildResponse(req, 483, 'Too Many Hops')).catch(() => undefined);
@@ -268,10 +266,7 @@ export class StatefulProxy {
     // §16.4: a top Route naming us (a request sent to us with our Record-Route of an earlier hop) is removed
     const top = message.get('Route');
     const parsedTop = top ? parseNameAddr(top) : null;
-    if (parsedTop && isOwnRecordRoute(parsedTop.uri.params)) {
-      const i = message.headers.findIndex((h) => h.name.toLowerCase() === 'route');
-      message.headers.splice(i, 1);
-    }
+    if (parsedTop && isOwnRecordRoute(parsedTop.uri.params)) removeTopRoute(message);
     // §16.6 step 6-7: a remaining Route set decides the next hop, otherwise the Request-URI
     const route = message.get('Route');
     const routeTo = route ? (parseNameAddr(route)?.rawUri ?? destination) : destination;
@@ -303,6 +298,12 @@ const RR_PARAM = 'dcproxy';
 /** Our Record-Route URI (§16.6 step 4): loose routing (lr), marked so the dialog's later requests are known as ours. */
 function recordRouteFor(local: LocalAddress): string {
   return `<sip:${hostForUri(local.host)}:${local.port}${uriTransportParam(local.protocol)};lr;${RR_PARAM}>`;
+}
+
+/** Drops the first Route header line: the top Route, ours, in the requests this proxy routes. */
+function removeTopRoute(message: SipMessage): void {
+  const i = message.headers.findIndex((h) => h.name.toLowerCase() === 'route');
+  if (i >= 0) message.headers.splice(i, 1);
 }
 
 function isOwnRecordRoute(params: Params): boolean {
