@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createClient } from 'redis';
 import { freePort, runSipp, startRedis, startRtpengine, startSippServer, type RedisServer, type RtpengineServer, type SippServer } from '../sip-tests/harness/index.js';
-import { startDialcoreProcess, type DialcoreProcess } from '../sip-tests/fixtures/cli-process.js';
+import { startLoopbackCore, type DialcoreProcess } from '../sip-tests/fixtures/cli-process.js';
 import { CARRIER_IP } from '../sip-tests/calls/call-stack.js';
 import { Redis } from '../src/app/users/redis.js';
 import { UserStore } from '../src/app/users/user-store.js';
@@ -127,16 +127,14 @@ interface HopCost {
 
 async function startInstance(name: Instance['name'], ip: string, configFile: string, redis: RedisServer, rtpengine: RtpengineServer): Promise<Instance> {
   const sipPort = await freePort();
-  const httpPort = await freePort();
-  const httpBase = `http://${ip}:${httpPort}`;
-  const proc = await startDialcoreProcess([
-    'start', '--sip', `udp:${ip}:${sipPort}`, '--admin', `${ip}:${await freePort()}`, '--http', `${ip}:${httpPort}`,
-    '--redis', redis.url, '--rtpengine', `127.0.0.1:${rtpengine.ngPort}`,
-    '--realm', REALM, '--domain', REALM, '--nonce-secret', NONCE_SECRET, '--instance-address', `${ip}:${sipPort}`,
-    '--log-level', 'error',
-    // diagnostics: BENCH_CLUSTER_HEP=127.0.0.1:<port> sends every SIP message both instances see to a HEP3 listener
-    ...(process.env.BENCH_CLUSTER_HEP ? ['--hep', process.env.BENCH_CLUSTER_HEP, '--hep-agent-id', name === 'A' ? '1' : '2'] : []),
-  ], { DIALCORE_ADMIN_TOKEN: ADMIN_TOKEN, DIALCORE_SECRET: `cluster-bench-drachtio-${name}`, DIALCORE_CONFIG: configFile }, httpBase);
+  const { core: proc, httpBase } = await startLoopbackCore({
+    host: ip, sipPort, redis: ['--redis', redis.url], rtpengineNgPort: rtpengine.ngPort, token: ADMIN_TOKEN, env: { DIALCORE_CONFIG: configFile },
+    extraArgs: [
+      '--realm', REALM, '--domain', REALM, '--nonce-secret', NONCE_SECRET, '--instance-address', `${ip}:${sipPort}`, '--log-level', 'error',
+      // diagnostics: BENCH_CLUSTER_HEP=127.0.0.1:<port> sends every SIP message both instances see to a HEP3 listener
+      ...(process.env.BENCH_CLUSTER_HEP ? ['--hep', process.env.BENCH_CLUSTER_HEP, '--hep-agent-id', name === 'A' ? '1' : '2'] : []),
+    ],
+  });
   if (proc.child.pid === undefined) throw new Error(`instance ${name} has no pid`);
   return { name, ip, sipPort, httpBase, process: proc, pid: proc.child.pid };
 }

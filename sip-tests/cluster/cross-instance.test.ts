@@ -14,7 +14,7 @@ import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, runSipp, startRedis, startRtpengine, startSippServer, waitUntil, type RedisServer, type RtpengineServer, type SippServer } from '../harness/index.js';
 import { startBrowser, type Webphone, type WebphoneBrowser } from '../harness/browser.js';
-import { startDialcoreProcess, type DialcoreProcess } from '../fixtures/cli-process.js';
+import { startLoopbackCore, type DialcoreProcess } from '../fixtures/cli-process.js';
 import { makeSelfSignedCert } from '../fixtures/stack.js';
 import { headerValues } from '../calls/sipp-trace.js';
 import { CARRIER_IP } from '../calls/call-stack.js';
@@ -50,17 +50,15 @@ async function relaysLive(instance: Instance): Promise<number> {
 async function startInstance(name: string, ip: string, configFile: string, cert: { certFile: string; keyFile: string }, reachedOver: 'udp' | 'tcp' = 'udp'): Promise<Instance> {
   const sipPort = await freePort();
   const wssPort = await freePort();
-  const httpPort = await freePort();
-  const httpBase = `http://${ip}:${httpPort}`;
-  const process = await startDialcoreProcess([
-    'start', ...(reachedOver === 'udp' ? ['--sip', `udp:${ip}:${sipPort}`] : []), '--sip', `tcp:${ip}:${sipPort}`, '--sip', `wss:${ip}:${wssPort}`,
-    '--tls-cert', cert.certFile, '--tls-key', cert.keyFile,
-    '--admin', `${ip}:${await freePort()}`, '--http', `${ip}:${httpPort}`,
-    '--redis', redis.url, '--rtpengine', `127.0.0.1:${rtpengine.ngPort}`,
-    '--realm', REALM, '--domain', REALM, '--nonce-secret', NONCE_SECRET, '--instance-address', `${reachedOver}:${ip}:${sipPort}`,
-    '--log-level', 'warn',
-  ], { DIALCORE_ADMIN_TOKEN: TOKEN, DIALCORE_SECRET: `cluster-test-drachtio-${name}`, DIALCORE_CONFIG: configFile }, httpBase);
-  return { name, ip, sipPort, wssPort, httpBase, process };
+  const { core, httpBase } = await startLoopbackCore({
+    host: ip, sipPort, redis: ['--redis', redis.url], rtpengineNgPort: rtpengine.ngPort, token: TOKEN, env: { DIALCORE_CONFIG: configFile },
+    sipListeners: (port) => [...(reachedOver === 'udp' ? [`udp:${ip}:${port}`] : []), `tcp:${ip}:${port}`, `wss:${ip}:${wssPort}`],
+    extraArgs: [
+      '--tls-cert', cert.certFile, '--tls-key', cert.keyFile, '--realm', REALM, '--domain', REALM,
+      '--nonce-secret', NONCE_SECRET, '--instance-address', `${reachedOver}:${ip}:${sipPort}`, '--log-level', 'warn',
+    ],
+  });
+  return { name, ip, sipPort, wssPort, httpBase, process: core };
 }
 
 beforeAll(async () => {

@@ -26,7 +26,7 @@ beforeAll(async () => {
   const cert = makeSelfSignedCert();
   ({ core } = await startLoopbackCore({
     redis: ['--redis', redis.url], rtpengineNgPort: rtpengine.ngPort, token: TOKEN,
-    sipListeners: () => [`wss:${HOST}:${wssPort}`],
+    sipListeners: (sipPort) => [`udp:${HOST}:${sipPort}`, `wss:${HOST}:${wssPort}`],
     extraArgs: ['--tls-cert', cert.certFile, '--tls-key', cert.keyFile, '--log-level', 'warn'],
   }));
   browser = await startBrowser();
